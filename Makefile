@@ -1,0 +1,24 @@
+# make test: set up the development host (idempotent) and run the whole suite.
+# make demo: set up, then run the demo on the small model we ship.
+PY := .venv/bin/python
+
+.PHONY: setup test lint demo bench clean-host
+
+setup:
+	bash scripts/setup_host.sh
+
+lint: setup
+	$(PY) -m ruff check adacache nodes tests benchmarks scripts __init__.py
+
+test: setup
+	$(PY) -m ruff check adacache nodes tests benchmarks scripts __init__.py
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_wan.py
+
+demo: setup
+	$(PY) scripts/demo.py
+
+clean-host:
+	rm -rf .venv .host

@@ -1,0 +1,12 @@
+"""AdaCache for ComfyUI: adaptive caching (and MoReg) for video diffusion transformers."""
+
+WEB_DIRECTORY = "./web"
+
+try:
+    import comfy  # noqa: F401  (registration only inside a ComfyUI host)
+except ImportError:
+    pass
+else:
+    from .nodes.adacache_nodes import comfy_entrypoint  # noqa: F401
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

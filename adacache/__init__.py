@@ -1,0 +1,28 @@
+"""AdaCache core: pure torch, never imports ComfyUI."""
+
+from .codebook import PRESETS, Codebook, CodebookError, calibrated_codebook, preset_codebook
+from .families import FAMILIES, Family, UnsupportedModelError, block_keys, family_for
+from .metrics import METRICS, motion_score, relative_distance
+from .moreg import MoRegSettings, MotionRegularizer
+from .runtime import (
+    COMPUTE,
+    PASSTHROUGH,
+    PRESET_CHOICES,
+    REUSE,
+    AdaCacheConfig,
+    AdaCacheRun,
+    MetricBlocksError,
+    format_summary,
+    format_trace,
+    parse_metric_blocks,
+)
+from .schedule import CacheSchedule, StepRecord, equivalent_steps, preview_schedule, step_of_sigma
+
+__all__ = [
+    "COMPUTE", "FAMILIES", "METRICS", "PASSTHROUGH", "PRESETS", "PRESET_CHOICES", "REUSE",
+    "AdaCacheConfig", "AdaCacheRun", "CacheSchedule", "Codebook", "CodebookError", "Family",
+    "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord",
+    "UnsupportedModelError", "block_keys", "calibrated_codebook", "equivalent_steps",
+    "family_for", "format_summary", "format_trace", "motion_score", "parse_metric_blocks",
+    "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
+]

@@ -1,0 +1,56 @@
+"""Motion Regularization: scales the distance by normalised motion and its gradient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MoRegSettings:
+    """Reference constants by default (algorithm.md section 5)."""
+
+    enabled: bool = True
+    strides: tuple[int, ...] = (1,)
+    norm_a: float = 0.385  # m' = (m / a) ** p / b
+    norm_p: float = 8.0
+    norm_b: float = 1.0
+    gradient_scale: float = 10.0  # mg = g * (m' - m'_prev) / k
+    window_start: float = 0.1  # fraction of steps: active for start <= step / N < end
+    window_end: float = 0.9
+
+    def __post_init__(self):
+        if not self.strides or any(int(s) != s or s < 1 for s in self.strides):
+            raise ValueError(f"MoReg strides must be integers >= 1, got {self.strides!r}")
+        if self.norm_a <= 0 or self.norm_b <= 0:
+            raise ValueError("MoReg norm_a and norm_b must be > 0")
+        if not 0.0 <= self.window_start <= self.window_end <= 1.0:
+            raise ValueError(
+                f"MoReg window must satisfy 0 <= start <= end <= 1, got "
+                f"{self.window_start}..{self.window_end}"
+            )
+
+    def window_steps(self, n_steps: int) -> tuple[int, int]:
+        return round(self.window_start * n_steps), round(self.window_end * n_steps)
+
+
+@dataclass
+class MotionRegularizer:
+    """Per-run MoReg state: turns a motion score into the factor ``m' + |mg|``."""
+
+    settings: MoRegSettings
+    n_steps: int
+    previous_normalized: float | None = field(default=None)
+
+    def factor(self, step: int, motion: float | None, gap: int) -> tuple[float, float | None]:
+        """Returns (factor to multiply the distance by, normalised motion m' or None)."""
+        start, end = self.settings.window_steps(self.n_steps)
+        if motion is None or not (start <= step < end):
+            self.previous_normalized = None
+            return 1.0, None
+        s = self.settings
+        normalized = (motion / s.norm_a) ** s.norm_p / s.norm_b
+        gradient = 0.0
+        if self.previous_normalized is not None:
+            gradient = s.gradient_scale * (normalized - self.previous_normalized) / max(gap, 1)
+        self.previous_normalized = normalized
+        return normalized + abs(gradient), normalized

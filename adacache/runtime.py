@@ -1,0 +1,336 @@
+"""One sampling run of AdaCache: per-stream caches and the block-stack hooks.
+
+The ComfyUI layer calls ``begin_call``/``end_call`` around every model evaluation, routes every
+block of the stack through ``block``, the stack output through ``stack_output`` and side
+modules through ``side_module``. Pure torch; interrupts and logging are injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
+from .families import Family
+from .metrics import METRICS, motion_score, relative_distance
+from .moreg import MoRegSettings
+from .schedule import CacheSchedule, StepRecord, step_of_sigma
+
+COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
+PRESET_CHOICES = ("fast", "medium", "slow", "custom")
+log = logging.getLogger("AdaCache")
+
+
+class MetricBlocksError(ValueError):
+    pass
+
+
+def parse_metric_blocks(spec: str, n_blocks: int) -> tuple[int, ...]:
+    """'middle' (n // 2), 'first', 'last', or comma-separated indices (negative from the end)."""
+    named = {"middle": n_blocks // 2, "mid": n_blocks // 2, "first": 0, "last": n_blocks - 1}
+    out: list[int] = []
+    for i, part in enumerate(str(spec).split(",")):
+        part = part.strip().lower()
+        if part in named:
+            index = named[part]
+        else:
+            try:
+                index = int(part)
+            except ValueError:
+                raise MetricBlocksError(
+                    f"metric block entry {i + 1} ({part!r}) is not 'middle', 'first', 'last' "
+                    "or a block index"
+                ) from None
+            if index < 0:
+                index += n_blocks
+        if not 0 <= index < n_blocks:
+            raise MetricBlocksError(
+                f"metric block entry {i + 1} ({part!r}) is outside the stack of {n_blocks} blocks"
+            )
+        if index not in out:
+            out.append(index)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class AdaCacheConfig:
+    preset: str = "fast"
+    codebook: Codebook | None = None  # used when preset == "custom"
+    moreg: MoRegSettings | None = None
+    metric: str = "l1"
+    metric_blocks: str = "middle"
+    start_percent: float = 0.0  # caching allowed from this fraction of the noise schedule ...
+    end_percent: float = 1.0  # ... up to this one
+    verbose: bool = False
+
+    def __post_init__(self):
+        if self.preset not in PRESET_CHOICES:
+            raise CodebookError(f"unknown preset {self.preset!r}; choose {PRESET_CHOICES}")
+        if self.preset == "custom" and self.codebook is None:
+            raise CodebookError(
+                "preset 'custom' needs a codebook: connect a Codebook Editor to 'codebook'"
+            )
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose one of {METRICS}")
+        if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
+            raise ValueError("need 0 <= start_percent <= end_percent <= 1")
+
+    def codebook_for(self, steps: float) -> Codebook:
+        if self.preset == "custom":
+            return self.codebook
+        return preset_codebook(self.preset, steps)
+
+
+@dataclass
+class StreamCache:
+    """What one stream (one cond entry: positive, negative, ...) keeps between steps."""
+
+    residual: torch.Tensor | None = None  # stack output - stack input at the last compute
+    metric: dict[int, torch.Tensor] = field(default_factory=dict)  # metric-block residuals
+    metric_step: int | None = None
+
+    def nbytes(self) -> int:
+        tensors = [self.residual, *self.metric.values()]
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+@dataclass
+class CallContext:
+    mode: str
+    stream_keys: list
+    latent_shape: tuple[int, ...]
+    record: StepRecord | None = None
+    stack_input: torch.Tensor | None = None
+    metric_residuals: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class AdaCacheRun:
+    def __init__(
+        self,
+        config: AdaCacheConfig,
+        family: Family,
+        n_blocks: int,
+        sigmas: list[float],
+        steps_for_codebook: float | None = None,
+        cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
+        check_interrupt: Callable[[], None] = lambda: None,
+    ):
+        self.config = config
+        self.family = family
+        self.n_blocks = n_blocks
+        self.metric_positions = parse_metric_blocks(config.metric_blocks, n_blocks)
+        n_steps = max(len(sigmas) - 1, 1)
+        self.steps_for_codebook = steps_for_codebook or n_steps
+        self.codebook = config.codebook_for(self.steps_for_codebook)
+        self.schedule = CacheSchedule(sigmas, self.codebook, config.moreg, cache_sigma_range)
+        self.check_interrupt = check_interrupt
+        self.streams: dict[object, StreamCache] = {}
+        self.call: CallContext | None = None
+        self.stack_runs = 0  # calls that ran the full block stack
+        self.reused_calls = 0
+        self.passthrough_calls = 0
+        self.peak_cache_bytes = 0
+        self.warnings: list[str] = []
+        if self.schedule.n_steps < 5:
+            self.warnings.append(
+                f"only {self.schedule.n_steps} steps: the first two and last two are always "
+                "computed, so AdaCache can skip at most "
+                f"{max(self.schedule.n_steps - 4, 0)} step(s) here (few-step / distilled setup)"
+            )
+
+    # -- calls -----------------------------------------------------------------------------
+    def begin_call(self, sigma: float, stream_keys: list, latent_shape, stack_intact=True):
+        """Starts one model evaluation; returns its mode."""
+        if not stack_intact:
+            # Another patch replaced some of our blocks for this call (e.g. SkipLayerGuidance's
+            # extra pass): run it exactly as asked and keep nothing from it.
+            self.passthrough_calls += 1
+            self.call = CallContext(PASSTHROUGH, list(stream_keys), tuple(latent_shape))
+            return PASSTHROUGH
+        step = step_of_sigma(self.schedule.sigmas, sigma)
+        record = self.schedule.enter(step)
+        mode = COMPUTE if record.computed else REUSE
+        self.call = CallContext(mode, list(stream_keys), tuple(latent_shape), record)
+        return mode
+
+    def end_call(self) -> None:
+        call, self.call = self.call, None
+        if call is None or call.mode == PASSTHROUGH:
+            return
+        if call.mode == REUSE:
+            self.reused_calls += 1
+        total = sum(s.nbytes() for s in self.streams.values())
+        self.peak_cache_bytes = max(self.peak_cache_bytes, total)
+
+    def abort_call(self) -> None:
+        self.call = None
+
+    # -- hooks -----------------------------------------------------------------------------
+    def block(self, position: int, args: dict, run_inner: Callable[[dict], dict]) -> dict:
+        call = self.call
+        if call is None or call.mode == PASSTHROUGH:
+            return run_inner(args)
+        key = self.family.hidden_key
+        if call.mode == REUSE:
+            if position == 0:
+                cached = self._cached_residual(args[key])
+                if cached is None:  # no usable cache for some stream: never reuse stale data
+                    self._force_compute(call)
+                    return self.block(position, args, run_inner)
+                self.check_interrupt()
+                out = dict(args)
+                out[key] = args[key] + cached
+                return out
+            return args
+        if position == 0:
+            call.stack_input = args[key]
+            self.stack_runs += 1
+        out = run_inner(args)
+        if position in self.metric_positions:
+            call.metric_residuals[position] = out[key] - args[key]
+        if self.family.output_module is None and position == self.n_blocks - 1:
+            self.stack_output(out[key])
+        return out
+
+    def stack_output(self, hidden: torch.Tensor) -> None:
+        """The hidden state after the whole stack (including any side-module hints)."""
+        call = self.call
+        if call is None or call.mode != COMPUTE or call.stack_input is None:
+            return
+        residual = hidden - call.stack_input
+        call.stack_input = None
+        chunks = self._chunks(residual, call.stream_keys)
+        metrics = {p: self._chunks(r, call.stream_keys) for p, r in call.metric_residuals.items()}
+        call.metric_residuals = {}
+        step = call.record.step
+        for i, stream_key in enumerate(call.stream_keys):
+            stream = self.streams.setdefault(stream_key, StreamCache())
+            stream.residual = chunks[i].detach()
+            current = {p: m[i].detach() for p, m in metrics.items()}
+            if not current or stream.metric_step == step:
+                continue  # later evaluations of a step refresh only the residual
+            if stream.metric_step is not None and set(stream.metric) == set(current) and all(
+                stream.metric[p].shape == current[p].shape for p in current
+            ):
+                gap = step - stream.metric_step
+                distance = sum(
+                    relative_distance(current[p], stream.metric[p], self.config.metric)
+                    for p in current
+                ) / (len(current) * max(gap, 1))
+                motion = None
+                if self.schedule.moreg is not None:
+                    first = current[self.metric_positions[0]]
+                    frames = self.family.frames(first, call.latent_shape)
+                    if frames is not None:
+                        motion = motion_score(frames, self.config.moreg.strides)
+                self.schedule.measure(distance, gap, motion)
+            stream.metric, stream.metric_step = current, step
+
+    def side_module(self, run_inner: Callable, *args, **kwargs):
+        """A module adding a hint into the hidden state: silent on cached evaluations."""
+        call = self.call
+        if call is not None and call.mode == REUSE:
+            state = args[0] if args else next(iter(kwargs.values()))
+            return torch.zeros((), dtype=state.dtype, device=state.device), state
+        return run_inner(*args, **kwargs)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _chunks(tensor: torch.Tensor, keys: list) -> list[torch.Tensor]:
+        return list(tensor.chunk(len(keys), dim=0)) if len(keys) > 1 else [tensor]
+
+    def _cached_residual(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        keys = self.call.stream_keys
+        per_stream = hidden.shape[0] // max(len(keys), 1)
+        parts = []
+        for stream_key in keys:
+            stream = self.streams.get(stream_key)
+            r = None if stream is None else stream.residual
+            if r is None or r.shape != (per_stream, *hidden.shape[1:]) or r.device != hidden.device:
+                return None
+            parts.append(r.to(hidden.dtype))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+    def _force_compute(self, call: CallContext) -> None:
+        call.mode = COMPUTE
+        record = call.record
+        if record is not None and not record.computed:
+            record.computed, record.reason = True, "no usable cache"
+
+    # -- reporting -------------------------------------------------------------------------
+    def finish(self) -> dict:
+        self.schedule.close()
+        self.call = None
+        summary = self.summary()
+        self.streams.clear()
+        return summary
+
+    def summary(self) -> dict:
+        s = self.schedule
+        reached = [r for r in s.trace if r.computed is not None]
+        computed = len(s.computed_steps)
+        distances = [r.distance for r in s.trace if r.distance is not None]
+        calibrated = calibrated_codebook(distances, self.codebook.rates)
+        return {
+            "family": self.family.name,
+            "steps": s.n_steps,
+            "steps_reached": len(reached),
+            "computed_steps": computed,
+            "reused_steps": len(s.reused_steps),
+            "pattern": s.pattern(),
+            "estimated_speedup": (len(reached) / computed) if computed else 1.0,
+            "stack_runs": self.stack_runs,
+            "reused_calls": self.reused_calls,
+            "passthrough_calls": self.passthrough_calls,
+            "codebook": self.codebook.describe(),
+            "codebook_steps": round(self.steps_for_codebook, 2),
+            "metric": self.config.metric,
+            "metric_blocks": list(self.metric_positions),
+            "moreg": self.schedule.moreg is not None,
+            "peak_cache_bytes": self.peak_cache_bytes,
+            "streams": len(self.streams),
+            "distance_range": [min(distances), max(distances)] if distances else None,
+            "calibrated_codebook": calibrated.describe() if calibrated else None,
+            "warnings": list(self.warnings),
+            "trace": [r.as_dict() for r in s.trace],
+        }
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
+        f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "
+        f"steps), codebook {summary['codebook']} for {summary['codebook_steps']:g} steps, "
+        f"metric {summary['metric']} @ blocks {summary['metric_blocks']}, "
+        f"MoReg {'on' if summary['moreg'] else 'off'}",
+        f"AdaCache schedule  [{summary['pattern']}]  (C computed, . reused)",
+        f"AdaCache cache memory peak {summary['peak_cache_bytes'] / 2**20:.1f} MiB "
+        f"for {summary['streams']} stream(s)",
+    ]
+    if summary["distance_range"]:
+        lo, hi = summary["distance_range"]
+        lines.append(
+            f"AdaCache distances per step ranged {lo:.4g}..{hi:.4g}; a codebook calibrated to "
+            f"this run (supplement A.2): {summary['calibrated_codebook']}"
+        )
+    lines += [f"AdaCache warning: {w}" for w in summary["warnings"]]
+    return "\n".join(lines)
+
+
+def format_trace(summary: dict) -> str:
+    rows = ["step  sigma     mode      reason           distance  motion   factor  rate"]
+    for r in summary["trace"]:
+        if r["computed"] is None:
+            continue
+        def num(v, fmt="{:.4f}"):
+            return fmt.format(v) if v is not None else "-"
+        rows.append(
+            f"{r['step']:>4}  {r['sigma']:<8.4f}  {'compute' if r['computed'] else 'reuse':<8}  "
+            f"{r['reason']:<15}  {num(r['distance']):>8}  {num(r['motion']):>6}  "
+            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,169 @@
+"""Step identity and the compute/reuse schedule of one sampling run (algorithm.md 3-5)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .codebook import Codebook
+from .moreg import MoRegSettings, MotionRegularizer
+
+# Reasons a step is computed.
+WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
+CACHED = "cached"
+
+
+@dataclass
+class StepRecord:
+    """One row of the per-run trace (kept for the log, reports and the UI)."""
+
+    step: int
+    sigma: float
+    computed: bool | None = None  # None: the sampler never reached this step
+    reason: str = ""
+    calls: int = 0
+    distance: float | None = None  # relative change per step at this compute step
+    motion: float | None = None  # raw motion score m
+    moreg_factor: float | None = None  # m' + |mg| (1.0 outside the MoReg window)
+    regularized_distance: float | None = None
+    rate: int | None = None  # tau chosen here: next compute = step + tau
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def step_of_sigma(sigmas: list[float], sigma: float) -> int:
+    """The step whose interval [sigmas[i+1], sigmas[i]] holds ``sigma``.
+
+    An evaluation at exactly ``sigmas[i]`` is step i; midpoints (dpmpp_2s_ancestral) belong to
+    the step they lie in; heun's corrector at ``sigmas[i+1]`` counts as step i+1, whose first
+    evaluation uses the same sigma. Sigmas above the schedule map to step 0.
+    """
+    n_steps = len(sigmas) - 1
+    tol = 1e-5 * max(abs(sigma), 1e-6)
+    step = 0
+    for i in range(n_steps):
+        if sigmas[i] >= sigma - tol:
+            step = i
+        else:
+            break
+    return step
+
+
+def equivalent_steps(timesteps: list[float], full_range: float) -> float:
+    """Steps a full schedule would have at this schedule's density.
+
+    ``timesteps`` are the model timesteps of the sampled sigmas and ``full_range`` the timestep
+    span of the whole noise schedule; a KSamplerAdvanced half (10 of 20 steps) gives 20, so a
+    preset codebook fits the step density rather than the length of the slice.
+    """
+    n = len(timesteps) - 1
+    covered = abs(timesteps[0] - timesteps[-1])
+    if n < 1 or full_range <= 0 or covered <= 0:
+        return float(max(n, 1))
+    return n / min(1.0, covered / full_range)
+
+
+class CacheSchedule:
+    """Decides, step by step, whether the block stack runs; one decision for all streams."""
+
+    def __init__(
+        self,
+        sigmas: list[float],
+        codebook: Codebook,
+        moreg: MoRegSettings | None = None,
+        cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
+    ):
+        self.sigmas = [float(s) for s in sigmas]
+        self.n_steps = max(len(self.sigmas) - 1, 0)
+        self.codebook = codebook
+        self.moreg = MotionRegularizer(moreg, self.n_steps) if moreg and moreg.enabled else None
+        self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
+        self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
+        self.current: int | None = None
+        self.next_compute = 0
+        self._measures: list[tuple[float, int, float | None]] = []
+
+    # -- per step --------------------------------------------------------------------------
+    def enter(self, step: int) -> StepRecord:
+        """Called on every model evaluation; returns the record of its step."""
+        step = min(max(step, 0), max(self.n_steps - 1, 0))
+        if step != self.current:
+            if self.current is not None:
+                self._finalize(self.current)
+            self.current = step
+            record = self.trace[step]
+            record.computed, record.reason = self._decide(step)
+        record = self.trace[step]
+        record.calls += 1
+        return record
+
+    def _decide(self, step: int) -> tuple[bool, str]:
+        if step < 2:
+            return True, WARMUP
+        if step >= self.n_steps - 2:
+            return True, FINAL
+        sigma = self.sigmas[step]
+        if not (self.cache_sigma_low <= sigma <= self.cache_sigma_high):
+            return True, OUTSIDE_RANGE
+        if step >= self.next_compute:
+            return True, SCHEDULED
+        return False, CACHED
+
+    def measure(self, distance: float, gap: int, motion: float | None) -> None:
+        """Distance (already per step) and motion of one stream at the current compute step."""
+        self._measures.append((distance, gap, motion))
+
+    def _finalize(self, step: int) -> None:
+        record = self.trace[step]
+        measures, self._measures = self._measures, []
+        if not record.computed:
+            return
+        if not measures:
+            record.rate = 1
+            self.next_compute = step + 1
+            return
+        distance = sum(m[0] for m in measures) / len(measures)
+        gap = round(sum(m[1] for m in measures) / len(measures))
+        motions = [m[2] for m in measures if m[2] is not None]
+        motion = sum(motions) / len(motions) if motions else None
+        factor = 1.0
+        if self.moreg is not None:
+            factor, _ = self.moreg.factor(step, motion, gap)
+        record.distance, record.motion = distance, motion
+        record.moreg_factor = factor if self.moreg is not None else None
+        record.regularized_distance = distance * factor
+        record.rate = self.codebook.rate_for(record.regularized_distance)
+        self.next_compute = step + record.rate
+
+    def close(self) -> None:
+        if self.current is not None:
+            self._finalize(self.current)
+            self.current = None
+
+    # -- summaries -------------------------------------------------------------------------
+    @property
+    def computed_steps(self) -> list[int]:
+        return [r.step for r in self.trace if r.computed]
+
+    @property
+    def reused_steps(self) -> list[int]:
+        return [r.step for r in self.trace if r.computed is False]
+
+    def pattern(self) -> str:
+        """One character per step: C computed, . reused, ' ' not reached."""
+        return "".join({True: "C", False: ".", None: " "}[r.computed] for r in self.trace)
+
+
+def preview_schedule(distances: list[float], codebook: Codebook, n_steps: int) -> list[int]:
+    """The compute steps the rule gives when step i's distance is ``distances[i]``."""
+    schedule = CacheSchedule([float(n_steps - i) for i in range(n_steps + 1)], codebook)
+    computed = []
+    for step in range(n_steps):
+        record = schedule.enter(step)
+        if record.computed:
+            computed.append(step)
+            if step > 0:
+                schedule.measure(distances[step], 1, None)
+    schedule.close()
+    return computed

@@ -1,0 +1,1 @@
+"""The thin ComfyUI layer: node schemas and the model patch."""

@@ -1,0 +1,232 @@
+"""The pack's nodes (V3 schema): AdaCache Apply, Codebook Editor, MoReg Settings."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from ..adacache import (
+    METRICS,
+    PRESET_CHOICES,
+    AdaCacheConfig,
+    Codebook,
+    MoRegSettings,
+    preset_codebook,
+)
+from .patch import apply_adacache
+
+CATEGORY = "AdaCache"
+Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
+MoReg_IO = io.Custom("ADACACHE_MOREG")
+_FAST30 = preset_codebook("fast", 30)
+
+
+class AdaCacheApply(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheApply",
+            display_name="AdaCache Apply",
+            category=CATEGORY,
+            description=(
+                "Adaptive Caching for video DiTs: runs the transformer's block stack only on "
+                "compute steps and reuses its residual in between, on a schedule chosen per "
+                "video from how fast the features change."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model to accelerate (Wan family)."),
+                io.Combo.Input(
+                    "preset",
+                    options=list(PRESET_CHOICES),
+                    default="fast",
+                    tooltip="Speed/quality preset from the paper, scaled to your step count. "
+                    "fast skips most, slow keeps quality closest to uncached; custom uses the "
+                    "connected Codebook Editor.",
+                ),
+                io.Combo.Input(
+                    "metric",
+                    options=list(METRICS),
+                    default="l1",
+                    tooltip="How the change of the metric block's residual is measured "
+                    "(relative L1 per step in the paper; L2 similar; cosine weaker).",
+                ),
+                io.String.Input(
+                    "metric_blocks",
+                    default="middle",
+                    tooltip="Block(s) whose residual change decides the cache rate: 'middle', "
+                    "'first', 'last' or indices like '10, 20' (averaged).",
+                ),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Caching may start at this fraction of the noise schedule "
+                    "(0 = from the start; the first two steps are always computed).",
+                ),
+                io.Float.Input(
+                    "end_percent",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Caching stops after this fraction of the noise schedule "
+                    "(1 = to the end; the last two steps are always computed).",
+                ),
+                io.Boolean.Input(
+                    "verbose",
+                    default=False,
+                    tooltip="Log a per-step table: sigma, computed or reused, distance, "
+                    "motion, MoReg factor and chosen cache rate.",
+                ),
+                Codebook_IO.Input(
+                    "codebook",
+                    optional=True,
+                    tooltip="A codebook from Codebook Editor; used when preset is 'custom'.",
+                ),
+                MoReg_IO.Input(
+                    "moreg",
+                    optional=True,
+                    tooltip="Motion Regularization from MoReg Settings: recompute more often on "
+                    "fast-moving videos. Off when not connected.",
+                ),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with AdaCache patched in (a clone).")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        preset,
+        metric,
+        metric_blocks,
+        start_percent,
+        end_percent,
+        verbose,
+        codebook=None,
+        moreg=None,
+    ) -> io.NodeOutput:
+        config = AdaCacheConfig(
+            preset=preset,
+            codebook=codebook if preset == "custom" else None,
+            moreg=moreg,
+            metric=metric,
+            metric_blocks=metric_blocks,
+            start_percent=start_percent,
+            end_percent=end_percent,
+            verbose=verbose,
+        )
+        return io.NodeOutput(apply_adacache(model, config, node_id=cls.hidden.unique_id))
+
+
+class AdaCacheCodebookEditor(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheCodebookEditor",
+            display_name="AdaCache Codebook Editor",
+            category=CATEGORY,
+            description="A custom codebook: a distance below threshold i selects cache rate i.",
+            inputs=[
+                io.String.Input(
+                    "thresholds",
+                    default=", ".join(f"{t:g}" for t in _FAST30.thresholds),
+                    tooltip="Strictly increasing distance thresholds, comma-separated; the "
+                    "last one catches every larger distance.",
+                ),
+                io.String.Input(
+                    "rates",
+                    default=", ".join(str(r) for r in _FAST30.rates),
+                    tooltip="Cache rate per threshold (integer >= 1): steps until the next "
+                    "full computation. Bigger = faster.",
+                ),
+            ],
+            outputs=[Codebook_IO.Output(tooltip="The codebook, for AdaCache Apply (custom).")],
+        )
+
+    @classmethod
+    def execute(cls, thresholds, rates) -> io.NodeOutput:
+        return io.NodeOutput(Codebook.from_text(thresholds, rates))
+
+
+class AdaCacheMoRegSettings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        d = MoRegSettings()
+        return io.Schema(
+            node_id="AdaCacheMoRegSettings",
+            display_name="AdaCache MoReg Settings",
+            category=CATEGORY,
+            description="Motion Regularization: scale the distance by a motion score and its "
+            "gradient so fast-moving videos get recomputed more often.",
+            inputs=[
+                io.Boolean.Input("enabled", default=True, tooltip="Turn MoReg on or off."),
+                io.String.Input(
+                    "frame_strides",
+                    default=", ".join(str(s) for s in d.strides),
+                    tooltip="Frame distances for the motion score, comma-separated (averaged).",
+                ),
+                io.Float.Input(
+                    "norm_a", default=d.norm_a, min=0.001, max=10.0, step=0.001,
+                    tooltip="Motion normalisation m' = (m / a) ** p / b: a is the motion "
+                    "score that counts as neutral.",
+                ),
+                io.Float.Input(
+                    "norm_p", default=d.norm_p, min=0.1, max=32.0, step=0.1,
+                    tooltip="Exponent p: how sharply motion above/below a changes the factor.",
+                ),
+                io.Float.Input(
+                    "norm_b", default=d.norm_b, min=0.001, max=100.0, step=0.01,
+                    tooltip="Divisor b of the normalised motion.",
+                ),
+                io.Float.Input(
+                    "gradient_scale", default=d.gradient_scale, min=0.0, max=100.0, step=0.1,
+                    tooltip="Weight g of the motion gradient across compute steps.",
+                ),
+                io.Float.Input(
+                    "window_start", default=d.window_start, min=0.0, max=1.0, step=0.01,
+                    tooltip="MoReg is active from this fraction of the steps ...",
+                ),
+                io.Float.Input(
+                    "window_end", default=d.window_end, min=0.0, max=1.0, step=0.01,
+                    tooltip="... until this fraction (noisy early steps give unreliable motion).",
+                ),
+            ],
+            outputs=[MoReg_IO.Output(tooltip="MoReg settings, for AdaCache Apply.")],
+        )
+
+    @classmethod
+    def execute(
+        cls, enabled, frame_strides, norm_a, norm_p, norm_b, gradient_scale, window_start,
+        window_end,
+    ) -> io.NodeOutput:
+        try:
+            strides = tuple(int(s) for s in frame_strides.replace(";", ",").split(",") if s.strip())
+        except ValueError:
+            raise ValueError(f"frame_strides {frame_strides!r} must be integers >= 1") from None
+        return io.NodeOutput(
+            MoRegSettings(
+                enabled=enabled,
+                strides=strides,
+                norm_a=norm_a,
+                norm_p=norm_p,
+                norm_b=norm_b,
+                gradient_scale=gradient_scale,
+                window_start=window_start,
+                window_end=window_end,
+            )
+        )
+
+
+NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings]
+
+
+class AdaCacheExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> AdaCacheExtension:
+    return AdaCacheExtension()

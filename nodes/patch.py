@@ -1,0 +1,202 @@
+"""Patches a cloned ModelPatcher with AdaCache: wrappers, block replacements, object hooks."""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.model_management
+import comfy.patcher_extension
+import torch
+from comfy.patcher_extension import WrappersMP
+
+from ..adacache import (
+    AdaCacheConfig,
+    AdaCacheRun,
+    block_keys,
+    equivalent_steps,
+    family_for,
+    format_summary,
+    format_trace,
+    parse_metric_blocks,
+)
+
+log = logging.getLogger("AdaCache")
+KEY = "adacache"
+
+
+class AdaCacheHandle:
+    """Shared by the patches of one AdaCache Apply; holds the run in progress, if any."""
+
+    def __init__(self, config: AdaCacheConfig, family, keys, node_id=None):
+        self.config = config
+        self.family = family
+        self.keys = keys
+        self.node_id = node_id
+        self.run: AdaCacheRun | None = None
+        self.last_summary: dict | None = None
+
+
+def _block_patch(handle: AdaCacheHandle, position: int, previous):
+    def adacache_block(args, extra):
+        if previous is not None:
+            def run_inner(a):
+                return previous(a, extra)
+        else:
+            run_inner = extra["original_block"]
+        run = handle.run
+        if run is None:
+            return run_inner(args)
+        return run.block(position, args, run_inner)
+
+    adacache_block.adacache_handle = handle
+    adacache_block.adacache_previous = previous
+    return adacache_block
+
+
+def _output_hook(handle: AdaCacheHandle, original):
+    def adacache_stack_output(x, *args, **kwargs):
+        run = handle.run
+        if run is not None:
+            run.stack_output(x)
+        return original(x, *args, **kwargs)
+
+    adacache_stack_output.adacache_original = original  # a later Apply unwraps, never nests
+    return adacache_stack_output
+
+
+def _side_hook(handle: AdaCacheHandle, original):
+    def adacache_side_module(*args, **kwargs):
+        run = handle.run
+        if run is None:
+            return original(*args, **kwargs)
+        return run.side_module(original, *args, **kwargs)
+
+    adacache_side_module.adacache_original = original
+    return adacache_side_module
+
+
+def _stack_intact(handle: AdaCacheHandle, transformer_options: dict) -> bool:
+    replaced = transformer_options.get("patches_replace", {}).get("dit", {})
+    return all(getattr(replaced.get(k), "adacache_handle", None) is handle for k in handle.keys)
+
+
+def _apply_model_wrapper(handle: AdaCacheHandle):
+    def adacache_apply_model(executor, *args, **kwargs):
+        run = handle.run
+        if run is None:
+            return executor(*args, **kwargs)
+        x, sigma = args[0], args[1]
+        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        streams = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond")
+        run.begin_call(
+            float(sigma.max()),
+            list(streams or [0]),
+            tuple(x.shape),
+            _stack_intact(handle, transformer_options),
+        )
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            run.end_call()
+
+    return adacache_apply_model
+
+
+def _outer_sample_wrapper(handle: AdaCacheHandle):
+    def adacache_outer_sample(executor, *args, **kwargs):
+        guider = executor.class_obj
+        sigmas = [float(s) for s in args[3]]
+        # The sampling object with object patches (ModelSamplingSD3, shift overrides) applied.
+        sampling = guider.model_patcher.get_model_object("model_sampling")
+        config = handle.config
+        high = float(sampling.percent_to_sigma(config.start_percent))
+        low = float(sampling.percent_to_sigma(config.end_percent))
+
+        def timestep(s):
+            return float(sampling.timestep(torch.tensor(s)))
+
+        full_range = abs(timestep(float(sampling.sigma_max)) - timestep(float(sampling.sigma_min)))
+        steps = equivalent_steps([timestep(s) for s in sigmas], full_range)
+        run = AdaCacheRun(
+            config,
+            handle.family,
+            len(handle.keys),
+            sigmas,
+            steps_for_codebook=steps,
+            cache_sigma_range=(high, low),
+            check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+        )
+        previous, handle.run = handle.run, run
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            handle.run = previous
+            summary = run.finish()
+            handle.last_summary = summary
+            log.info(format_summary(summary))
+            if config.verbose:
+                log.info("AdaCache trace\n" + format_trace(summary))
+            _send_to_ui(handle, summary)
+
+    return adacache_outer_sample
+
+
+def _send_to_ui(handle: AdaCacheHandle, summary: dict) -> None:
+    try:
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except (ImportError, AttributeError):
+        return
+    if server is None or handle.node_id is None:
+        return
+    try:
+        server.send_sync("adacache.trace", {"node": handle.node_id, **summary}, server.client_id)
+    except Exception as e:  # the UI is a nicety; never fail a finished sampling run for it
+        log.debug("AdaCache: could not send the trace to the UI: %s", e)
+
+
+def apply_adacache(model, config: AdaCacheConfig, node_id=None):
+    """Returns a clone of ``model`` (a ModelPatcher) with AdaCache patched in."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    family = family_for(diffusion_model)
+    model = model.clone()
+    keys = block_keys(family, diffusion_model)
+    if not keys:
+        raise ValueError(f"{type(diffusion_model).__name__} has no transformer blocks to cache")
+    handle = AdaCacheHandle(config, family, keys, node_id)
+    parse_metric_blocks(config.metric_blocks, len(keys))  # fail now, not at sampling time
+
+    transformer_options = model.model_options.setdefault("transformer_options", {})
+    existing = transformer_options.get("patches_replace", {}).get("dit", {})
+    stacked = any(getattr(existing.get(k), "adacache_handle", None) for k in keys)
+    if stacked:
+        log.warning("AdaCache Apply is applied twice to one model; the later node's settings win")
+    for position, (kind, index) in enumerate(keys):
+        previous = existing.get((kind, index))
+        while getattr(previous, "adacache_handle", None) is not None:  # replace, never nest
+            previous = previous.adacache_previous
+        model.set_model_patch_replace(_block_patch(handle, position, previous), "dit", kind, index)
+
+    if family.output_module:
+        name = f"diffusion_model.{family.output_module}.forward"
+        model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
+    for attr in family.side_modules:
+        for j in range(len(getattr(diffusion_model, attr, None) or [])):
+            name = f"diffusion_model.{attr}.{j}.forward"
+            model.add_object_patch(name, _side_hook(handle, _unhooked(model, name)))
+
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.APPLY_MODEL):
+        model.remove_wrappers_with_key(wrapper_type, KEY)
+    model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper(handle))
+    model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, KEY, _apply_model_wrapper(handle))
+    model.model_options["transformer_options"]["adacache_handle"] = handle
+    return model
+
+
+def _unhooked(model, name: str):
+    """The callable at ``name``, looking through an earlier AdaCache hook."""
+    current = model.get_model_object(name)
+    while getattr(current, "adacache_original", None) is not None:
+        current = current.adacache_original
+    return current
