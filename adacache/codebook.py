@@ -112,16 +112,18 @@ def validate(thresholds, rates) -> None:
 
 # --- presets ---------------------------------------------------------------------------------
 # The paper's codebooks are anchors at 30 and 100 steps (supplement A.2, Table 3f). A preset
-# for N steps interpolates each entry geometrically in log(N) between the two anchors:
-#     alpha = ln(N / 30) / ln(100 / 30)
-#     threshold_i(N) = t30_i ** (1 - alpha) * t100_i ** alpha
-#     rate_i(N)      = max(1, round(r30_i ** (1 - alpha) * r100_i ** alpha))
-# so N = 30 and N = 100 give the paper's codebooks exactly; other N extrapolate smoothly
-# (per-step distances shrink and cache rates grow as steps get denser). N is clamped to
-# [MIN_STEPS, MAX_STEPS]. The last threshold only catches the rest: 1.0, or twice the one
-# before it when few steps push the thresholds above 1.
+# for N steps is built entry by entry:
+#   30 <= N <= 100: geometric interpolation in log(N) between the anchors,
+#       alpha = ln(N / 30) / ln(100 / 30)
+#       threshold_i = t30_i ** (1 - alpha) * t100_i ** alpha
+#       rate_i      = round(r30_i ** (1 - alpha) * r100_i ** alpha)
+#   N < 30 or N > 100: the nearest anchor scaled with the step density (a per-step distance
+#       shrinks like 1 / N, a cache rate covers the same share of the schedule):
+#       threshold_i = t_A * A / N,  rate_i = round(r_A * N / A)   (A = 30 or 100)
+# Rates are at least 1. N = 30 and N = 100 give the paper's codebooks exactly. The last
+# threshold only catches the rest: 1.0, or twice the one before it if that is larger.
 ANCHOR_STEPS = (30, 100)
-MIN_STEPS, MAX_STEPS = 4, 1000
+MIN_STEPS, MAX_STEPS = 1, 10000
 _T30 = (0.08, 0.16, 0.24, 0.32, 0.40, 1.00)
 _T100 = (0.03, 0.05, 0.07, 0.09, 0.11, 1.00)
 PRESET_RATES = {
@@ -139,13 +141,20 @@ def preset_codebook(name: str, steps: float) -> Codebook:
     if name not in PRESET_RATES:
         raise CodebookError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     n = min(max(float(steps), MIN_STEPS), MAX_STEPS)
-    alpha = math.log(n / ANCHOR_STEPS[0]) / math.log(ANCHOR_STEPS[1] / ANCHOR_STEPS[0])
-    r30, r100 = PRESET_RATES[name]
-    thresholds = [a ** (1 - alpha) * b**alpha for a, b in zip(_T30, _T100, strict=True)]
+    (a_steps, b_steps), (r30, r100) = ANCHOR_STEPS, PRESET_RATES[name]
+    if n < a_steps:
+        thresholds = [t * a_steps / n for t in _T30]
+        rates = [r * n / a_steps for r in r30]
+    elif n > b_steps:
+        thresholds = [t * b_steps / n for t in _T100]
+        rates = [r * n / b_steps for r in r100]
+    else:
+        alpha = math.log(n / a_steps) / math.log(b_steps / a_steps)
+        thresholds = [a ** (1 - alpha) * b**alpha for a, b in zip(_T30, _T100, strict=True)]
+        rates = [a ** (1 - alpha) * b**alpha for a, b in zip(r30, r100, strict=True)]
     thresholds = [round(t, 4) for t in thresholds[:-1]]
-    thresholds.append(max(1.0, round(2 * thresholds[-1], 4)))  # the catch-all entry
-    rates = [max(1, round(a ** (1 - alpha) * b**alpha)) for a, b in zip(r30, r100, strict=True)]
-    return Codebook(tuple(thresholds), tuple(rates))
+    thresholds.append(max(1.0, round(2 * thresholds[-1], 4)))
+    return Codebook(tuple(thresholds), tuple(max(1, round(r)) for r in rates))
 
 
 def calibrated_codebook(distances: list[float], rates: tuple[int, ...]) -> Codebook | None:
