@@ -1,0 +1,135 @@
+"""AdaCache Demo nodes: drive the small demo Wan model shipped in ``models/``.
+
+Category "AdaCache Demo". Nothing else in the pack depends on these nodes.
+
+* AdaCache Demo Scene  - scene name -> positive / negative CONDITIONING (the shipped
+  ``[1, 8, 4096]`` scene embeddings; the negative is all zeros, as in training).
+* AdaCache Demo Decode - LATENT -> IMAGE frames with the exactly invertible latent mapping of
+  ``demo_latent.py`` (Wan 2.1 latent format undone first); optional nearest-neighbour upscale.
+* AdaCache Demo Trace  - output node: shows the AdaCache per-step trace of the last sampling run
+  of a patched model (the ``latent`` input only orders it after the sampler).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from comfy_api.latest import io
+
+from . import demo_latent
+
+CATEGORY = "AdaCache Demo"
+PACK_ROOT = Path(__file__).resolve().parents[1]
+SCENES_FILE = PACK_ROOT / "models" / "adacache_demo_scenes.safetensors"
+MODEL_NAME = "adacache_demo_wan.safetensors"
+
+_cache: dict = {}
+
+
+def load_scenes() -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(scene names, embeddings [S, L, 4096], negative [L, 4096]) from the shipped file."""
+    if "scenes" not in _cache:
+        from safetensors import safe_open
+
+        with safe_open(str(SCENES_FILE), framework="pt") as f:
+            names = json.loads(f.metadata()["scenes"])
+            _cache["scenes"] = (names, f.get_tensor("embeddings"), f.get_tensor("negative"))
+    return _cache["scenes"]
+
+
+def decode_latent(samples: torch.Tensor) -> torch.Tensor:
+    """ComfyUI LATENT samples [B, 16, T, H, W] (Wan 2.1 format) -> RGB [B, 3, T, 2H, 2W]."""
+    import comfy.latent_formats
+
+    z = comfy.latent_formats.Wan21().process_in(samples.float().cpu())
+    return demo_latent.latent_to_rgb(z)
+
+
+def encode_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB [B, 3, T, 2H, 2W] in [0, 1] -> ComfyUI LATENT samples (Wan 2.1 format)."""
+    import comfy.latent_formats
+
+    return comfy.latent_formats.Wan21().process_out(demo_latent.rgb_to_latent(rgb))
+
+
+class AdaCacheDemoScene(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheDemoScene",
+            display_name="AdaCache Demo Scene",
+            category=CATEGORY,
+            description="Scene prompt for the AdaCache demo model (adacache_demo_wan): "
+            "its shipped per-scene embedding as CONDITIONING, plus the zero negative.",
+            inputs=[io.Combo.Input("scene", options=demo_latent.SCENES, default="static")],
+            outputs=[io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative")],
+        )
+
+    @classmethod
+    def execute(cls, scene) -> io.NodeOutput:
+        names, emb, neg = load_scenes()
+        pos = emb[names.index(scene)][None].clone()
+        return io.NodeOutput([[pos, {}]], [[neg[None].clone(), {}]])
+
+
+class AdaCacheDemoDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheDemoDecode",
+            display_name="AdaCache Demo Decode",
+            category=CATEGORY,
+            description="Latent -> frames for the AdaCache demo model (exact inverse of its "
+            "2x2 pixel-unshuffle latent mapping; no VAE).",
+            inputs=[io.Latent.Input("samples"),
+                    io.Int.Input("upscale", default=8, min=1, max=32,
+                                 tooltip="nearest-neighbour upscale of the 16x16 frames")],
+            outputs=[io.Image.Output(display_name="frames")],
+        )
+
+    @classmethod
+    def execute(cls, samples, upscale) -> io.NodeOutput:
+        rgb = decode_latent(samples["samples"])  # [B, 3, T, H, W]
+        frames = rgb.permute(0, 2, 3, 4, 1).reshape(-1, rgb.shape[3], rgb.shape[4], 3)
+        if upscale > 1:
+            frames = frames.repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
+        return io.NodeOutput(frames.contiguous())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+class AdaCacheDemoTrace(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheDemoTrace",
+            display_name="AdaCache Demo Trace",
+            category=CATEGORY,
+            description="Shows the per-step AdaCache trace of the model's last sampling run "
+            "(connect the sampler's LATENT so it runs after the sampler).",
+            inputs=[io.Model.Input("model"), io.Latent.Input("latent")],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, latent) -> io.NodeOutput:
+        handle = model.model_options.get("transformer_options", {}).get("adacache_handle")
+        summary = getattr(handle, "last_summary", None) if handle is not None else None
+        return io.NodeOutput(ui={"adacache_trace": [_jsonable(summary or {})]})
+
+
+DEMO_NODES = [AdaCacheDemoScene, AdaCacheDemoDecode, AdaCacheDemoTrace]

@@ -1,0 +1,374 @@
+"""``make demo``: AdaCache end to end inside a real, headless ComfyUI on the shipped demo model.
+
+Starts ComfyUI (``.host/ComfyUI``, set up by ``scripts/setup_host.sh``) with only this pack,
+queues the demo graph (UNETLoader -> [AdaCache Apply (+ MoReg Settings)] -> KSampler ->
+AdaCache Demo Decode -> SaveImage, plus AdaCache Demo Trace) over its HTTP API for each scene and
+seed in three modes - uncached, AdaCache (preset fast), AdaCache + MoReg - and writes to
+``demo_output/``:
+
+* ``<scene>.gif``             side by side: uncached | AdaCache | AdaCache + MoReg (seed 0)
+* ``trace_<scene>_<mode>.png`` per-step distance, MoReg factor, chosen cache rate, computed steps
+* ``summary.md`` / ``summary.json`` wall-time speedup measured in this run, computed steps,
+  PSNR / SSIM against the uncached output of the same seed, motion of the decoded frames.
+
+How the trace comes back: the graph ends in the demo output node "AdaCache Demo Trace", which
+returns the patched model's ``last_summary`` as UI data, so it is in ``/history/<prompt_id>``
+with the images - no websocket client needed, and it is tied to the prompt that produced it.
+Wall time is the server's own ``execution_start`` -> ``execution_success`` timestamps of each
+prompt (model loading is done once by a warm-up prompt first and then cached by ComfyUI).
+
+    .venv/bin/python scripts/demo.py [--scenes static "fast motion"] [--seeds 3] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFY = ROOT / ".host" / "ComfyUI"
+PACK_DIR_NAME = "ComfyUI-AdaCache"
+MODEL_NAME = "adacache_demo_wan.safetensors"
+MODES = ["uncached", "adacache", "adacache+moreg"]
+MODE_LABEL = {"uncached": "uncached", "adacache": "AdaCache fast",
+              "adacache+moreg": "AdaCache fast + MoReg"}
+
+
+# --------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="adacache_demo_"))
+        self.output = self.tmp / "output"
+        for d in ("output", "input", "user", "temp"):
+            (self.tmp / d).mkdir()
+        cmd = [sys.executable, "main.py", "--cpu", "--use-pytorch-cross-attention",
+               "--listen", "127.0.0.1", "--port", str(self.port),
+               "--database-url", "sqlite:///:memory:",
+               "--output-directory", str(self.output),
+               "--input-directory", str(self.tmp / "input"),
+               "--user-directory", str(self.tmp / "user"),
+               "--temp-directory", str(self.tmp / "temp"),
+               "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME,
+               "--disable-auto-launch"]
+        self.log = open(log_path, "w")  # noqa: SIM115  (closed in stop())
+        self.proc = subprocess.Popen(cmd, cwd=COMFY, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 240.0):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited early (code {self.proc.returncode}); "
+                                   f"see {self.log.name}")
+            try:
+                self.get("/system_stats")
+                return time.time() - t0
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        raise TimeoutError("ComfyUI did not start")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.base + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, data: dict):
+        req = urllib.request.Request(self.base + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"POST {path} failed: {e.read().decode()[:2000]}") from e
+
+    def run_prompt(self, prompt: dict, timeout: float = 300.0) -> dict:
+        pid = self.post("/prompt", {"prompt": prompt, "client_id": "adacache-demo"})["prompt_id"]
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            hist = self.get(f"/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                entry = hist[pid]
+                if entry["status"].get("status_str") != "success":
+                    raise RuntimeError(f"prompt failed: {json.dumps(entry['status'])[:3000]}")
+                return entry
+            time.sleep(0.05)
+        raise TimeoutError("prompt did not finish")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- graph
+def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: str) -> dict:
+    """API-format graph (the same nodes as workflows/adacache_demo.json)."""
+    g = {
+        "1": {"class_type": "UNETLoader",
+              "inputs": {"unet_name": MODEL_NAME, "weight_dtype": "default"}},
+        "2": {"class_type": "AdaCacheDemoScene", "inputs": {"scene": scene}},
+        "3": {"class_type": "EmptyHunyuanLatentVideo",
+              "inputs": {"width": 64, "height": 64, "length": 29, "batch_size": 1}},
+        "5": {"class_type": "KSampler",
+              "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "cfg": cfg,
+                         "sampler_name": "euler", "scheduler": "simple",
+                         "positive": ["2", 0], "negative": ["2", 1],
+                         "latent_image": ["3", 0], "denoise": 1.0}},
+        "7": {"class_type": "AdaCacheDemoDecode", "inputs": {"samples": ["5", 0], "upscale": 1}},
+        "8": {"class_type": "SaveImage",
+              "inputs": {"images": ["7", 0], "filename_prefix": f"demo/{tag}"}},
+    }
+    if mode != "uncached":
+        g["4"] = {"class_type": "AdaCacheApply",
+                  "inputs": {"model": ["1", 0], "preset": "fast", "metric": "l1",
+                             "metric_blocks": "middle", "start_percent": 0.0,
+                             "end_percent": 1.0, "verbose": False}}
+        if mode == "adacache+moreg":
+            g["6"] = {"class_type": "AdaCacheMoRegSettings", "inputs": {"enabled": True}}
+            g["4"]["inputs"]["moreg"] = ["6", 0]
+        g["5"]["inputs"]["model"] = ["4", 0]
+        g["9"] = {"class_type": "AdaCacheDemoTrace",
+                  "inputs": {"model": ["4", 0], "latent": ["5", 0]}}
+    return g
+
+
+def fill_defaults(graph: dict, object_info: dict) -> dict:
+    """Give every widget input not set in ``graph`` its default from /object_info."""
+    for node in graph.values():
+        info = object_info[node["class_type"]]["input"]
+        for section in ("required", "optional"):
+            for name, spec in info.get(section, {}).items():
+                if name in node["inputs"] or len(spec) < 2 or not isinstance(spec[1], dict):
+                    continue
+                if "default" in spec[1]:
+                    node["inputs"][name] = spec[1]["default"]
+    return graph
+
+
+def prompt_seconds(entry: dict) -> float:
+    stamps = {m[0]: m[1].get("timestamp") for m in entry["status"].get("messages", [])}
+    return (stamps["execution_success"] - stamps["execution_start"]) / 1000.0
+
+
+def load_frames(entry: dict, output_dir: Path) -> np.ndarray:
+    images = entry["outputs"]["8"]["images"]
+    files = sorted(output_dir / im["subfolder"] / im["filename"] for im in images)
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # [T, H, W, 3]
+
+
+# --------------------------------------------------------------------------- metrics, outputs
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    vals = [structural_similarity(x, y, channel_axis=-1, data_range=255, win_size=7)
+            for x, y in zip(a, b, strict=True)]
+    return float(np.mean(vals))
+
+
+def motion(frames: np.ndarray) -> float:
+    f = frames.astype(np.float64) / 255
+    return float(np.abs(f[1:] - f[:-1]).mean())
+
+
+def side_by_side_gif(path: Path, videos: list[np.ndarray], labels: list[str], scale: int = 8):
+    t = videos[0].shape[0]
+    h, w = videos[0].shape[1] * scale, videos[0].shape[2] * scale
+    gap, top = 4, 14
+    frames = []
+    for i in range(t):
+        canvas = Image.new("RGB", (len(videos) * (w + gap) - gap, h + top), (255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        for j, (v, label) in enumerate(zip(videos, labels, strict=True)):
+            im = Image.fromarray(v[i]).resize((w, h), Image.NEAREST)
+            canvas.paste(im, (j * (w + gap), top))
+            draw.text((j * (w + gap) + 2, 1), label, fill=(0, 0, 0))
+        frames.append(canvas)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=180, loop=0)
+
+
+def trace_plot(path: Path, summary: dict, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary.get("trace", []) if r.get("computed") is not None]
+    steps = [r["step"] for r in rows]
+    comp = [bool(r["computed"]) for r in rows]
+
+    def series(key):
+        return [r.get(key) if r.get(key) is not None else np.nan for r in rows]
+
+    fig, ax = plt.subplots(4, 1, figsize=(7, 8), sharex=True)
+    ax[0].plot(steps, series("distance"), "o-", ms=3)
+    ax[0].set_ylabel("distance c_t")
+    ax[1].plot(steps, series("moreg_factor"), "o-", ms=3, color="tab:orange")
+    ax[1].set_ylabel("MoReg factor")
+    ax[2].step(steps, series("rate"), where="post", color="tab:green")
+    ax[2].plot(steps, series("rate"), "o", ms=3, color="tab:green")
+    ax[2].set_ylabel("cache rate")
+    ax[3].bar(steps, [1 if c else 0.25 for c in comp],
+              color=["tab:red" if c else "tab:gray" for c in comp])
+    ax[3].set_yticks([0.25, 1], ["reused", "computed"])
+    ax[3].set_xlabel("sampling step")
+    fig.suptitle(f"{title}: {summary.get('computed_steps')}/{summary.get('steps')} steps computed"
+                 f"  ({summary.get('pattern', '')})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def fmt(v, spec="{:.2f}"):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and np.isinf(v):
+        return "inf"
+    return spec.format(v)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="AdaCache demo in a headless ComfyUI")
+    ap.add_argument("--scenes", nargs="+", default=["static", "slow drift", "fast motion",
+                                                    "camera pan"])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per scene")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "demo_output")
+    args = ap.parse_args()
+
+    model_file = ROOT / "models" / "diffusion_models" / MODEL_NAME
+    if not model_file.exists():
+        sys.exit(f"missing {model_file}; train it with scripts/train_demo_model.py")
+    if not (COMFY / "main.py").exists():
+        sys.exit("missing .host/ComfyUI; run `make setup` (scripts/setup_host.sh)")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    server = Server(out / "comfyui.log")
+    results = []
+    try:
+        print(f"starting ComfyUI on {server.base} (log: {out / 'comfyui.log'}) ...", flush=True)
+        print(f"  ready after {server.wait_ready():.0f}s", flush=True)
+        info = server.get("/object_info")
+        missing = [n for n in ("AdaCacheApply", "AdaCacheDemoScene", "AdaCacheDemoDecode",
+                               "AdaCacheDemoTrace") if n not in info]
+        if missing:
+            raise RuntimeError(f"pack nodes not loaded: {missing}; see {out / 'comfyui.log'}")
+        if MODEL_NAME not in info["UNETLoader"]["input"]["required"]["unet_name"][0]:
+            raise RuntimeError("UNETLoader does not list the demo model")
+        # warm-up: loads the model once (ComfyUI caches the loader output for later prompts)
+        server.run_prompt(fill_defaults(demo_graph(args.scenes[0], "uncached", 999, 2, args.cfg,
+                                                   "warmup"), info))
+        for scene in args.scenes:
+            for seed in range(args.seeds):
+                for mode in MODES:
+                    tag = f"{scene.replace(' ', '_')}_{mode.replace('+', '_')}_{seed}"
+                    graph = fill_defaults(demo_graph(scene, mode, seed, args.steps, args.cfg,
+                                                     tag), info)
+                    entry = server.run_prompt(graph)
+                    summary = entry["outputs"].get("9", {}).get("adacache_trace", [{}])[0]
+                    res = {"scene": scene, "seed": seed, "mode": mode,
+                           "seconds": prompt_seconds(entry),
+                           "frames": load_frames(entry, server.output), "summary": summary,
+                           "computed": summary.get("computed_steps", args.steps)}
+                    results.append(res)
+                    print(f"  {scene:<12} seed {seed} {MODE_LABEL[mode]:<22} "
+                          f"{res['seconds']:6.2f}s  computed {res['computed']}/{args.steps}",
+                          flush=True)
+    finally:
+        server.stop()
+
+    # per-run metrics against the uncached output of the same scene and seed
+    base = {(r["scene"], r["seed"]): r for r in results if r["mode"] == "uncached"}
+    for r in results:
+        ref = base[(r["scene"], r["seed"])]["frames"]
+        r["psnr"] = psnr(r["frames"], ref) if r["mode"] != "uncached" else None
+        r["ssim"] = ssim(r["frames"], ref) if r["mode"] != "uncached" else None
+        r["motion"] = motion(r["frames"])
+
+    table = []
+    for scene in args.scenes:
+        t_unc = sum(r["seconds"] for r in results
+                    if r["scene"] == scene and r["mode"] == "uncached")
+        for mode in MODES:
+            rs = [r for r in results if r["scene"] == scene and r["mode"] == mode]
+            t_mode = sum(r["seconds"] for r in rs)
+            finite = [r["psnr"] for r in rs if r["psnr"] is not None and np.isfinite(r["psnr"])]
+            table.append({
+                "scene": scene, "mode": mode, "seeds": len(rs),
+                "seconds_per_run": t_mode / len(rs),
+                "speedup": t_unc / t_mode if t_mode else None,
+                "computed_steps_mean": statistics.mean(r["computed"] for r in rs),
+                "computed_steps": [r["computed"] for r in rs],
+                "psnr": statistics.mean(finite) if finite else (
+                    None if mode == "uncached" else float("inf")),
+                "ssim": statistics.mean(r["ssim"] for r in rs) if mode != "uncached" else None,
+                "motion": statistics.mean(r["motion"] for r in rs),
+            })
+
+    # outputs: GIFs (seed 0), trace plots (seed 0), summary
+    for scene in args.scenes:
+        vids = {r["mode"]: r["frames"] for r in results if r["scene"] == scene and r["seed"] == 0}
+        side_by_side_gif(out / f"{scene.replace(' ', '_')}.gif", [vids[m] for m in MODES],
+                         [MODE_LABEL[m] for m in MODES])
+        for r in results:
+            if r["scene"] == scene and r["seed"] == 0 and r["mode"] != "uncached":
+                trace_plot(out / f"trace_{scene.replace(' ', '_')}_{r['mode'].replace('+', '_')}"
+                           ".png", r["summary"], f"{scene} / {MODE_LABEL[r['mode']]}")
+    header = ("| scene | mode | s/run | speedup | computed steps (mean; per seed) | "
+              "PSNR dB | SSIM | motion |")
+    lines = [header, "|" + "---|" * 8]
+    for row in table:
+        lines.append(
+            f"| {row['scene']} | {MODE_LABEL[row['mode']]} | {row['seconds_per_run']:.2f} | "
+            f"{fmt(row['speedup'])}x | {row['computed_steps_mean']:.1f}; "
+            f"{', '.join(map(str, row['computed_steps']))} | {fmt(row['psnr'])} | "
+            f"{fmt(row['ssim'], '{:.3f}')} | {row['motion']:.4f} |")
+    md = "\n".join(lines)
+    note = (f"\n\n{args.steps} steps, euler/simple, cfg {args.cfg}, seeds 0..{args.seeds - 1}; "
+            "speedup = uncached wall time / this mode's wall time (server-side, same seeds); "
+            "PSNR/SSIM against the uncached frames of the same seed; motion = mean |frame "
+            "difference| of the decoded 16x16 frames (0..1).\n")
+    (out / "summary.md").write_text("# AdaCache demo summary\n\n" + md + note)
+    runs = [{k: v for k, v in r.items() if k != "frames"} for r in results]
+    (out / "summary.json").write_text(json.dumps(
+        {"steps": args.steps, "cfg": args.cfg, "seeds": args.seeds, "table": table,
+         "runs": runs}, indent=1, default=float))
+    print("\n" + md + note)
+    print(f"demo finished in {time.time() - t_start:.0f}s; outputs in {out}{os.sep}:")
+    for p in sorted(out.iterdir()):
+        print(f"  {p.name}")
+
+
+if __name__ == "__main__":
+    main()
