@@ -112,11 +112,7 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         high = float(sampling.percent_to_sigma(config.start_percent))
         low = float(sampling.percent_to_sigma(config.end_percent))
 
-        def timestep(s):
-            return float(sampling.timestep(torch.tensor(s)))
-
-        full_range = abs(timestep(float(sampling.sigma_max)) - timestep(float(sampling.sigma_min)))
-        steps = equivalent_steps([timestep(s) for s in sigmas], full_range)
+        steps = equivalent_steps([_schedule_position(sampling, s) for s in sigmas], 1.0)
         run = AdaCacheRun(
             config,
             handle.family,
@@ -139,6 +135,24 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             _send_to_ui(handle, summary)
 
     return adacache_outer_sample
+
+
+def _schedule_position(sampling, sigma: float) -> float:
+    """Where ``sigma`` sits in the model's noise schedule, 0 (sigma_min) .. 1 (sigma_max).
+
+    Schedulers space steps by this position (not by sigma, which a shift distorts), so a
+    KSamplerAdvanced slice can be measured against the full schedule's density.
+    """
+    table = getattr(sampling, "sigmas", None)
+    if table is None or len(table) < 2:
+        lo, hi = float(sampling.sigma_min), float(sampling.sigma_max)
+        return min(max((sigma - lo) / max(hi - lo, 1e-12), 0.0), 1.0)
+    table = table.float().cpu()
+    index = torch.searchsorted(table, torch.tensor([sigma], dtype=table.dtype)).item()
+    if 0 < index < len(table):  # interpolate inside the bracketing table entries
+        lo, hi = table[index - 1].item(), table[index].item()
+        index = index - 1 + (sigma - lo) / max(hi - lo, 1e-12)
+    return min(max(index / (len(table) - 1), 0.0), 1.0)
 
 
 def _send_to_ui(handle: AdaCacheHandle, summary: dict) -> None:

@@ -34,7 +34,7 @@ def wan_checkpoint(kind: str = "t2v", layers: int = 4, seed: int = 0) -> Path:
     elif kind == "i2v":
         model = wan.WanModel(model_type="i2v", in_dim=36, **common)
     elif kind == "vace":
-        model = wan.VaceWanModel(vace_layers=[0, 2], vace_in_dim=96, **common)
+        model = wan.VaceWanModel(vace_layers=2, vace_in_dim=96, **common)
     else:
         raise ValueError(kind)
     path = TMP / f"wan_{kind}_{layers}_{seed}.safetensors"
