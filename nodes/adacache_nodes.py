@@ -221,6 +221,9 @@ class AdaCacheMoRegSettings(io.ComfyNode):
 
 
 NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings]
+from .demo_nodes import DEMO_NODES  # noqa: E402  (AdaCache Demo category, optional)
+
+NODES += DEMO_NODES
 
 
 class AdaCacheExtension(ComfyExtension):
