@@ -23,7 +23,8 @@ rounding to uint8 (``tests/test_demo_model.py``).
 Scene classes
 -------------
 16x16 RGB frames, 8 frames, 1-2 objects (discs and squares, radius 2.5-4 px, in six saturated
-colours) on a dark plain or gradient background (speeds below for 16x16 frames):
+colours) on a plain or vertical-gradient backdrop whose colour marks the class (charcoal, navy,
+dark green, brown; speeds below for 16x16 frames):
 
 ==============  ============================================================================
 static          nothing moves
@@ -61,12 +62,12 @@ PALETTE = torch.tensor(
         [0.10, 0.90, 0.95],  # cyan
     ]
 )
-BACKGROUNDS = torch.tensor(
+BACKGROUNDS = torch.tensor(  # one per scene class, in SCENES order
     [
-        [0.12, 0.12, 0.14],  # charcoal
-        [0.08, 0.10, 0.25],  # navy
-        [0.10, 0.20, 0.12],  # dark green
-        [0.25, 0.22, 0.20],  # warm grey
+        [0.14, 0.14, 0.16],  # static: charcoal
+        [0.08, 0.10, 0.30],  # slow drift: navy
+        [0.08, 0.24, 0.10],  # fast motion: dark green
+        [0.30, 0.20, 0.12],  # camera pan: brown (with stripes)
     ]
 )
 
@@ -127,8 +128,8 @@ def render_scenes(classes: torch.Tensor, generator: torch.Generator,
 
     cls = classes.to(dev)
     # background: plain colour + optional vertical gradient
-    bg_idx = torch.randint(0, len(BACKGROUNDS), (b,), generator=generator, device=dev)
-    bg = BACKGROUNDS.to(dev)[bg_idx]  # [B, 3]
+    # each scene class has its own backdrop colour (a strong, early-learned class signal)
+    bg = BACKGROUNDS.to(dev)[cls] + (rand(b, 1) - 0.5) * 0.06  # [B, 3]
     grad = (rand(b) < 0.5).float() * 0.18
     # objects
     col_idx = torch.stack([torch.randperm(len(PALETTE), generator=generator, device=dev)[:k]
