@@ -1,7 +1,16 @@
 """AdaCache core: pure torch, never imports ComfyUI."""
 
 from .codebook import PRESETS, Codebook, CodebookError, calibrated_codebook, preset_codebook
-from .families import FAMILIES, Family, UnsupportedModelError, block_keys, family_for
+from .families import (
+    BLOCKS,
+    FAMILIES,
+    WHOLE,
+    Family,
+    UnsupportedModelError,
+    block_keys,
+    family_for,
+    register,
+)
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings, MotionRegularizer
 from .runtime import (
@@ -19,6 +28,7 @@ from .runtime import (
 from .schedule import CacheSchedule, StepRecord, equivalent_steps, preview_schedule, step_of_sigma
 
 __all__ = [
+    "BLOCKS", "WHOLE", "register",
     "COMPUTE", "FAMILIES", "METRICS", "PASSTHROUGH", "PRESETS", "PRESET_CHOICES", "REUSE",
     "AdaCacheConfig", "AdaCacheRun", "CacheSchedule", "Codebook", "CodebookError", "Family",
     "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
-from .families import Family
+from .families import WHOLE, Family
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings
 from .schedule import CacheSchedule, StepRecord, step_of_sigma
@@ -89,13 +89,13 @@ class AdaCacheConfig:
 class StreamCache:
     """What one stream (one cond entry: positive, negative, ...) keeps between steps."""
 
-    residual: torch.Tensor | None = None  # stack output - stack input at the last compute
+    residual: dict[str, torch.Tensor] | None = None  # stack output - input, per carried key
     metric: dict[int, torch.Tensor] = field(default_factory=dict)  # metric-block residuals
     metric_step: int | None = None
 
     def nbytes(self) -> int:
-        tensors = [self.residual, *self.metric.values()]
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        tensors = [*(self.residual or {}).values(), *self.metric.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass
@@ -104,7 +104,7 @@ class CallContext:
     stream_keys: list
     latent_shape: tuple[int, ...]
     record: StepRecord | None = None
-    stack_input: torch.Tensor | None = None
+    stack_input: dict[str, torch.Tensor] | None = None
     metric_residuals: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
@@ -121,8 +121,9 @@ class AdaCacheRun:
     ):
         self.config = config
         self.family = family
-        self.n_blocks = n_blocks
-        self.metric_positions = parse_metric_blocks(config.metric_blocks, n_blocks)
+        self.n_blocks = 1 if family.mode == WHOLE else n_blocks
+        spec = "first" if family.mode == WHOLE else config.metric_blocks
+        self.metric_positions = parse_metric_blocks(spec, self.n_blocks)
         n_steps = max(len(sigmas) - 1, 1)
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
@@ -171,29 +172,57 @@ class AdaCacheRun:
 
     # -- hooks -----------------------------------------------------------------------------
     def block(self, position: int, args: dict, run_inner: Callable[[dict], dict]) -> dict:
+        """One block of the stack (blocks mode)."""
         call = self.call
         if call is None or call.mode == PASSTHROUGH:
             return run_inner(args)
-        key = self.family.hidden_key
+        keys = self.family.stream_keys
         if call.mode == REUSE:
-            if position == 0:
-                cached = self._cached_residual(args[key])
-                if cached is None:  # no usable cache for some stream: never reuse stale data
-                    self._force_compute(call)
-                    return self.block(position, args, run_inner)
-                self.check_interrupt()
-                out = dict(args)
-                out[key] = args[key] + cached
-                return out
-            return args
+            if position != 0:
+                return args  # the stored residual already holds what this block adds
+            cached = self._cached_residual({k: args[k] for k in keys})
+            if cached is None:  # no usable cache for some stream: never reuse stale data
+                self._force_compute(call)
+                return self.block(position, args, run_inner)
+            self.check_interrupt()
+            out = dict(args)
+            for k in keys:
+                out[k] = args[k] + cached[k]
+            return out
         if position == 0:
-            call.stack_input = args[key]
+            call.stack_input = {k: args[k] for k in keys}
             self.stack_runs += 1
         out = run_inner(args)
         if position in self.metric_positions:
+            key = self.family.hidden_key
             call.metric_residuals[position] = out[key] - args[key]
         if self.family.output_module is None and position == self.n_blocks - 1:
-            self.stack_output(out[key])
+            self.stack_output(out[self.family.hidden_key])
+        return out
+
+    def whole_model(self, x: torch.Tensor, run_inner: Callable[[], torch.Tensor]):
+        """The diffusion model's forward (whole mode): reuse output - input on cached calls."""
+        call = self.call
+        if call is None or call.mode == PASSTHROUGH:
+            return run_inner()
+        if call.mode == REUSE:
+            stream = self.streams.get(call.stream_keys[0])
+            like = None if stream is None or stream.residual is None else stream.residual["out"]
+            view = None if like is None else _crop(x, like.shape[1:])
+            cached = None if view is None else self._cached_residual({"out": view})
+            if cached is None:
+                self._force_compute(call)
+                return self.whole_model(x, run_inner)
+            self.check_interrupt()
+            return view + cached["out"]
+        self.stack_runs += 1
+        out = run_inner()
+        view = _crop(x, out.shape[1:])
+        if view is None:  # output not a crop of the input: nothing we can cache
+            return out
+        call.stack_input = {"out": view}
+        call.metric_residuals[0] = out - view
+        self.stack_output(out)
         return out
 
     def stack_output(self, hidden: torch.Tensor) -> None:
@@ -201,34 +230,40 @@ class AdaCacheRun:
         call = self.call
         if call is None or call.mode != COMPUTE or call.stack_input is None:
             return
-        residual = hidden - call.stack_input
-        call.stack_input = None
-        chunks = self._chunks(residual, call.stream_keys)
+        stack_input, call.stack_input = call.stack_input, None
+        if self.family.mode == WHOLE:
+            outputs = {"out": hidden}
+        else:
+            outputs = self.family.split_output(hidden, stack_input)
+        residuals = {
+            k: self._chunks(outputs[k] - stack_input[k], call.stream_keys) for k in stack_input
+        }
         metrics = {p: self._chunks(r, call.stream_keys) for p, r in call.metric_residuals.items()}
         call.metric_residuals = {}
         step = call.record.step
         for i, stream_key in enumerate(call.stream_keys):
             stream = self.streams.setdefault(stream_key, StreamCache())
-            stream.residual = chunks[i].detach()
+            stream.residual = {k: r[i].detach() for k, r in residuals.items()}
             current = {p: m[i].detach() for p, m in metrics.items()}
             if not current or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
-                gap = step - stream.metric_step
-                distance = sum(
-                    relative_distance(current[p], stream.metric[p], self.config.metric)
-                    for p in current
-                ) / (len(current) * max(gap, 1))
-                motion = None
-                if self.schedule.moreg is not None:
-                    first = current[self.metric_positions[0]]
-                    frames = self.family.frames(first, call.latent_shape)
-                    if frames is not None:
-                        motion = motion_score(frames, self.config.moreg.strides)
-                self.schedule.measure(distance, gap, motion)
+                self._measure(stream, current, step, call.latent_shape)
             stream.metric, stream.metric_step = current, step
+
+    def _measure(self, stream: StreamCache, current: dict, step: int, latent_shape) -> None:
+        gap = step - stream.metric_step
+        distance = sum(
+            relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
+        ) / (len(current) * max(gap, 1))
+        motion = None
+        if self.schedule.moreg is not None:
+            frames = self.family.frames(current[self.metric_positions[0]], latent_shape)
+            if frames is not None:
+                motion = motion_score(frames, self.config.moreg.strides)
+        self.schedule.measure(distance, gap, motion)
 
     def side_module(self, run_inner: Callable, *args, **kwargs):
         """A module adding a hint into the hidden state: silent on cached evaluations."""
@@ -243,17 +278,25 @@ class AdaCacheRun:
     def _chunks(tensor: torch.Tensor, keys: list) -> list[torch.Tensor]:
         return list(tensor.chunk(len(keys), dim=0)) if len(keys) > 1 else [tensor]
 
-    def _cached_residual(self, hidden: torch.Tensor) -> torch.Tensor | None:
+    def _cached_residual(self, current: dict[str, torch.Tensor]) -> dict | None:
+        """The stored residuals of this call's streams, batched like ``current``, or None."""
         keys = self.call.stream_keys
-        per_stream = hidden.shape[0] // max(len(keys), 1)
-        parts = []
-        for stream_key in keys:
-            stream = self.streams.get(stream_key)
-            r = None if stream is None else stream.residual
-            if r is None or r.shape != (per_stream, *hidden.shape[1:]) or r.device != hidden.device:
-                return None
-            parts.append(r.to(hidden.dtype))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        out = {}
+        for name, tensor in current.items():
+            per_stream = tensor.shape[0] // max(len(keys), 1)
+            parts = []
+            for stream_key in keys:
+                stream = self.streams.get(stream_key)
+                r = None if stream is None or stream.residual is None else stream.residual.get(name)
+                if (
+                    r is None
+                    or r.shape != (per_stream, *tensor.shape[1:])
+                    or r.device != tensor.device
+                ):
+                    return None
+                parts.append(r.to(tensor.dtype))
+            out[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        return out
 
     def _force_compute(self, call: CallContext) -> None:
         call.mode = COMPUTE
@@ -277,6 +320,7 @@ class AdaCacheRun:
         calibrated = calibrated_codebook(distances, self.codebook.rates)
         return {
             "family": self.family.name,
+            "mode": self.family.support,
             "steps": s.n_steps,
             "steps_reached": len(reached),
             "computed_steps": computed,
@@ -298,6 +342,13 @@ class AdaCacheRun:
             "warnings": list(self.warnings),
             "trace": [r.as_dict() for r in s.trace],
         }
+
+
+def _crop(x: torch.Tensor, shape) -> torch.Tensor | None:
+    """``x`` cut to ``[batch, *shape]`` from the start of each dim (extra channels, padding)."""
+    if x.ndim != len(shape) + 1 or any(a < b for a, b in zip(x.shape[1:], shape, strict=True)):
+        return None
+    return x[(slice(None), *(slice(0, n) for n in shape))]
 
 
 def format_summary(summary: dict) -> str:

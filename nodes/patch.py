@@ -10,6 +10,8 @@ import torch
 from comfy.patcher_extension import WrappersMP
 
 from ..adacache import (
+    BLOCKS,
+    WHOLE,
     AdaCacheConfig,
     AdaCacheRun,
     block_keys,
@@ -75,6 +77,17 @@ def _side_hook(handle: AdaCacheHandle, original):
     return adacache_side_module
 
 
+def _whole_model_hook(handle: AdaCacheHandle, original):
+    def adacache_whole_model(x, *args, **kwargs):
+        run = handle.run
+        if run is None:
+            return original(x, *args, **kwargs)
+        return run.whole_model(x, lambda: original(x, *args, **kwargs))
+
+    adacache_whole_model.adacache_original = original
+    return adacache_whole_model
+
+
 def _stack_intact(handle: AdaCacheHandle, transformer_options: dict) -> bool:
     replaced = transformer_options.get("patches_replace", {}).get("dit", {})
     return all(getattr(replaced.get(k), "adacache_handle", None) is handle for k in handle.keys)
@@ -116,7 +129,7 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         run = AdaCacheRun(
             config,
             handle.family,
-            len(handle.keys),
+            max(len(handle.keys), 1),
             sigmas,
             steps_for_codebook=steps,
             cache_sigma_range=(high, low),
@@ -176,10 +189,11 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
     family = family_for(diffusion_model)
     model = model.clone()
     keys = block_keys(family, diffusion_model)
-    if not keys:
+    if family.mode == BLOCKS and not keys:
         raise ValueError(f"{type(diffusion_model).__name__} has no transformer blocks to cache")
     handle = AdaCacheHandle(config, family, keys, node_id)
-    parse_metric_blocks(config.metric_blocks, len(keys))  # fail now, not at sampling time
+    if family.mode == BLOCKS:
+        parse_metric_blocks(config.metric_blocks, len(keys))  # fail now, not at sampling time
 
     transformer_options = model.model_options.setdefault("transformer_options", {})
     existing = transformer_options.get("patches_replace", {}).get("dit", {})
@@ -192,6 +206,9 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
             previous = previous.adacache_previous
         model.set_model_patch_replace(_block_patch(handle, position, previous), "dit", kind, index)
 
+    if family.mode == WHOLE:
+        name = "diffusion_model.forward"
+        model.add_object_patch(name, _whole_model_hook(handle, _unhooked(model, name)))
     if family.output_module:
         name = f"diffusion_model.{family.output_module}.forward"
         model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))

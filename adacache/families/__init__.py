@@ -1,9 +1,15 @@
 """Per-family adapters, described by data: where the block stack is and how tokens are laid out.
 
-The ComfyUI layer patches ``patches_replace["dit"][(kind, i)]`` for every block of the stack,
-optionally hooks a module whose input is the stack output (``output_module``), and silences
-``side_modules`` (modules that add into the hidden state between blocks, e.g. VACE hints) on
-cached steps. Nothing here imports ComfyUI.
+Two modes:
+- ``blocks``: every block of the stack(s) is routed through ``patches_replace["dit"]``; on a
+  cached step the first block adds the stored stack residual(s) and the others pass their
+  input through. ``stream_keys`` are the block-argument tensors the stack carries (``img``,
+  and ``txt`` for double-stream models); when a later single-stream stack joins them into one
+  tensor, ``joined`` says in which order so its output can be split back.
+- ``whole``: for models without block replacement, the diffusion model's forward is skipped and
+  its output residual (output - input) reused; the metric is taken on that output residual.
+
+Nothing here imports ComfyUI. Family modules register themselves with ``register``.
 """
 
 from __future__ import annotations
@@ -12,23 +18,38 @@ from dataclasses import dataclass
 
 import torch
 
+BLOCKS, WHOLE = "blocks", "whole"
+
 
 @dataclass(frozen=True)
 class Family:
     name: str
     class_names: tuple[str, ...]  # diffusion_model classes this adapter accepts
-    stacks: tuple[tuple[str, str], ...]  # (module list attribute, patches_replace block kind)
-    hidden_key: str = "img"  # the block args entry holding the hidden state
+    mode: str = BLOCKS
+    stacks: tuple[tuple[str, str], ...] = ()  # (module list attribute, patches_replace kind)
+    stream_keys: tuple[str, ...] = ("img",)  # block-arg tensors carried through the stack
+    hidden_key: str = "img"  # the block-arg tensor whose residual is the metric
+    joined: str | None = None  # "txt_first" / "img_first": single stream = cat of the two
     output_module: str | None = None  # module whose forward(x, ...) input is the stack output
     side_modules: tuple[str, ...] = ()  # module lists whose forward returns (hint, state)
     patch_size: tuple[int, int, int] = (1, 2, 2)  # latent (t, h, w) per token
-    video_tokens: str = "tail"  # where the T*h*w video tokens sit in the hidden sequence
+    video_tokens: str = "tail"  # where the T*h*w video tokens sit in a longer sequence
     is_video: bool = True
     note: str = ""
 
     def frames(self, hidden: torch.Tensor, latent_shape: tuple[int, ...]) -> torch.Tensor | None:
-        """Video tokens of ``hidden`` [B, L, D] as [B, T, h*w, D], or None if not a video."""
+        """The video part of a residual as [B, T, tokens per frame, D], or None (no frames).
+
+        ``hidden`` is [B, L, D] (blocks mode) or the latent-shaped [B, C, T, H, W] output
+        residual (whole mode).
+        """
         if not self.is_video or len(latent_shape) != 5:
+            return None
+        if hidden.ndim == 5:  # [B, C, T, H, W]
+            if hidden.shape[2] < 2:
+                return None
+            return hidden.flatten(3).permute(0, 2, 3, 1)
+        if hidden.ndim != 3:
             return None
         pt, ph, pw = self.patch_size
         t = -(-latent_shape[2] // pt)
@@ -39,17 +60,25 @@ class Family:
         tokens = hidden[:, -n:] if self.video_tokens == "tail" else hidden[:, :n]
         return tokens.reshape(hidden.shape[0], t, hw, hidden.shape[-1])
 
+    def split_output(self, hidden: torch.Tensor, stack_input: dict) -> dict:
+        """The stack output per stream key, from the last block's hidden state."""
+        if self.joined is None or len(self.stream_keys) == 1:
+            return {self.stream_keys[0]: hidden}
+        first = "txt" if self.joined == "txt_first" else "img"
+        second = "img" if first == "txt" else "txt"
+        n = stack_input[first].shape[1]
+        return {first: hidden[:, :n], second: hidden[:, n:]}
 
-WAN = Family(
-    name="Wan",
-    class_names=("WanModel", "VaceWanModel"),
-    stacks=(("blocks", "double_block"),),
-    output_module="head",
-    side_modules=("vace_blocks",),
-    note="t2v, i2v (36-channel input, CLIP-vision tokens), VACE, Wan 2.2 two-expert chain",
-)
+    @property
+    def support(self) -> str:
+        return "block stack" if self.mode == BLOCKS else "whole model"
 
-FAMILIES: tuple[Family, ...] = (WAN,)
+
+FAMILIES: list[Family] = []
+
+
+def register(*families: Family) -> None:
+    FAMILIES.extend(families)
 
 
 class UnsupportedModelError(TypeError):
@@ -73,3 +102,6 @@ def block_keys(family: Family, diffusion_model) -> list[tuple[str, int]]:
     for attr, kind in family.stacks:
         keys += [(kind, i) for i in range(len(getattr(diffusion_model, attr)))]
     return keys
+
+
+from . import wan  # noqa: E402,F401  (registers the families, in this order)
