@@ -318,6 +318,14 @@ class AdaCacheRun:
         computed = len(s.computed_steps)
         distances = [r.distance for r in s.trace if r.distance is not None]
         calibrated = calibrated_codebook(distances, self.codebook.rates)
+        warnings = list(self.warnings)
+        if reached and len(reached) >= 5 and not s.reused_steps and distances:
+            warnings.append(
+                f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g}"
+                f" per step) selected cache rate 1 in {self.codebook.describe()}; pick a faster "
+                f"preset or a codebook calibrated to this model, e.g. {calibrated.describe()}"
+                if calibrated else "no step was reused"
+            )
         return {
             "family": self.family.name,
             "mode": self.family.support,
@@ -339,7 +347,8 @@ class AdaCacheRun:
             "streams": len(self.streams),
             "distance_range": [min(distances), max(distances)] if distances else None,
             "calibrated_codebook": calibrated.describe() if calibrated else None,
-            "warnings": list(self.warnings),
+            "cache_sigma_range": [s.cache_sigma_high, s.cache_sigma_low],
+            "warnings": warnings,
             "trace": [r.as_dict() for r in s.trace],
         }
 
