@@ -37,6 +37,11 @@ class AdaCacheHandle:
         self.run: AdaCacheRun | None = None
         self.last_summary: dict | None = None
 
+    def __deepcopy__(self, memo):
+        # ModelPatcher.clone() deep-copies model_options; every clone shares this one handle,
+        # as its patches (closures over it) do.
+        return self
+
 
 def _block_patch(handle: AdaCacheHandle, position: int, previous):
     def adacache_block(args, extra):
@@ -75,6 +80,17 @@ def _side_hook(handle: AdaCacheHandle, original):
 
     adacache_side_module.adacache_original = original
     return adacache_side_module
+
+
+def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
+    def adacache_silenced_module(*args, **kwargs):
+        run = handle.run
+        if run is None:
+            return original(*args, **kwargs)
+        return run.silenced_module(returns, original, *args, **kwargs)
+
+    adacache_silenced_module.adacache_original = original
+    return adacache_silenced_module
 
 
 def _whole_model_hook(handle: AdaCacheHandle, original):
@@ -217,12 +233,29 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
             name = f"diffusion_model.{attr}.{j}.forward"
             model.add_object_patch(name, _side_hook(handle, _unhooked(model, name)))
 
+    for path, returns in family.silenced_modules:
+        for name in _module_names(diffusion_model, path):
+            name = f"diffusion_model.{name}.forward"
+            model.add_object_patch(name, _silenced_hook(handle, returns, _unhooked(model, name)))
+
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.APPLY_MODEL):
         model.remove_wrappers_with_key(wrapper_type, KEY)
     model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper(handle))
     model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, KEY, _apply_model_wrapper(handle))
     model.model_options["transformer_options"]["adacache_handle"] = handle
     return model
+
+
+def _module_names(diffusion_model, path: str) -> list[str]:
+    """``path`` (dotted) if it names a module, its items if a module list, [] if absent."""
+    module = diffusion_model
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return []
+    if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
+        return [f"{path}.{j}" for j in range(len(module))]
+    return [path]
 
 
 def _unhooked(model, name: str):

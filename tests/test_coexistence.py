@@ -1,0 +1,151 @@
+"""AdaCache next to other patches ComfyUI users combine it with (real host nodes, tiny Wan)."""
+
+from __future__ import annotations
+
+import comfy.sd
+import pytest
+import torch
+from comfy_api.torch_helpers import set_torch_compile_wrapper
+from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+from comfy_extras.nodes_slg import SkipLayerGuidanceDiT, SkipLayerGuidanceDiTSimple
+from comfyui_adacache.adacache import AdaCacheConfig, Codebook
+from comfyui_adacache.nodes.patch import apply_adacache
+from wan_fixtures import BlockCounter, load_wan, sample
+
+NEVER_REUSE = Codebook((1.0,), (1,))
+ALWAYS_REUSE = Codebook((1.0,), (4,))
+
+
+def patched(model, codebook=ALWAYS_REUSE, **kw):
+    return apply_adacache(model, AdaCacheConfig(preset="custom", codebook=codebook, **kw))
+
+
+def summary_of(model) -> dict:
+    return model.model_options["transformer_options"]["adacache_handle"].last_summary
+
+
+def node_model(output):
+    """The MODEL from a V3 node's NodeOutput."""
+    return output.result[0] if hasattr(output, "result") else output[0]
+
+
+@pytest.fixture(scope="module")
+def wan():
+    return load_wan("t2v")
+
+
+def tiny_lora(model, seed=7, rank=4):
+    g = torch.Generator().manual_seed(seed)
+    sd = model.model.diffusion_model.state_dict()
+    lora = {}
+    for i in range(len(model.model.diffusion_model.blocks)):
+        for part in ("self_attn.q", "cross_attn.v", "ffn.0"):
+            out_f, in_f = sd[f"blocks.{i}.{part}.weight"].shape
+            prefix = f"diffusion_model.blocks.{i}.{part}"
+            lora[f"{prefix}.lora_up.weight"] = torch.randn(out_f, rank, generator=g) * 0.2
+            lora[f"{prefix}.lora_down.weight"] = torch.randn(rank, in_f, generator=g) * 0.2
+    return lora
+
+
+def test_lora_before_and_after_adacache(wan):
+    lora = tiny_lora(wan)
+    with_lora, _ = comfy.sd.load_lora_for_models(wan, None, lora, 1.0, 0)
+    vanilla = sample(with_lora)
+    assert not torch.equal(vanilla, sample(wan))  # the LoRA does something
+    assert torch.equal(sample(patched(with_lora, NEVER_REUSE)), vanilla)
+    lora_after, _ = comfy.sd.load_lora_for_models(patched(wan, NEVER_REUSE), None, lora, 1.0, 0)
+    assert torch.equal(sample(lora_after), vanilla)
+    cached = patched(with_lora)
+    assert torch.isfinite(sample(cached)).all() and summary_of(cached)["reused_steps"] > 0
+
+
+@pytest.mark.parametrize("order", ["slg_first", "adacache_first"])
+def test_skip_layer_guidance_on_the_same_blocks(wan, order):
+    def slg(m):
+        return node_model(SkipLayerGuidanceDiT.execute(
+            m, scale=3.0, start_percent=0.0, end_percent=1.0, double_layers="1, 2"))
+
+    vanilla = sample(slg(wan))
+    if order == "slg_first":
+        never, fast = patched(slg(wan), NEVER_REUSE), patched(slg(wan))
+    else:
+        never, fast = slg(patched(wan, NEVER_REUSE)), slg(patched(wan))
+    assert torch.equal(sample(never), vanilla)
+    out = sample(fast)
+    s = summary_of(fast)
+    # SLG's extra pass (blocks 1, 2 skipped) runs as asked on every step and is never cached
+    assert s["passthrough_calls"] == s["steps_reached"]
+    assert s["reused_steps"] > 0 and torch.isfinite(out).all()
+
+
+def test_skip_layer_guidance_simple_keeps_caching_the_cond_stream(wan):
+    def slg(m):
+        return node_model(SkipLayerGuidanceDiTSimple.execute(
+            m, start_percent=0.0, end_percent=1.0, double_layers="1"))
+
+    vanilla = sample(slg(wan))
+    assert torch.equal(sample(patched(slg(wan), NEVER_REUSE)), vanilla)
+    fast = patched(slg(wan))
+    sample(fast)
+    s = summary_of(fast)
+    assert s["passthrough_calls"] == s["steps_reached"]  # the uncond pass, blocks skipped
+    assert s["reused_steps"] > 0
+
+
+def test_shift_override_is_read_with_object_patches(wan):
+    shifted = ModelSamplingSD3().patch(wan, shift=3.0)[0]
+    sampling = shifted.get_model_object("model_sampling")
+    assert sampling is not wan.get_model_object("model_sampling")
+    fast = apply_adacache(shifted, AdaCacheConfig(preset="fast", start_percent=0.3,
+                                                  end_percent=0.9))
+    sample(fast)
+    high, low = summary_of(fast)["cache_sigma_range"]
+    assert high == pytest.approx(float(sampling.percent_to_sigma(0.3)))
+    assert low == pytest.approx(float(sampling.percent_to_sigma(0.9)))
+    default = wan.get_model_object("model_sampling")
+    assert high != pytest.approx(float(default.percent_to_sigma(0.3)))
+    assert torch.equal(sample(patched(shifted, NEVER_REUSE)), sample(shifted))
+
+
+@pytest.mark.parametrize("scope", ["whole_model", "per_block"])
+def test_torch_compile(wan, scope):
+    """TorchCompileModel's wrapper (eager backend here: the same dynamo path, no C++ build)."""
+    n = len(wan.model.diffusion_model.blocks)
+    keys = ["diffusion_model"] if scope == "whole_model" else [
+        f"diffusion_model.blocks.{i}" for i in range(n)]
+    reference = sample(patched(wan))
+    compiled = patched(wan)
+    set_torch_compile_wrapper(compiled, backend="eager", keys=keys)
+    counter = BlockCounter(wan.model.diffusion_model)
+    try:
+        out = sample(compiled)
+    finally:
+        counter.close()
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    s = summary_of(compiled)
+    assert s["reused_steps"] > 0
+    if scope == "per_block":  # compiled blocks still skipped on cached steps
+        assert counter.stack_runs == s["computed_steps"]
+
+
+def test_two_adacache_nodes_stacked_the_later_one_wins(wan):
+    stacked = patched(apply_adacache(wan, AdaCacheConfig(preset="slow")), ALWAYS_REUSE)
+    single = patched(wan, ALWAYS_REUSE)
+    counter = BlockCounter(wan.model.diffusion_model)
+    try:
+        out = sample(stacked)
+    finally:
+        counter.close()
+    assert torch.equal(out, sample(single))
+    assert summary_of(stacked)["pattern"] == summary_of(single)["pattern"]
+    assert counter.stack_runs == summary_of(stacked)["computed_steps"]  # blocks run once
+
+
+def test_few_step_runs_warn(wan, caplog):
+    fast = apply_adacache(wan, AdaCacheConfig(preset="fast"))
+    with caplog.at_level("INFO", logger="AdaCache"):
+        sample(fast, steps=4)
+    s = summary_of(fast)
+    assert s["reused_steps"] == 0
+    assert any("few-step" in w for w in s["warnings"])
+    assert "few-step" in caplog.text
