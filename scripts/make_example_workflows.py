@@ -761,6 +761,10 @@ def main() -> None:
         (OUT / f"{name}.json").write_text(json.dumps(graph, indent=2, ensure_ascii=False) + "\n")
         thumbnail(OUT / f"{name}.jpg", title, chain, subtitle)
         print(f"wrote workflows/{name}.json and .jpg")
+    if (OUT / "adacache_demo.json").is_file():  # the demo's JSON is make_demo_workflow.py's
+        thumbnail(OUT / "adacache_demo.jpg", "AdaCache demo (runs on CPU)",
+                  ["Demo model", "AdaCache", "KSampler", "Decode"], "small shipped model + MoReg")
+        print("wrote workflows/adacache_demo.jpg")
 
 
 if __name__ == "__main__":

@@ -11,3 +11,20 @@ import comfy_host  # noqa: E402
 
 comfy_host.boot_host()
 comfy_host.import_pack()
+
+import comfy_server  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real headless ComfyUI server with the pack, shared by every module of the session."""
+    with comfy_server.running_server(tmp_path_factory.mktemp("comfy_e2e")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def object_info(server):
+    status, info = server.request("/object_info", timeout=120)
+    assert status == 200
+    return info
