@@ -231,6 +231,8 @@ class AdaCacheRun:
         if call is None or call.mode != COMPUTE or call.stack_input is None:
             return
         stack_input, call.stack_input = call.stack_input, None
+        img = stack_input.get("img")
+        img_tokens = img.shape[1] if img is not None and img.ndim == 3 else None
         if self.family.mode == WHOLE:
             outputs = {"out": hidden}
         else:
@@ -250,17 +252,20 @@ class AdaCacheRun:
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
-                self._measure(stream, current, step, call.latent_shape)
+                self._measure(stream, current, step, call.latent_shape, img_tokens)
             stream.metric, stream.metric_step = current, step
 
-    def _measure(self, stream: StreamCache, current: dict, step: int, latent_shape) -> None:
+    def _measure(
+        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None
+    ) -> None:
         gap = step - stream.metric_step
         distance = sum(
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
         motion = None
         if self.schedule.moreg is not None:
-            frames = self.family.frames(current[self.metric_positions[0]], latent_shape)
+            hidden = current[self.metric_positions[0]]
+            frames = self.family.frames(hidden, latent_shape, img_tokens)
             if frames is not None:
                 motion = motion_score(frames, self.config.moreg.strides)
         self.schedule.measure(distance, gap, motion)
@@ -271,6 +276,17 @@ class AdaCacheRun:
         if call is not None and call.mode == REUSE:
             state = args[0] if args else next(iter(kwargs.values()))
             return torch.zeros((), dtype=state.dtype, device=state.device), state
+        return run_inner(*args, **kwargs)
+
+    def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
+        """A module run between blocks (Family.silenced_modules): a no-op on cached evaluations,
+        whose stored residual already holds what it added."""
+        call = self.call
+        if call is not None and call.mode == REUSE:
+            state = args[0] if args else next(iter(kwargs.values()))
+            if returns == "input":
+                return state
+            return torch.zeros((), dtype=state.dtype, device=state.device)
         return run_inner(*args, **kwargs)
 
     # -- helpers ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Nothing here imports ComfyUI. Family modules register themselves with ``register
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,16 +33,24 @@ class Family:
     joined: str | None = None  # "txt_first" / "img_first": single stream = cat of the two
     output_module: str | None = None  # module whose forward(x, ...) input is the stack output
     side_modules: tuple[str, ...] = ()  # module lists whose forward returns (hint, state)
+    # modules run between blocks, silenced on cached evaluations: (dotted path of a module or
+    # module list, what forward returns: "input" (the updated hidden state) or "addend")
+    silenced_modules: tuple[tuple[str, str], ...] = ()
+    patch_size_attr: str | None = None  # diffusion-model attribute overriding patch_size
     patch_size: tuple[int, int, int] = (1, 2, 2)  # latent (t, h, w) per token
     video_tokens: str = "tail"  # where the T*h*w video tokens sit in a longer sequence
     is_video: bool = True
     note: str = ""
 
-    def frames(self, hidden: torch.Tensor, latent_shape: tuple[int, ...]) -> torch.Tensor | None:
+    def frames(
+        self, hidden: torch.Tensor, latent_shape: tuple[int, ...], img_tokens: int | None = None
+    ) -> torch.Tensor | None:
         """The video part of a residual as [B, T, tokens per frame, D], or None (no frames).
 
         ``hidden`` is [B, L, D] (blocks mode) or the latent-shaped [B, C, T, H, W] output
-        residual (whole mode).
+        residual (whole mode). ``img_tokens`` is the length of the ``img`` stream at the stack
+        input: a joined single-stream residual is first cut to its img part, in which the video
+        tokens sit at ``video_tokens``.
         """
         if not self.is_video or len(latent_shape) != 5:
             return None
@@ -51,6 +60,9 @@ class Family:
             return hidden.flatten(3).permute(0, 2, 3, 1)
         if hidden.ndim != 3:
             return None
+        if self.joined is not None and img_tokens and hidden.shape[1] > img_tokens:
+            first = self.joined == "img_first"
+            hidden = hidden[:, :img_tokens] if first else hidden[:, -img_tokens:]
         pt, ph, pw = self.patch_size
         t = -(-latent_shape[2] // pt)
         hw = -(-latent_shape[3] // ph) * -(-latent_shape[4] // pw)
@@ -89,6 +101,9 @@ def family_for(diffusion_model) -> Family:
     cls_name = type(diffusion_model).__name__
     for family in FAMILIES:
         if cls_name in family.class_names:
+            size = getattr(diffusion_model, family.patch_size_attr or "", None)
+            if size is not None and len(size) == 3:  # e.g. HunyuanVideo (1,2,2) vs 1.5 (1,1,1)
+                return dataclasses.replace(family, patch_size=tuple(int(v) for v in size))
             return family
     supported = "; ".join(f"{f.name} ({', '.join(f.class_names)})" for f in FAMILIES)
     raise UnsupportedModelError(
@@ -105,3 +120,4 @@ def block_keys(family: Family, diffusion_model) -> list[tuple[str, int]]:
 
 
 from . import wan  # noqa: E402,F401  (registers the families, in this order)
+from . import video  # noqa: E402,F401
