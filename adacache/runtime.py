@@ -142,6 +142,10 @@ class AdaCacheRun:
                 "computed, so AdaCache can skip at most "
                 f"{max(self.schedule.n_steps - 4, 0)} step(s) here (few-step / distilled setup)"
             )
+        if self.schedule.moreg is not None and not family.is_video:
+            self.warnings.append(
+                "MoReg: no motion term for image models (one frame); its factor stays 1"
+            )
 
     # -- calls -----------------------------------------------------------------------------
     def begin_call(self, sigma: float, stream_keys: list, latent_shape, stack_intact=True):

@@ -121,3 +121,4 @@ def block_keys(family: Family, diffusion_model) -> list[tuple[str, int]]:
 
 from . import wan  # noqa: E402,F401  (registers the families, in this order)
 from . import video  # noqa: E402,F401
+from . import image  # noqa: E402,F401
