@@ -18,6 +18,10 @@ fixture, see conftest.py / comfy_server.py) lists every node type's inputs and o
 - every required link input of an active node is connected;
 - every link is consistent with both ends' slot lists and connects matching types (source output
   type == target input type, or ``*``);
+- the server's own ``/prompt`` validation, on the workflow converted to API format the way
+  the frontend does it, reports nothing but the model and image files not installed on the
+  test server (so nothing is queued; the demo, whose files are all there, is left to its own
+  tests);
 - a ``.jpg`` thumbnail for every ``.json``;
 - AdaCache placement: each AdaCache Apply takes its model from a loader (or its shift node) and
   feeds a sampler or guider; the video examples connect MoReg Settings; at least one example
@@ -292,6 +296,65 @@ def validate(path: Path, object_info: dict) -> list[str]:
     return problems
 
 
+def widget_pairs(node: dict, info: dict) -> list[tuple[Input, object]]:
+    """(widget input, saved value) pairs of a node whose widgets_values are well-formed."""
+    widgets = [i for i in node_inputs(info) if i.is_widget]
+    values = node.get("widgets_values", [])
+    if isinstance(values, dict):
+        return [(w, values[w.name]) for w in widgets if w.name in values]
+    pairs, pos = [], 0
+    for w in widgets:
+        pairs.append((w, values[pos]))
+        pos += 1 + w.extra_values
+    return pairs
+
+
+def to_api(graph: dict, object_info: dict) -> dict:
+    """The API-format prompt the frontend would queue for this UI-format graph."""
+    nodes, links = _graph_index(graph)
+
+    def source(link_id):
+        """[node id, slot] feeding a link, through reroutes and bypassed nodes; or a value."""
+        _, src_id, src_slot, *_ = links[link_id]
+        src = nodes[src_id]
+        if src["type"] == "PrimitiveNode":
+            return ("value", src["widgets_values"][0])
+        if src["type"] == "Reroute" or src.get("mode") == 4:  # pass through by type
+            kind = src["outputs"][src_slot]["type"]
+            for inp in src.get("inputs") or []:
+                if inp.get("link") is not None and types_match(inp["type"], kind):
+                    return source(inp["link"])
+            return None
+        if src.get("mode", ACTIVE) != ACTIVE:
+            return None
+        return ("link", [str(src_id), src_slot])
+
+    prompt = {}
+    for node in graph["nodes"]:
+        if node["type"] in FRONTEND_ONLY or node.get("mode", ACTIVE) != ACTIVE:
+            continue
+        inputs = {w.name: value for w, value in widget_pairs(node, object_info[node["type"]])}
+        for inp in node.get("inputs") or []:
+            if inp.get("link") is None:
+                continue
+            got = source(inp["link"])
+            if got is not None:
+                inputs[inp["name"]] = got[1]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def missing_files(graph: dict, object_info: dict) -> bool:
+    """Whether some file the workflow names is not on the server (so /prompt cannot queue it)."""
+    for node in graph["nodes"]:
+        if node["type"] in FRONTEND_ONLY or node.get("mode", ACTIVE) != ACTIVE:
+            continue
+        for w, value in widget_pairs(node, object_info[node["type"]]):
+            if w.is_file_list and value not in (w.options or []):
+                return True
+    return False
+
+
 # --- tests ---------------------------------------------------------------------------------
 
 
@@ -311,6 +374,28 @@ def test_thumbnail(path):
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_workflow_against_object_info(path, object_info):
     problems = validate(path, object_info)
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_server_prompt_validation(path, server, object_info):
+    graph = load(path)
+    if validate(path, object_info):
+        pytest.skip("invalid as saved (see test_workflow_against_object_info)")
+    if not missing_files(graph, object_info):
+        pytest.skip("every file is installed: /prompt would run it")
+    status, body = server.queue(to_api(graph, object_info))
+    assert status == 400, f"/prompt queued it (or failed otherwise): {status} {body}"
+    problems = []
+    for node_id, entry in (body.get("node_errors") or {}).items():
+        node = next(n for n in graph["nodes"] if str(n["id"]) == node_id)
+        by_name = {i.name: i for i in node_inputs(object_info[node["type"]])}
+        for error in entry["errors"]:
+            name = (error.get("extra_info") or {}).get("input_name")
+            allowed = error["type"] in ("value_not_in_list", "custom_validation_failed")
+            if not (allowed and name in by_name and by_name[name].is_file_list):
+                problems.append(f"node {node_id} ({node['type']}): {error}")
+    assert body.get("node_errors"), body
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
 
 
