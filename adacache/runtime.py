@@ -367,7 +367,9 @@ class AdaCacheRun:
             "streams": len(self.streams),
             "distance_range": [min(distances), max(distances)] if distances else None,
             "calibrated_codebook": calibrated.describe() if calibrated else None,
-            "cache_sigma_range": [s.cache_sigma_high, s.cache_sigma_low],
+            "cache_sigma_range": [
+                v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
+            ],
             "warnings": warnings,
             "trace": [r.as_dict() for r in s.trace],
         }

@@ -33,7 +33,11 @@ class AdaCacheApply(io.ComfyNode):
                 "video from how fast the features change."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model to accelerate (Wan family)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The diffusion model to accelerate (Wan, HunyuanVideo, LTX-Video, "
+                    "Mochi, Cosmos, Flux and other DiTs; see the README's support matrix).",
+                ),
                 io.Combo.Input(
                     "preset",
                     options=list(PRESET_CHOICES),

@@ -47,6 +47,12 @@ grep -viE '^(torch|torchvision|torchaudio)([<>=!~ ]|$)' "$COMFY/requirements.txt
 "${PIP[@]}" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" \
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
+# The UI tests drive the real frontend in Debian's Chromium (never `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 mkdir -p "$COMFY/custom_nodes"
 ln -sfn "$ROOT" "$COMFY/custom_nodes/ComfyUI-AdaCache"
 rm -f "$VENV"/.adacache-setup-*

@@ -1,0 +1,131 @@
+"""Tier 3: the pack's widgets in the real ComfyUI frontend, in headless Chromium.
+
+The frontend (comfyui-frontend-package 1.32.9) is served by the real server of the session
+fixture; Debian's Chromium is driven by Playwright (never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from test_e2e_server import defaults, sampling_branch, shared_nodes
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+SHOTS = Path(os.environ.get("ADACACHE_SCREENSHOTS", Path(__file__).parent / ".screenshots"))
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    # A first-time user gets the Templates dialog over the canvas; this user has seen it.
+    status, _ = server.request("/settings/Comfy.TutorialCompleted", True)
+    assert status == 200
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server.url, wait_until="domcontentloaded", timeout=120_000)
+        page.wait_for_function(
+            "() => window.app && window.app.graph && window.LiteGraph", timeout=120_000
+        )
+        page.wait_for_function(
+            "() => (window.app.extensionManager?.extensions ?? window.app.extensions ?? [])"
+            ".some?.(e => e.name === 'adacache.widgets') ?? true",
+            timeout=60_000,
+        )
+        close_dialogs(page)
+        yield page
+        browser.close()
+
+
+def close_dialogs(page):
+    """A fresh profile opens the Templates dialog over the canvas; close whatever is open."""
+    for _ in range(20):
+        mask = page.locator(".p-dialog-mask")
+        if mask.count() == 0:
+            return
+        close = page.locator(
+            ".p-dialog-mask button[aria-label='Close'], .p-dialog-mask button:has(.pi-times)"
+        )
+        if close.count():
+            close.first.click()
+        else:
+            page.keyboard.press("Escape")
+        time.sleep(0.5)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dialog.png"))
+    raise AssertionError("a dialog stays open over the canvas")
+
+
+ADD_NODES = """() => {
+    const g = window.app.graph;
+    g.clear();
+    if (g.state) g.state.lastNodeId = 100;  // keep clear of the API prompt's ids "1".."4"
+    else g.last_node_id = 100;
+    const apply = window.LiteGraph.createNode("AdaCacheApply");
+    apply.pos = [80, 80];
+    g.add(apply);
+    const editor = window.LiteGraph.createNode("AdaCacheCodebookEditor");
+    editor.pos = [520, 80];
+    g.add(editor);
+    window.app.canvas.ds.offset = [0, 0];
+    window.app.canvas.ds.scale = 1;
+    g.setDirtyCanvas(true, true);
+    return {apply: apply.id, editor: editor.id};
+}"""
+
+
+def widget_value(page, node_id, name):
+    return page.evaluate(
+        "([id, name]) => window.app.graph.getNodeById(id).widgets.find(w => w.name === name)"
+        ".value",
+        [node_id, name],
+    )
+
+
+def test_widgets_render_edit_rates_and_plot_a_real_run(page, server, object_info):
+    ids = page.evaluate(ADD_NODES)
+    schedule = page.locator("canvas.adacache-adacache_schedule")
+    codebook = page.locator("canvas.adacache-adacache_codebook")
+    schedule.wait_for(state="visible", timeout=30_000)
+    codebook.wait_for(state="visible", timeout=30_000)
+
+    # Clicking the first band of the codebook raises its rate; shift-click lowers it again.
+    assert widget_value(page, ids["editor"], "rates") == "6, 5, 4, 3, 2, 1"
+    box = codebook.bounding_box()
+    codebook.click(position={"x": 12, "y": box["height"] / 2})
+    assert widget_value(page, ids["editor"], "rates") == "7, 5, 4, 3, 2, 1"
+    codebook.click(position={"x": 12, "y": box["height"] / 2}, modifiers=["Shift"])
+    codebook.click(position={"x": box["width"] - 10, "y": box["height"] / 2}, modifiers=["Shift"])
+    assert widget_value(page, ids["editor"], "rates") == "6, 5, 4, 3, 2, 1"  # never below 1
+
+    # A real run queued for the browser's client: the trace event reaches the Apply node's plot.
+    client_id = page.evaluate(
+        "() => window.comfyAPI?.api?.api?.clientId ?? window.app.api?.clientId"
+        " ?? sessionStorage.getItem('clientId')"
+    )
+    assert client_id
+    assert ids["apply"] > 4
+    apply_id = str(ids["apply"])
+    prompt = {**shared_nodes(), **sampling_branch(object_info, apply_id=apply_id, preset="fast",
+                                                  prefix="ui/fast")}
+    status, body = server.request("/prompt", {"prompt": prompt, "client_id": client_id})
+    assert status == 200, body
+    entry = server.wait(body["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    deadline = time.monotonic() + 30
+    pattern = None
+    while time.monotonic() < deadline and not pattern:
+        pattern = schedule.get_attribute("data-pattern")
+        time.sleep(0.2)
+    assert pattern and pattern.startswith("CC") and "." in pattern
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "adacache_widgets.png"))
+    assert defaults(object_info, "AdaCacheMoRegSettings")  # schema still served after the run
