@@ -20,7 +20,7 @@ import comfy.ldm.cosmos.predict2 as predict2
 import comfy.ldm.hunyuan_video.model as hunyuan
 import comfy.ldm.lightricks.model as ltxv
 import comfy.ldm.wan.model as wan
-import comfy.ldm.wan.model_animate as wan_animate
+import comfy.ldm.wan.model_animate as animate
 import comfy.model_management
 import comfy.model_patcher
 import comfy.ops
@@ -140,10 +140,11 @@ def cosmos_1():
 
 
 def cosmos_predict2():
-    # detection: width from x_embedder; blocks/heads default (10, 16) unless 2048/5120 wide
+    # detection: width from x_embedder; blocks/heads default (10, 16) unless 2048/5120 wide;
+    # rope3d needs a head dim of at least 16
     m = predict2.MiniTrainDIT(
         max_img_h=240, max_img_w=240, max_frames=128, in_channels=16, out_channels=16,
-        patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=128,
+        patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=256,
         num_blocks=10, num_heads=16, crossattn_emb_channels=1024, pos_emb_cls="rope3d",
         pos_emb_learnable=True, pos_emb_interpolation="crop", min_fps=1, max_fps=30,
         use_adaln_lora=True, adaln_lora_dim=256, extra_per_block_abs_pos_emb=False,
@@ -153,8 +154,8 @@ def cosmos_predict2():
     return saved("cosmos_predict2", m), torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 1024)
 
 
-def wan_common(**kw):
-    return dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2, operations=OPS, **kw)
+def wan_common(num_layers=2, **kw):
+    return dict(dim=128, ffn_dim=256, num_heads=1, num_layers=num_layers, operations=OPS, **kw)
 
 
 def wan22_5b():
@@ -167,6 +168,28 @@ def wan_camera():
     return saved("wan_camera", m), torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096)
 
 
+def wan_s2v():
+    m = wan.WanModel_S2V(**wan_common())
+    audio = torch.randn(1, 25, 1024, 3 * 4, generator=g(4))  # [B, layers, dim, 4 per frame]
+    ref = torch.randn(1, 16, 1, 8, 8, generator=g(5))  # appended after the video tokens
+    return (
+        saved("wan_s2v", m),
+        torch.zeros(1, 16, 3, 8, 8),
+        cond_pair(6, 4096, audio_embed=audio, reference_latents=[ref]),
+    )
+
+
+def wan_humo():
+    m = wan.HumoWanModel(**wan_common())
+    return saved("wan_humo", m), torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096)
+
+
+def wan_animate():
+    # 5 layers: one face-adapter block (num_layers // 5), which detection keys on
+    m = animate.AnimateWanModel(**wan_common(num_layers=5))
+    return saved("wan_animate", m), torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096)
+
+
 CASES = {
     "hunyuan_video": (hunyuan_video, ("double_blocks", "single_blocks")),
     "hunyuan_video_15": (hunyuan_video_15, ("double_blocks", "single_blocks")),
@@ -176,6 +199,9 @@ CASES = {
     "cosmos_predict2": (cosmos_predict2, ("blocks",)),
     "wan22_5b": (wan22_5b, ("blocks",)),
     "wan_camera": (wan_camera, ("blocks",)),
+    "wan_s2v": (wan_s2v, ("blocks",)),
+    "wan_humo": (wan_humo, ("blocks",)),
+    "wan_animate": (wan_animate, ("blocks",)),
 }
 EXPECTED = {
     "hunyuan_video": ("HunyuanVideo", hunyuan.HunyuanVideo, "HunyuanVideo"),
@@ -188,7 +214,7 @@ EXPECTED = {
     "wan_camera": ("WAN21_Camera", wan.CameraWanModel, "Wan camera"),
     "wan_s2v": ("WAN22_S2V", wan.WanModel_S2V, "Wan S2V"),
     "wan_humo": ("WAN21_HuMo", wan.HumoWanModel, "Wan HuMo"),
-    "wan_animate": ("WAN22_Animate", wan_animate.AnimateWanModel, "Wan Animate"),
+    "wan_animate": ("WAN22_Animate", animate.AnimateWanModel, "Wan Animate"),
 }
 
 
