@@ -47,10 +47,14 @@ MODES = ["uncached", "adacache", "adacache+moreg"]
 # MoReg for this model: the reference's normalisation a = 0.385 was fitted to Open-Sora's motion
 # scores; this model's metric-block residuals score far lower, which would make m' ~ 0 (MoReg
 # would then *suppress* recomputation). a is re-fitted to this model (docs/demo.md): between the
-# motion scores measured on static and on fast-motion scenes, so m' < 1 on static scenes and
-# m' > 1 on fast motion. Everything else is the reference's.
-MOREG_DEMO = {"frame_strides": "1", "norm_a": 0.385, "norm_p": 8.0, "norm_b": 1.0,
+# motion scores measured on static and on fast-motion scenes (late-step medians ~0.16 vs ~0.26,
+# scripts/eval_demo_model.py), so m' < 1 on static scenes and m' > 1 on fast motion.
+# Everything else is the reference's.
+MOREG_DEMO = {"frame_strides": "1", "norm_a": 0.2, "norm_p": 8.0, "norm_b": 1.0,
               "gradient_scale": 10.0, "window_start": 0.1, "window_end": 0.9}
+# Codebook: None = the paper's "fast, 30 steps" preset; or (thresholds, rates) strings for a
+# codebook calibrated to this model (supplement A.2), used through AdaCache Codebook Editor.
+CODEBOOK_DEMO: tuple[str, str] | None = None
 MODE_LABEL = {"uncached": "uncached", "adacache": "AdaCache fast",
               "adacache+moreg": "AdaCache fast + MoReg"}
 
@@ -155,6 +159,10 @@ def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: st
                   "inputs": {"model": ["1", 0], "preset": "fast", "metric": "l1",
                              "metric_blocks": "middle", "start_percent": 0.0,
                              "end_percent": 1.0, "verbose": False}}
+        if CODEBOOK_DEMO is not None:
+            g["10"] = {"class_type": "AdaCacheCodebookEditor",
+                       "inputs": {"thresholds": CODEBOOK_DEMO[0], "rates": CODEBOOK_DEMO[1]}}
+            g["4"]["inputs"].update(preset="custom", codebook=["10", 0])
         if mode == "adacache+moreg":
             g["6"] = {"class_type": "AdaCacheMoRegSettings",
                       "inputs": {"enabled": True, **MOREG_DEMO}}

@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "demo_output" / "eval")
+    ap.add_argument("--norm-a", type=float, default=None, help="override the demo's MoReg a")
+    ap.add_argument("--codebook", nargs=2, default=None, metavar=("THRESHOLDS", "RATES"),
+                    help='override the demo codebook, e.g. "0.05, 0.1, 1" "4, 2, 1"')
     args = ap.parse_args()
     torch.set_num_threads(2)
     host = _load("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
@@ -47,21 +50,28 @@ def main():
     demo = _load("adacache_demo_script", ROOT / "scripts" / "demo.py")
     import comfy.sample
     import comfy.sd
-    from comfyui_adacache.adacache import AdaCacheConfig, MoRegSettings
+    from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
     from comfyui_adacache.nodes import demo_latent as dl
     from comfyui_adacache.nodes import demo_nodes as dn
     from comfyui_adacache.nodes.patch import apply_adacache
 
     model = comfy.sd.load_diffusion_model(
         str(ROOT / "models" / "diffusion_models" / demo.MODEL_NAME))
-    m = demo.MOREG_DEMO
+    m = dict(demo.MOREG_DEMO)
+    if args.norm_a is not None:
+        m["norm_a"] = args.norm_a
+    codebook = args.codebook or demo.CODEBOOK_DEMO
+    if codebook is not None:
+        codebook = Codebook.from_text(*codebook)
+    preset = "fast" if codebook is None else "custom"
     moreg = MoRegSettings(enabled=True, strides=(1,), norm_a=m["norm_a"], norm_p=m["norm_p"],
                           norm_b=m["norm_b"], gradient_scale=m["gradient_scale"],
                           window_start=m["window_start"], window_end=m["window_end"])
     variants = {"uncached": model,
-                "adacache": apply_adacache(model, AdaCacheConfig(preset="fast")),
-                "adacache+moreg": apply_adacache(model, AdaCacheConfig(preset="fast",
-                                                                       moreg=moreg))}
+                "adacache": apply_adacache(model, AdaCacheConfig(preset=preset,
+                                                                 codebook=codebook)),
+                "adacache+moreg": apply_adacache(model, AdaCacheConfig(
+                    preset=preset, codebook=codebook, moreg=moreg))}
     lat = torch.zeros(1, 16, dl.FRAMES, dl.LATENT_HW, dl.LATENT_HW)
     rows, grid = [], []
     for scene in dl.SCENES:
@@ -82,6 +92,7 @@ def main():
                              "computed": summary.get("computed_steps", args.steps),
                              "pattern": summary.get("pattern"),
                              "moreg_motion": motions,
+                             "distances": [r.get("distance") for r in summary.get("trace", [])],
                              "distance_range": summary.get("distance_range")})
                 if name == "uncached" and seed < 3:
                     grid_row.append(dl.to_uint8(rgb)[0].permute(1, 2, 3, 0).numpy())
