@@ -17,7 +17,7 @@ with the images - no websocket client needed, and it is tied to the prompt that 
 Wall time is the server's own ``execution_start`` -> ``execution_success`` timestamps of each
 prompt (model loading is done once by a warm-up prompt first and then cached by ComfyUI).
 
-    .venv/bin/python scripts/demo.py [--scenes static "fast motion"] [--seeds 3] [--steps 30]
+    .venv/bin/python scripts/demo.py [--scenes static "fast motion"] [--seeds 4] [--steps 30]
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def main():
     ap = argparse.ArgumentParser(description="AdaCache demo in a headless ComfyUI")
     ap.add_argument("--scenes", nargs="+", default=["static", "fast motion"],
                     help='any of: static, "slow drift", "fast motion", "camera pan"')
-    ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per scene")
+    ap.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per scene")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "demo_output")
@@ -303,8 +303,10 @@ def main():
         if MODEL_NAME not in info["UNETLoader"]["input"]["required"]["unet_name"][0]:
             raise RuntimeError("UNETLoader does not list the demo model")
         # warm-up: loads the model once (ComfyUI caches the loader output for later prompts)
-        server.run_prompt(fill_defaults(demo_graph(args.scenes[0], "uncached", 999, 2, args.cfg,
-                                                   "warmup"), info))
+        # and runs every mode once at full length so first-call costs stay out of the timings
+        for mode in MODES:
+            server.run_prompt(fill_defaults(demo_graph(args.scenes[0], mode, 999, args.steps,
+                                                       args.cfg, f"warmup_{mode}"), info))
         for scene in args.scenes:
             for seed in range(args.seeds):
                 for mode in MODES:
