@@ -119,6 +119,9 @@ def block_keys(family: Family, diffusion_model) -> list[tuple[str, int]]:
     return keys
 
 
-from . import wan  # noqa: E402,F401  (registers the families, in this order)
+# Registration order is lookup order: Wan first, then the other video families, then images.
+# isort: off
+from . import wan  # noqa: E402,F401
 from . import video  # noqa: E402,F401
 from . import image  # noqa: E402,F401
+# isort: on
