@@ -148,8 +148,14 @@ class AdaCacheRun:
             )
 
     # -- calls -----------------------------------------------------------------------------
-    def begin_call(self, sigma: float, stream_keys: list, latent_shape, stack_intact=True):
-        """Starts one model evaluation; returns its mode."""
+    def begin_call(
+        self, sigma: float, stream_keys: list, latent_shape, stack_intact=True, compute_reason=None
+    ):
+        """Starts one model evaluation; returns its mode.
+
+        ``compute_reason``: this evaluation must run the stack (e.g. a ControlNet adds hints
+        between blocks, which a stored residual would count twice).
+        """
         if not stack_intact:
             # Another patch replaced some of our blocks for this call (e.g. SkipLayerGuidance's
             # extra pass): run it exactly as asked and keep nothing from it.
@@ -160,7 +166,12 @@ class AdaCacheRun:
         record = self.schedule.enter(step)
         mode = COMPUTE if record.computed else REUSE
         self.call = CallContext(mode, list(stream_keys), tuple(latent_shape), record)
-        return mode
+        if compute_reason and mode == REUSE:
+            self._force_compute(self.call, compute_reason)
+            note = f"{compute_reason}: those steps are computed instead of reused"
+            if note not in self.warnings:
+                self.warnings.append(note)
+        return self.call.mode
 
     def end_call(self) -> None:
         call, self.call = self.call, None
@@ -318,11 +329,11 @@ class AdaCacheRun:
             out[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         return out
 
-    def _force_compute(self, call: CallContext) -> None:
+    def _force_compute(self, call: CallContext, reason: str = "no usable cache") -> None:
         call.mode = COMPUTE
         record = call.record
         if record is not None and not record.computed:
-            record.computed, record.reason = True, "no usable cache"
+            record.computed, record.reason = True, reason
 
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:

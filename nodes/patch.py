@@ -122,6 +122,8 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             list(streams or [0]),
             tuple(x.shape),
             _stack_intact(handle, transformer_options),
+            # ControlNet hints are added between blocks, outside block replacement
+            compute_reason="ControlNet hints" if _control(args, kwargs) else None,
         )
         try:
             return executor(*args, **kwargs)
@@ -129,6 +131,10 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             run.end_call()
 
     return adacache_apply_model
+
+
+def _control(args, kwargs):
+    return args[4] if len(args) > 4 else kwargs.get("control")
 
 
 def _outer_sample_wrapper(handle: AdaCacheHandle):

@@ -219,3 +219,22 @@ def test_metric_block_parsing():
         parse_metric_blocks("3, foo", 28)
     with pytest.raises(MetricBlocksError, match=r"entry 1 \('40'\) is outside the stack of 28"):
         parse_metric_blocks("40", 28)
+
+
+def test_a_forced_compute_reason_turns_a_cached_step_into_a_computed_one():
+    from comfyui_adacache.adacache import REUSE, AdaCacheRun
+    from comfyui_adacache.adacache.families.wan import WAN
+
+    config = AdaCacheConfig(preset="custom", codebook=Codebook((1.0,), (4,)))
+    run = AdaCacheRun(config, WAN, 4, [1 - i / 10 for i in range(11)])
+    modes = []
+    for step in range(10):
+        reason = "ControlNet hints" if step == 3 else None
+        modes.append(run.begin_call(1 - step / 10, [0], (1, 16, 2, 4, 4), compute_reason=reason))
+        if modes[-1] == "compute" and step:
+            run.schedule.measure(0.0, 1, None)  # what the stack hooks report on a compute step
+        run.end_call()
+    trace = run.schedule.trace
+    assert modes[2] == REUSE and modes[3] == "compute"
+    assert trace[3].computed and trace[3].reason == "ControlNet hints"
+    assert any("ControlNet hints" in w for w in run.warnings)
