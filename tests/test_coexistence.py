@@ -149,3 +149,24 @@ def test_few_step_runs_warn(wan, caplog):
     assert s["reused_steps"] == 0
     assert any("few-step" in w for w in s["warnings"])
     assert "few-step" in caplog.text
+
+
+def test_a_block_replacement_registered_before_is_composed_not_overwritten(wan):
+    calls = []
+
+    def scale_block(args, extra):  # another pack's replacement on block 1
+        calls.append(1)
+        out = extra["original_block"](args)
+        return {**out, "img": out["img"] * 0.9}
+
+    other = wan.clone()
+    other.set_model_patch_replace(scale_block, "dit", "double_block", 1)
+    vanilla = sample(other)
+    n_vanilla = len(calls)
+    calls.clear()
+    assert torch.equal(sample(patched(other, NEVER_REUSE)), vanilla)
+    assert len(calls) == n_vanilla  # it still ran on every evaluation
+    calls.clear()
+    fast = patched(other)
+    sample(fast)
+    assert len(calls) == summary_of(fast)["stack_runs"]  # and only when the stack runs
