@@ -28,3 +28,13 @@ def object_info(server):
     status, info = server.request("/object_info", timeout=120)
     assert status == 200
     return info
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Free ComfyUI's loaded models while its modules still exist (quiet interpreter exit)."""
+    import gc
+
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    gc.collect()

@@ -33,7 +33,7 @@ from comfyui_adacache.adacache import (
 )
 from comfyui_adacache.nodes.patch import apply_adacache
 from safetensors.torch import save_file
-from wan_fixtures import TMP, random_state_dict, sample
+from wan_fixtures import TMP, BlockCounter, random_state_dict, sample
 
 NEVER_REUSE = Codebook((1.0,), (1,))
 ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps later
@@ -211,26 +211,6 @@ def summary_of(model) -> dict:
     return model.model_options["transformer_options"]["adacache_handle"].last_summary
 
 
-class StackCounter:
-    """Real executions of the model's transformer blocks (forward pre-hooks on the modules)."""
-
-    def __init__(self, diffusion_model, stacks):
-        blocks = [b for attr in stacks for b in getattr(diffusion_model, attr)]
-        self.n_blocks, self.calls = len(blocks), 0
-        self.handles = [b.register_forward_pre_hook(self._hook) for b in blocks]
-
-    def _hook(self, *_):
-        self.calls += 1
-
-    @property
-    def stack_runs(self) -> float:
-        return self.calls / self.n_blocks
-
-    def close(self):
-        for h in self.handles:
-            h.remove()
-
-
 @functools.cache
 def _vanilla(index: int) -> torch.Tensor:
     return run(CASES[index], _model(index))
@@ -265,7 +245,7 @@ def test_never_reusing_codebook_is_bit_identical_to_vanilla(case):
 def test_block_stack_executions_equal_computed_steps(case):
     c, model = case
     cached = patched(model, codebook=ALWAYS_REUSE)
-    counter = StackCounter(model.model.diffusion_model, c.stacks)
+    counter = BlockCounter(model.model.diffusion_model, c.stacks)
     try:
         out = run(c, cached)
     finally:

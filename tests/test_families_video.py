@@ -32,7 +32,7 @@ from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 from comfyui_adacache.adacache.families import family_for
 from comfyui_adacache.nodes.patch import apply_adacache
 from safetensors.torch import save_file
-from wan_fixtures import TMP, random_state_dict, sample
+from wan_fixtures import TMP, BlockCounter, random_state_dict, sample
 
 NEVER_REUSE = Codebook((1.0,), (1,))
 ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps later
@@ -223,26 +223,6 @@ def case(name):
     build, stacks = CASES[name]
     model, lat, (positive, negative) = build()
     return model, lat, positive, negative, stacks
-
-
-class BlockCounter:
-    """Counts real executions of the block modules of the given stacks."""
-
-    def __init__(self, diffusion_model, stacks):
-        blocks = []
-        for attr in stacks:
-            stack = getattr(diffusion_model, attr)
-            blocks += list(stack.values() if isinstance(stack, torch.nn.ModuleDict) else stack)
-        self.n_blocks = len(blocks)
-        self.calls = 0
-        self.handles = [b.register_forward_pre_hook(self._hook) for b in blocks]
-
-    def _hook(self, *_):
-        self.calls += 1
-
-    def close(self):
-        for h in self.handles:
-            h.remove()
 
 
 def run(model, lat, positive, negative):

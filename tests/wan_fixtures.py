@@ -78,14 +78,15 @@ def sample(model, *, steps=12, cfg=5.0, sampler="euler", scheduler="simple", lat
 
 
 class BlockCounter:
-    """Counts real executions of the transformer blocks (forward calls of block modules)."""
+    """Counts real executions of transformer blocks (forward pre-hooks on the block modules)."""
 
-    def __init__(self, diffusion_model):
-        self.calls = 0
-        self.handles = [
-            b.register_forward_pre_hook(self._hook) for b in diffusion_model.blocks
-        ]
-        self.n_blocks = len(diffusion_model.blocks)
+    def __init__(self, diffusion_model, stacks=("blocks",)):
+        blocks = []
+        for attr in stacks:
+            stack = getattr(diffusion_model, attr)
+            blocks += list(stack.values() if isinstance(stack, torch.nn.ModuleDict) else stack)
+        self.n_blocks, self.calls = len(blocks), 0
+        self.handles = [b.register_forward_pre_hook(self._hook) for b in blocks]
 
     def _hook(self, *_):
         self.calls += 1
