@@ -508,10 +508,11 @@ def main(argv=None):
                 codebook=s["codebook"],
                 warnings=s["warnings"],
             )
-            rates = sorted({r["rate"] for r in s["trace"] if r.get("rate") is not None})
+            # rates the codebook chose from a measured distance (step 0 has none: rate 1)
+            rates = sorted({r["rate"] for r in s["trace"] if r.get("distance") is not None})
             if len(rates) == 1:
                 notes.append(f"{name}: every measured distance fell in one codebook bin, so the "
-                             f"cache rate was {rates[0]} at every compute step")
+                             f"codebook chose cache rate {rates[0]} at every compute step")
             per_stream = s["peak_cache_bytes"] / max(s["streams"], 1)
             row["cache_bytes_per_stream"] = per_stream
             row["cache_x_hidden"] = per_stream / hidden_bytes
