@@ -15,7 +15,7 @@ def relative_distance(current: torch.Tensor, previous: torch.Tensor, metric: str
     Norms are over the whole tensor of the stream, in float32.
     """
     a = current.detach().float().flatten()
-    b = previous.detach().float().flatten()
+    b = previous.detach().to(a.device).float().flatten()
     if metric == "l1":
         return ((a - b).abs().sum() / b.abs().sum().clamp_min(_EPS)).item()
     if metric == "l2":

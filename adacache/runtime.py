@@ -66,6 +66,7 @@ class AdaCacheConfig:
     start_percent: float = 0.0  # caching allowed from this fraction of the noise schedule ...
     end_percent: float = 1.0  # ... up to this one
     verbose: bool = False
+    offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:
@@ -118,6 +119,7 @@ class AdaCacheRun:
         steps_for_codebook: float | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
         check_interrupt: Callable[[], None] = lambda: None,
+        cache_device: torch.device | None = None,
     ):
         self.config = config
         self.family = family
@@ -129,6 +131,7 @@ class AdaCacheRun:
         self.codebook = config.codebook_for(self.steps_for_codebook)
         self.schedule = CacheSchedule(sigmas, self.codebook, config.moreg, cache_sigma_range)
         self.check_interrupt = check_interrupt
+        self.cache_device = cache_device  # None: keep caches where they were computed
         self.streams: dict[object, StreamCache] = {}
         self.call: CallContext | None = None
         self.stack_runs = 0  # calls that ran the full block stack
@@ -260,8 +263,8 @@ class AdaCacheRun:
         step = call.record.step
         for i, stream_key in enumerate(call.stream_keys):
             stream = self.streams.setdefault(stream_key, StreamCache())
-            stream.residual = {k: r[i].detach() for k, r in residuals.items()}
-            current = {p: m[i].detach() for p, m in metrics.items()}
+            stream.residual = {k: self._store(r[i]) for k, r in residuals.items()}
+            current = {p: self._store(m[i]) for p, m in metrics.items()}
             if not current or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
@@ -305,6 +308,12 @@ class AdaCacheRun:
         return run_inner(*args, **kwargs)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _store(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.detach()
+        if self.cache_device is not None and tensor.device != self.cache_device:
+            return tensor.to(self.cache_device)
+        return tensor
+
     @staticmethod
     def _chunks(tensor: torch.Tensor, keys: list) -> list[torch.Tensor]:
         return list(tensor.chunk(len(keys), dim=0)) if len(keys) > 1 else [tensor]
@@ -319,13 +328,11 @@ class AdaCacheRun:
             for stream_key in keys:
                 stream = self.streams.get(stream_key)
                 r = None if stream is None or stream.residual is None else stream.residual.get(name)
-                if (
-                    r is None
-                    or r.shape != (per_stream, *tensor.shape[1:])
-                    or r.device != tensor.device
-                ):
+                if r is None or r.shape != (per_stream, *tensor.shape[1:]):
                     return None
-                parts.append(r.to(tensor.dtype))
+                if r.device != tensor.device and self.cache_device is None:
+                    return None  # a cache from another device is stale, never moved silently
+                parts.append(r.to(device=tensor.device, dtype=tensor.dtype))
             out[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         return out
 

@@ -83,6 +83,13 @@ class AdaCacheApply(io.ComfyNode):
                     tooltip="Log a per-step table: sigma, computed or reused, distance, "
                     "motion, MoReg factor and chosen cache rate.",
                 ),
+                io.Boolean.Input(
+                    "offload_cache",
+                    default=False,
+                    tooltip="Keep the cached residuals in CPU memory instead of VRAM (about "
+                    "2 hidden states per cond/uncond stream): saves VRAM, costs one copy per "
+                    "step.",
+                ),
                 Codebook_IO.Input(
                     "codebook",
                     optional=True,
@@ -109,6 +116,7 @@ class AdaCacheApply(io.ComfyNode):
         start_percent,
         end_percent,
         verbose,
+        offload_cache=False,
         codebook=None,
         moreg=None,
     ) -> io.NodeOutput:
@@ -121,6 +129,7 @@ class AdaCacheApply(io.ComfyNode):
             start_percent=start_percent,
             end_percent=end_percent,
             verbose=verbose,
+            offload_cache=offload_cache,
         )
         return io.NodeOutput(apply_adacache(model, config, node_id=cls.hidden.unique_id))
 

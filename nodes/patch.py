@@ -156,6 +156,9 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             steps_for_codebook=steps,
             cache_sigma_range=(high, low),
             check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+            cache_device=(
+                comfy.model_management.unet_offload_device() if config.offload_cache else None
+            ),
         )
         previous, handle.run = handle.run, run
         try:

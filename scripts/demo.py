@@ -158,7 +158,8 @@ def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: st
         g["4"] = {"class_type": "AdaCacheApply",
                   "inputs": {"model": ["1", 0], "preset": "fast", "metric": "l1",
                              "metric_blocks": "middle", "start_percent": 0.0,
-                             "end_percent": 1.0, "verbose": False}}
+                             "end_percent": 1.0, "verbose": False,
+                             "offload_cache": False}}
         if CODEBOOK_DEMO is not None:
             g["10"] = {"class_type": "AdaCacheCodebookEditor",
                        "inputs": {"thresholds": CODEBOOK_DEMO[0], "rates": CODEBOOK_DEMO[1]}}

@@ -37,7 +37,7 @@ def build() -> dict:
          [True, m["frame_strides"], m["norm_a"], m["norm_p"], m["norm_b"], m["gradient_scale"],
           m["window_start"], m["window_end"]], [], [("moreg", "ADACACHE_MOREG")]),
         (4, "AdaCacheApply", (360, 60), (300, 230),
-         ["fast", "l1", "middle", 0.0, 1.0, False],
+         ["fast", "l1", "middle", 0.0, 1.0, False, False],
          [("model", "MODEL"), ("codebook", "ADACACHE_CODEBOOK"), ("moreg", "ADACACHE_MOREG")],
          [("MODEL", "MODEL")]),
         (2, "AdaCacheDemoScene", (20, 480), (300, 80), ["fast motion"], [],

@@ -268,7 +268,8 @@ def adacache(g: Graph, pos, model_src: tuple[int, int], preset: str, *, moreg=No
              codebook=None, title=None, start=0.0, end=1.0) -> int:
     node = g.add(
         "AdaCacheApply", pos,
-        [preset, APPLY_DEFAULTS["metric"], APPLY_DEFAULTS["metric_blocks"], start, end, False],
+        [preset, APPLY_DEFAULTS["metric"], APPLY_DEFAULTS["metric_blocks"], start, end, False,
+         False],
         title=title, colors=ADACACHE,
     )
     g.link(*model_src, node, "model")

@@ -293,3 +293,23 @@ def test_bad_metric_blocks_fail_at_apply_time(wan):
 
     with pytest.raises(MetricBlocksError, match="outside the stack of 4 blocks"):
         patched(wan, metric_blocks="9")
+
+
+def test_offloaded_cache_gives_the_same_output(wan):
+    """offload_cache keeps residuals on ComfyUI's offload device (CPU memory). On this CPU-only
+    host both devices are the CPU, so this checks the path and the placement, not a transfer."""
+    plain = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
+    offloaded = patched(wan, preset="custom", codebook=ALWAYS_REUSE, offload_cache=True)
+    handle = offloaded.model_options["transformer_options"]["adacache_handle"]
+    devices = []
+
+    def record(executor, *args, **kwargs):
+        out = executor(*args, **kwargs)
+        devices.extend(t.device for s in handle.run.streams.values() for t in s.residual.values())
+        return out
+
+    offloaded.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test", record)
+    assert torch.equal(sample(offloaded), sample(plain))
+    offload_device = comfy.model_management.unet_offload_device()
+    assert devices and all(d == offload_device for d in devices)
+    assert summary_of(offloaded)["reused_steps"] == summary_of(plain)["reused_steps"] > 0
