@@ -2,7 +2,8 @@
 
 The ComfyUI layer calls ``begin_call``/``end_call`` around every model evaluation, routes every
 block of the stack through ``block``, the stack output through ``stack_output`` and side
-modules through ``side_module``. Pure torch; interrupts and logging are injected.
+modules between blocks through ``silenced_module``. Pure torch; interrupts and logging are
+injected.
 """
 
 from __future__ import annotations
@@ -288,14 +289,6 @@ class AdaCacheRun:
                 motion = motion_score(frames, self.config.moreg.strides)
         self.schedule.measure(distance, gap, motion)
 
-    def side_module(self, run_inner: Callable, *args, **kwargs):
-        """A module adding a hint into the hidden state: silent on cached evaluations."""
-        call = self.call
-        if call is not None and call.mode == REUSE:
-            state = args[0] if args else next(iter(kwargs.values()))
-            return torch.zeros((), dtype=state.dtype, device=state.device), state
-        return run_inner(*args, **kwargs)
-
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
         """A module run between blocks (Family.silenced_modules): a no-op on cached evaluations,
         whose stored residual already holds what it added."""
@@ -304,7 +297,8 @@ class AdaCacheRun:
             state = args[0] if args else next(iter(kwargs.values()))
             if returns == "input":
                 return state
-            return torch.zeros((), dtype=state.dtype, device=state.device)
+            zero = torch.zeros((), dtype=state.dtype, device=state.device)
+            return (zero, state) if returns == "addend_and_input" else zero
         return run_inner(*args, **kwargs)
 
     # -- helpers ---------------------------------------------------------------------------

@@ -71,17 +71,6 @@ def _output_hook(handle: AdaCacheHandle, original):
     return adacache_stack_output
 
 
-def _side_hook(handle: AdaCacheHandle, original):
-    def adacache_side_module(*args, **kwargs):
-        run = handle.run
-        if run is None:
-            return original(*args, **kwargs)
-        return run.side_module(original, *args, **kwargs)
-
-    adacache_side_module.adacache_original = original
-    return adacache_side_module
-
-
 def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
     def adacache_silenced_module(*args, **kwargs):
         run = handle.run
@@ -237,11 +226,6 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
     if family.output_module:
         name = f"diffusion_model.{family.output_module}.forward"
         model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
-    for attr in family.side_modules:
-        for j in range(len(getattr(diffusion_model, attr, None) or [])):
-            name = f"diffusion_model.{attr}.{j}.forward"
-            model.add_object_patch(name, _side_hook(handle, _unhooked(model, name)))
-
     for path, returns in family.silenced_modules:
         for name in _module_names(diffusion_model, path):
             name = f"diffusion_model.{name}.forward"

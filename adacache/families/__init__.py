@@ -32,9 +32,9 @@ class Family:
     hidden_key: str = "img"  # the block-arg tensor whose residual is the metric
     joined: str | None = None  # "txt_first" / "img_first": single stream = cat of the two
     output_module: str | None = None  # module whose forward(x, ...) input is the stack output
-    side_modules: tuple[str, ...] = ()  # module lists whose forward returns (hint, state)
     # modules run between blocks, silenced on cached evaluations: (dotted path of a module or
-    # module list, what forward returns: "input" (the updated hidden state) or "addend")
+    # module list, what forward returns: "input" (the updated hidden state), "addend" (a term
+    # the model adds to it) or "addend_and_input" (a (term, its own first argument) pair))
     silenced_modules: tuple[tuple[str, str], ...] = ()
     patch_size_attr: str | None = None  # diffusion-model attribute overriding patch_size
     patch_size: tuple[int, int, int] = (1, 2, 2)  # latent (t, h, w) per token

@@ -58,7 +58,7 @@ WAN_CAMERA = replace(
     WAN,
     name="Wan camera",
     class_names=("CameraWanModel",),
-    side_modules=(),
+    silenced_modules=(),
     note="Wan 2.1/2.2 Fun camera: camera features are added to the patch embedding, before "
     "the stack; layout as Wan (video tokens only)",
 )
@@ -67,7 +67,6 @@ WAN_S2V = replace(
     WAN,
     name="Wan S2V",
     class_names=("WanModel_S2V",),
-    side_modules=(),
     # audio_injector(x, i, ...) runs after every block and returns the updated x (in place)
     silenced_modules=(("audio_injector", "input"),),
     video_tokens="head",  # [video | reference tokens | motion (frame-pack) tokens]
@@ -79,7 +78,7 @@ WAN_HUMO = replace(
     WAN,
     name="Wan HuMo",
     class_names=("HumoWanModel",),
-    side_modules=(),
+    silenced_modules=(),
     video_tokens="head",  # [video | reference tokens]
     note="audio cross-attention lives inside the blocks; reference tokens are appended",
 )
@@ -88,7 +87,6 @@ WAN_ANIMATE = replace(
     WAN,
     name="Wan Animate",
     class_names=("AnimateWanModel",),
-    side_modules=(),
     # x = x + face_adapter.fuser_blocks[i // 5](x, motion_vec) after every 5th block
     silenced_modules=(("face_adapter.fuser_blocks", "addend"),),
     video_tokens="tail",  # [ref_conv tokens | video]

@@ -8,7 +8,7 @@ WAN = Family(
     stacks=(("blocks", "double_block"),),
     # the head's input is the stack output including VACE hints added after the last block
     output_module="head",
-    side_modules=("vace_blocks",),
+    silenced_modules=(("vace_blocks", "addend_and_input"),),
     note="t2v, i2v (36-channel input, CLIP-vision tokens), VACE, Wan 2.2 two-expert chain; "
     "reference tokens (ref_conv) are prepended, so video tokens are the tail",
 )
