@@ -26,21 +26,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from headless_comfy import COMFY, ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-COMFY = ROOT / ".host" / "ComfyUI"
 PACK_DIR_NAME = "ComfyUI-AdaCache"
 MODEL_NAME = "adacache_demo_wan.safetensors"
 MODES = ["uncached", "adacache", "adacache+moreg"]
@@ -60,80 +55,12 @@ MODE_LABEL = {"uncached": "uncached", "adacache": "AdaCache fast",
 
 
 # --------------------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, log_path: Path):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.tmp = Path(tempfile.mkdtemp(prefix="adacache_demo_"))
-        self.output = self.tmp / "output"
-        for d in ("output", "input", "user", "temp"):
-            (self.tmp / d).mkdir()
-        cmd = [sys.executable, "main.py", "--cpu", "--use-pytorch-cross-attention",
-               "--listen", "127.0.0.1", "--port", str(self.port),
-               "--database-url", "sqlite:///:memory:",
-               "--output-directory", str(self.output),
-               "--input-directory", str(self.tmp / "input"),
-               "--user-directory", str(self.tmp / "user"),
-               "--temp-directory", str(self.tmp / "temp"),
-               "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME,
-               "--disable-auto-launch"]
-        self.log = open(log_path, "w")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(cmd, cwd=COMFY, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 240.0):
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited early (code {self.proc.returncode}); "
-                                   f"see {self.log.name}")
-            try:
-                self.get("/system_stats")
-                return time.time() - t0
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.5)
-        raise TimeoutError("ComfyUI did not start")
-
-    def get(self, path: str):
-        with urllib.request.urlopen(self.base + path, timeout=30) as r:
-            return json.loads(r.read())
-
-    def post(self, path: str, data: dict):
-        req = urllib.request.Request(self.base + path, data=json.dumps(data).encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"POST {path} failed: {e.read().decode()[:2000]}") from e
-
-    def run_prompt(self, prompt: dict, timeout: float = 300.0) -> dict:
-        pid = self.post("/prompt", {"prompt": prompt, "client_id": "adacache-demo"})["prompt_id"]
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            hist = self.get(f"/history/{pid}")
-            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
-                entry = hist[pid]
-                if entry["status"].get("status_str") != "success":
-                    raise RuntimeError(f"prompt failed: {json.dumps(entry['status'])[:3000]}")
-                return entry
-            time.sleep(0.05)
-        raise TimeoutError("prompt did not finish")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+def run_prompt(server: HeadlessComfy, prompt: dict) -> dict:
+    """Runs ``prompt`` to completion; its /history entry, or an error naming what failed."""
+    _, entry = server.run(prompt)
+    if entry["status"].get("status_str") != "success":
+        raise RuntimeError(f"prompt failed: {json.dumps(entry['status'])[:3000]}")
+    return entry
 
 
 # --------------------------------------------------------------------------- graph
@@ -291,12 +218,14 @@ def main():
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    server = Server(out / "comfyui.log")
+    server_dir = Path(tempfile.mkdtemp(prefix="adacache_demo_"))
+    server = HeadlessComfy(server_dir, custom_nodes={PACK_DIR_NAME: ROOT},
+                           log_path=out / "comfyui.log").start()
     results = []
     try:
-        print(f"starting ComfyUI on {server.base} (log: {out / 'comfyui.log'}) ...", flush=True)
+        print(f"starting ComfyUI on {server.url} (log: {out / 'comfyui.log'}) ...", flush=True)
         print(f"  ready after {server.wait_ready():.0f}s", flush=True)
-        info = server.get("/object_info")
+        info = server.request("/object_info", timeout=120)[1]
         missing = [n for n in ("AdaCacheApply", "AdaCacheDemoScene", "AdaCacheDemoDecode",
                                "AdaCacheDemoTrace") if n not in info]
         if missing:
@@ -306,19 +235,19 @@ def main():
         # warm-up: loads the model once (ComfyUI caches the loader output for later prompts)
         # and runs every mode once at full length so first-call costs stay out of the timings
         for mode in MODES:
-            server.run_prompt(fill_defaults(demo_graph(args.scenes[0], mode, 999, args.steps,
-                                                       args.cfg, f"warmup_{mode}"), info))
+            run_prompt(server, fill_defaults(demo_graph(args.scenes[0], mode, 999, args.steps,
+                                                      args.cfg, f"warmup_{mode}"), info))
         for scene in args.scenes:
             for seed in range(args.seeds):
                 for mode in MODES:
                     tag = f"{scene.replace(' ', '_')}_{mode.replace('+', '_')}_{seed}"
                     graph = fill_defaults(demo_graph(scene, mode, seed, args.steps, args.cfg,
                                                      tag), info)
-                    entry = server.run_prompt(graph)
+                    entry = run_prompt(server, graph)
                     summary = entry["outputs"].get("9", {}).get("adacache_trace", [{}])[0]
                     res = {"scene": scene, "seed": seed, "mode": mode,
                            "seconds": prompt_seconds(entry),
-                           "frames": load_frames(entry, server.output), "summary": summary,
+                           "frames": load_frames(entry, server.output_dir), "summary": summary,
                            "computed": summary.get("computed_steps", args.steps)}
                     results.append(res)
                     print(f"  {scene:<12} seed {seed} {MODE_LABEL[mode]:<22} "
@@ -326,6 +255,7 @@ def main():
                           flush=True)
     finally:
         server.stop()
+        shutil.rmtree(server_dir, ignore_errors=True)
 
     # per-run metrics against the uncached output of the same scene and seed
     base = {(r["scene"], r["seed"]): r for r in results if r["mode"] == "uncached"}
