@@ -18,11 +18,13 @@ reports that once in its warnings). Block arguments, as read from ComfyUI 0.3.75
   model mode (diffusion_model.forward skipped on cached steps, output - input reused).
 """
 
+from dataclasses import replace
+
 from . import WHOLE, Family, register
 
 _JOINED_NOTE = (
-    "ControlNet: the residuals a ControlNet adds between blocks are part of the stored stack "
-    "residual and are added again by the model on cached steps (counted twice) — not handled"
+    "ControlNet: its residuals are added between blocks, outside block replacement, so "
+    "evaluations that carry a ControlNet hint are computed, never reused"
 )
 
 FLUX = Family(
@@ -36,13 +38,10 @@ FLUX = Family(
     "(global modulation, same block loop); " + _JOINED_NOTE,
 )
 
-CHROMA = Family(
+CHROMA = replace(
+    FLUX,
     name="Chroma",
     class_names=("Chroma", "ChromaRadiance"),
-    stacks=(("double_blocks", "double_block"), ("single_blocks", "single_block")),
-    stream_keys=("img", "txt"),
-    joined="txt_first",
-    is_video=False,
     note="Flux-style block loop; skip_mmdit/skip_dit (empty by default) must not skip block 0; "
     "ChromaRadiance shares Chroma.forward_orig (not tested separately); " + _JOINED_NOTE,
 )
@@ -68,13 +67,11 @@ SD3 = Family(
     "carried; " + _JOINED_NOTE,
 )
 
-AURA = Family(
+AURA = replace(
+    FLUX,  # the same joined layout: double layers carry (img, txt), single layers cat(txt, img)
     name="AuraFlow",
     class_names=("MMDiT",),  # comfy.ldm.aura.mmdit.MMDiT (SD3 is OpenAISignatureMMDITWrapper)
     stacks=(("double_layers", "double_block"), ("single_layers", "single_block")),
-    stream_keys=("img", "txt"),
-    joined="txt_first",
-    is_video=False,
     note="needs both double and single layers (every released AuraFlow has them)",
 )
 
