@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_e2e_server import defaults, sampling_branch, shared_nodes
+from test_e2e_server import sampling_branch, shared_nodes
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -128,4 +128,3 @@ def test_widgets_render_edit_rates_and_plot_a_real_run(page, server, object_info
     assert pattern and pattern.startswith("CC") and "." in pattern
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "adacache_widgets.png"))
-    assert defaults(object_info, "AdaCacheMoRegSettings")  # schema still served after the run
