@@ -163,7 +163,7 @@ def preview_schedule(distances: list[float], codebook: Codebook, n_steps: int) -
         record = schedule.enter(step)
         if record.computed:
             computed.append(step)
-            if step > 0:
+            if step > 0 and distances[step] is not None:
                 schedule.measure(distances[step], 1, None)
     schedule.close()
     return computed
