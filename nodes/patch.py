@@ -21,6 +21,7 @@ from ..adacache import (
     format_trace,
     parse_metric_blocks,
 )
+from .live_trace import LiveTrace
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
@@ -35,6 +36,7 @@ class AdaCacheHandle:
         self.keys = keys
         self.node_id = node_id
         self.run: AdaCacheRun | None = None
+        self.live: LiveTrace | None = None  # the browser's view of ``run``
         self.last_summary: dict | None = None
 
     def __deepcopy__(self, memo):
@@ -106,6 +108,7 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
         x, sigma = args[0], args[1]
         transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
         streams = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond")
+        step_before = run.schedule.current
         run.begin_call(
             float(sigma.max()),
             list(streams or [0]),
@@ -114,6 +117,8 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             # ControlNet hints are added between blocks, outside block replacement
             compute_reason="ControlNet hints" if _control(args, kwargs) else None,
         )
+        if handle.live is not None:
+            handle.live.step_entered(step_before, run.schedule.current)
         try:
             return executor(*args, **kwargs)
         finally:
@@ -149,17 +154,19 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
                 comfy.model_management.unet_offload_device() if config.offload_cache else None
             ),
         )
+        live = LiveTrace(handle.node_id, run, calibration=config.preset == "calibrate")
         previous, handle.run = handle.run, run
+        previous_live, handle.live = handle.live, live
         try:
             return executor(*args, **kwargs)
         finally:
-            handle.run = previous
+            handle.run, handle.live = previous, previous_live
             summary = run.finish()
             handle.last_summary = summary
             log.info(format_summary(summary))
             if config.verbose:
                 log.info("AdaCache trace\n" + format_trace(summary))
-            _send_to_ui(handle, summary)
+            _send_to_ui(live, summary)
 
     return adacache_outer_sample
 
@@ -182,19 +189,9 @@ def _schedule_position(sampling, sigma: float) -> float:
     return min(max(index / (len(table) - 1), 0.0), 1.0)
 
 
-def _send_to_ui(handle: AdaCacheHandle, summary: dict) -> None:
-    try:
-        from server import PromptServer
-
-        server = PromptServer.instance
-    except (ImportError, AttributeError):
-        return
-    if server is None or handle.node_id is None:
-        return
-    try:
-        server.send_sync("adacache.trace", {"node": handle.node_id, **summary}, server.client_id)
-    except Exception as e:  # the UI is a nicety; never fail a finished sampling run for it
-        log.debug("AdaCache: could not send the trace to the UI: %s", e)
+def _send_to_ui(live: LiveTrace, summary: dict) -> None:
+    """The finished run's trace and timings to the browser (never raises)."""
+    live.finish(summary)
 
 
 def apply_adacache(model, config: AdaCacheConfig, node_id=None):

@@ -4,18 +4,46 @@ The same graph that ``scripts/demo.py`` queues in API format (its AdaCache + MoR
 Load Diffusion Model (adacache_demo_wan) -> AdaCache Apply (fast, MoReg Settings connected) ->
 KSampler (30 steps, euler/simple, cfg 3) with AdaCache Demo Scene conditioning on an
 Empty HunyuanLatentVideo 64x64x29 (= 8x8 latent, 8 frames) -> AdaCache Demo Decode (8x) ->
-Save Animated PNG, plus AdaCache Demo Trace.
+Save Animated PNG, plus the trace node.
 
-    .venv/bin/python scripts/make_demo_workflow.py
+With ``--calibrate`` (needs the AdaCache Calibrate and AdaCache Report nodes) the workflow
+shows the calibrate -> run path instead: a first AdaCache Apply with preset 'calibrate' feeds
+its own KSampler and AdaCache Calibrate, whose codebook drives the second AdaCache Apply.
+
+Laid out with the node sizes the frontend computes (``make_example_workflows.SIZES``) and the
+same overlap resolution as the example workflows.
+
+    .venv/bin/python scripts/make_demo_workflow.py [--calibrate]
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
 
+import make_example_workflows as ex  # scripts/ is this script's sys.path[0]
+
 ROOT = Path(__file__).resolve().parents[1]
+
+ex.SLOTS.update({
+    "AdaCacheDemoScene": ([], [("positive", "CONDITIONING"), ("negative", "CONDITIONING")]),
+    "AdaCacheDemoDecode": ([("samples", "LATENT", False)], [("frames", "IMAGE")]),
+    "AdaCacheDemoTrace": ([("model", "MODEL", False), ("latent", "LATENT", False)], []),
+    "AdaCacheReport": ([("model", "MODEL", False), ("latent", "LATENT", False)],
+                       [("report", "IMAGE"), ("summary", "STRING")]),
+    "AdaCacheCalibrate": ([("model", "MODEL", False), ("latent", "LATENT", False)],
+                          [("codebook", "ADACACHE_CODEBOOK"), ("moreg", "ADACACHE_MOREG"),
+                           ("summary", "STRING")]),
+    "SaveAnimatedPNG": ([("images", "IMAGE", False)], []),
+    "PreviewImage": ([("images", "IMAGE", False)], []),
+})
+ex.SIZES.update({
+    "AdaCacheDemoScene": (300, 80), "AdaCacheDemoDecode": (260, 60),
+    "AdaCacheDemoTrace": (300, 50), "AdaCacheReport": (320, 300),
+    "AdaCacheCalibrate": (320, 180), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
+})
 
 
 def _demo_module():
@@ -26,70 +54,71 @@ def _demo_module():
     return mod
 
 
-def build() -> dict:
+def build(calibrate: bool = False) -> dict:
     demo = _demo_module()
     m = demo.MOREG_DEMO
-    # id, type, pos, size, widgets_values, inputs [(name, type)], outputs [(name, type)]
-    specs = [
-        (1, "UNETLoader", (20, 60), (300, 90), [demo.MODEL_NAME, "default"], [],
-         [("MODEL", "MODEL")]),
-        (6, "AdaCacheMoRegSettings", (20, 200), (300, 250),
-         [True, m["frame_strides"], m["norm_a"], m["norm_p"], m["norm_b"], m["gradient_scale"],
-          m["window_start"], m["window_end"]], [], [("moreg", "ADACACHE_MOREG")]),
-        (4, "AdaCacheApply", (360, 60), (300, 230),
-         ["fast", "l1", "middle", 0.0, 1.0, False, False],
-         [("model", "MODEL"), ("codebook", "ADACACHE_CODEBOOK"), ("moreg", "ADACACHE_MOREG")],
-         [("MODEL", "MODEL")]),
-        (2, "AdaCacheDemoScene", (20, 480), (300, 80), ["fast motion"], [],
-         [("positive", "CONDITIONING"), ("negative", "CONDITIONING")]),
-        (3, "EmptyHunyuanLatentVideo", (20, 600), (300, 130), [64, 64, 29, 1], [],
-         [("LATENT", "LATENT")]),
-        (5, "KSampler", (700, 60), (300, 270),
-         [0, "fixed", 30, 3.0, "euler", "simple", 1.0],
-         [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-          ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
-        (7, "AdaCacheDemoDecode", (1040, 60), (260, 80), [8],
-         [("samples", "LATENT")], [("frames", "IMAGE")]),
-        (8, "SaveAnimatedPNG", (1040, 180), (300, 360), ["adacache_demo", 6.0, 4],
-         [("images", "IMAGE")], []),
-        (9, "AdaCacheDemoTrace", (700, 380), (300, 80), [],
-         [("model", "MODEL"), ("latent", "LATENT")], []),
-    ]
-    # (from id, from slot) -> (to id, input name)
-    edges = [(1, 0, 4, "model"), (6, 0, 4, "moreg"), (4, 0, 5, "model"), (2, 0, 5, "positive"),
-             (2, 1, 5, "negative"), (3, 0, 5, "latent_image"), (5, 0, 7, "samples"),
-             (7, 0, 8, "images"), (4, 0, 9, "model"), (5, 0, 9, "latent")]
-    nodes, links = {}, []
-    for order, (nid, typ, pos, size, widgets, inputs, outputs) in enumerate(specs):
-        nodes[nid] = {
-            "id": nid, "type": typ, "pos": list(pos), "size": list(size), "flags": {},
-            "order": order, "mode": 0,
-            "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
-            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
-                        for i, (n, t) in enumerate(outputs)],
-            "properties": {"Node name for S&R": typ}, "widgets_values": widgets,
-        }
-    for lid, (src, slot, dst, name) in enumerate(edges, start=1):
-        typ = nodes[src]["outputs"][slot]["type"]
-        nodes[src]["outputs"][slot]["links"].append(lid)
-        for inp in nodes[dst]["inputs"]:
-            if inp["name"] == name:
-                inp["link"] = lid
-        links.append([lid, src, slot, dst, [i["name"] for i in nodes[dst]["inputs"]].index(name),
-                      typ])
-    return {
-        "last_node_id": max(nodes), "last_link_id": len(links),
-        "nodes": list(nodes.values()), "links": links, "groups": [], "config": {},
-        "extra": {"info": "AdaCache demo on the shipped adacache_demo_wan model; see "
-                  "docs/demo.md"},
-        "version": 0.4,
-    }
+    g = ex.Graph()
+    unet = g.add("UNETLoader", (20, 60), [demo.MODEL_NAME, "default"])
+    scene = g.add("AdaCacheDemoScene", (20, 200), ["fast motion"])
+    latent = g.add("EmptyHunyuanLatentVideo", (20, 330), [64, 64, 29, 1])
+    moreg = g.add("AdaCacheMoRegSettings", (20, 510),
+                  [True, m["frame_strides"], m["norm_a"], m["norm_p"], m["norm_b"],
+                   m["gradient_scale"], m["window_start"], m["window_end"]], colors=ex.ADACACHE)
+
+    def sampler(model, pos, seed_control="fixed"):
+        ks = g.add("KSampler", pos, [0, seed_control, 30, 3.0, "euler", "simple", 1.0])
+        g.link(model, 0, ks, "model")
+        g.link(scene, 0, ks, "positive")
+        g.link(scene, 1, ks, "negative")
+        g.link(latent, 0, ks, "latent_image")
+        return ks
+
+    y = 60
+    codebook_source = None
+    if calibrate:
+        cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate",
+                                title="AdaCache Apply (1 · calibrate)")
+        cal_ks = sampler(cal_apply, (880, y), "increment")  # each queue: one more seed
+        cal = g.add("AdaCacheCalibrate", (1240, y), [3.0, False, "demo", "all recorded"],
+                    colors=ex.ADACACHE)
+        g.link(cal_apply, 0, cal, "model")
+        g.link(cal_ks, 0, cal, "latent")
+        codebook_source = cal
+        y += ex.SIZES["AdaCacheApply"][1] + 80
+    apply = ex.adacache(g, (380, y), (unet, 0), "fast", moreg=moreg, codebook=codebook_source,
+                        title="AdaCache Apply (2 · run)" if calibrate else None)
+    ks = sampler(apply, (880, y))
+    decode = g.add("AdaCacheDemoDecode", (1240, y), [8])
+    save = g.add("SaveAnimatedPNG", (1240, y + 130), ["adacache_demo", 6.0, 4])
+    g.link(ks, 0, decode, "samples")
+    g.link(decode, 0, save, "images")
+    if calibrate:
+        report = g.add("AdaCacheReport", (880, y + 330), [])
+        preview = g.add("PreviewImage", (1240, y + 530), [])
+        g.link(apply, 0, report, "model")
+        g.link(ks, 0, report, "latent")
+        g.link(report, 0, preview, "images")
+    else:
+        trace = g.add("AdaCacheDemoTrace", (880, y + 330), [])
+        g.link(apply, 0, trace, "model")
+        g.link(ks, 0, trace, "latent")
+    info = ("AdaCache demo on the shipped adacache_demo_wan model (no download); see "
+            "docs/demo.md")
+    if calibrate:
+        info += (". 1: AdaCache Apply 'calibrate' computes every step and records distances; "
+                 "AdaCache Calibrate fits a codebook to them (each queue adds a seed). 2: the "
+                 "second AdaCache Apply runs with that codebook")
+    return g.to_json(info)
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calibrate", action="store_true",
+                        help="the calibrate -> run path (AdaCache Calibrate, AdaCache Report)")
+    args = parser.parse_args()
     path = ROOT / "workflows" / "adacache_demo.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(build(), indent=1) + "\n")
+    path.write_text(json.dumps(build(args.calibrate), indent=1) + "\n")
     print(f"wrote {path}")
 
 

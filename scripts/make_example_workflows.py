@@ -113,16 +113,24 @@ SLOTS: dict[str, tuple[list[tuple[str, str, bool]], list[tuple[str, str]]]] = {
 KSamplerAdvanced = "KSamplerAdvanced"
 SLOTS[KSamplerAdvanced] = SLOTS["KSampler"]
 
+# Sizes as frontend 1.32.9 lays the nodes out (measured after load: widgets and the AdaCache
+# plot need this room; a smaller saved size grows on load and overlaps its neighbours).
 SIZES = {
     "UNETLoader": (350, 82), "CheckpointLoaderSimple": (350, 98), "CLIPLoader": (350, 106),
     "DualCLIPLoader": (350, 130), "VAELoader": (350, 58), "CLIPVisionLoader": (350, 58),
-    "LoadImage": (320, 326), "ModelSamplingSD3": (240, 58), "CLIPTextEncode": (420, 160),
-    "AdaCacheApply": (320, 226), "AdaCacheMoRegSettings": (320, 250),
-    "AdaCacheCodebookEditor": (320, 82), "KSampler": (320, 262), "KSamplerAdvanced": (320, 334),
+    "LoadImage": (440, 326), "ModelSamplingSD3": (250, 58), "CLIPTextEncode": (420, 160),
+    "AdaCacheApply": (460, 540), "AdaCacheMoRegSettings": (320, 250),
+    "AdaCacheCodebookEditor": (320, 110), "KSampler": (320, 262), "KSamplerAdvanced": (320, 334),
     "SamplerCustom": (320, 230), "SamplerCustomAdvanced": (270, 106), "Note": (360, 200),
     "VAEDecode": (210, 46), "VAEDecodeTiled": (270, 150), "CreateVideo": (270, 78),
     "SaveVideo": (420, 420), "SaveImage": (420, 420),
+    "CosmosPredict2ImageToVideoLatent": (300, 170),
+    "EmptyHunyuanLatentVideo": (300, 130), "EmptyLTXVLatentVideo": (300, 130),
+    "EmptyMochiLatentVideo": (300, 130), "LTXVScheduler": (300, 154),
+    "Wan22ImageToVideoLatent": (300, 150), "WanImageToVideo": (300, 210),
 }
+TITLE_H = 30  # LiteGraph.NODE_TITLE_HEIGHT: drawn above ``pos``
+GAP = 24  # free space kept between nodes
 # Where the frontend's "missing models" dialog downloads each file from (as in the templates).
 MODEL_URLS = {
     "wan2.1_t2v_1.3B_fp16.safetensors": "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
@@ -206,10 +214,12 @@ class Graph:
         if colors:
             node.update(colors)
         if type_ in MODEL_DIRS:
-            files = [w for w in widgets if isinstance(w, str) and w.endswith(".safetensors")]
-            node["properties"]["models"] = [
-                {"name": f, "url": MODEL_URLS[f], "directory": MODEL_DIRS[type_]} for f in files
-            ]
+            files = [w for w in widgets if isinstance(w, str) and w in MODEL_URLS]
+            if files:  # the demo model ships with the pack: nothing to download
+                node["properties"]["models"] = [
+                    {"name": f, "url": MODEL_URLS[f], "directory": MODEL_DIRS[type_]}
+                    for f in files
+                ]
         self.nodes.append(node)
         self.by_id[node_id] = node
         return node_id
@@ -231,7 +241,29 @@ class Graph:
             "color": "#3f789e", "font_size": 24, "flags": {},
         })
 
+    def resolve_overlaps(self) -> None:
+        """Moves nodes until no two rectangles (title bar included) come closer than GAP.
+
+        Nodes are taken in reading order (top to bottom, then left to right). Of two that
+        overlap, the one further right moves right together with every node at or beyond its
+        x (columns stay aligned); two in the same column: the lower one moves down.
+        """
+        placed: list[dict] = []
+        for node in sorted(self.nodes, key=lambda n: (n["pos"][1], n["pos"][0])):
+            while other := next((o for o in placed if _overlap(node, o)), None):
+                left, right = sorted((other, node), key=lambda n: n["pos"][0])
+                if left["pos"][0] == right["pos"][0]:
+                    node["pos"][1] = other["pos"][1] + other["size"][1] + TITLE_H + GAP
+                    continue
+                column = right["pos"][0]
+                dx = left["pos"][0] + left["size"][0] + GAP - column
+                for n in self.nodes:
+                    if n["pos"][0] >= column:
+                        n["pos"][0] += dx
+            placed.append(node)
+
     def to_json(self, info: str) -> dict:
+        self.resolve_overlaps()
         # Execution order: a topological order of the graph (what the frontend saves).
         preds = {n["id"]: {link[1] for link in self.links if link[3] == n["id"]}
                  for n in self.nodes}
@@ -259,6 +291,15 @@ class Graph:
             },
             "version": 0.4,
         }
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    ax, ay = a["pos"][0], a["pos"][1] - TITLE_H
+    bx, by = b["pos"][0], b["pos"][1] - TITLE_H
+    aw, ah = a["size"][0], a["size"][1] + TITLE_H
+    bw, bh = b["size"][0], b["size"][1] + TITLE_H
+    return (ax < bx + bw + GAP and bx < ax + aw + GAP
+            and ay < by + bh + GAP and by < ay + ah + GAP)
 
 
 # --- building blocks ------------------------------------------------------------------------

@@ -1,30 +1,121 @@
-// AdaCache frontend: a per-run schedule plot on "AdaCache Apply" and a live codebook editor
-// on "AdaCache Codebook Editor". Plain ES module; DOM <canvas> widgets (serialize: false), so
-// nothing visual lands in the prompt: the codebook editor writes its choices back into the
-// real "rates" text widget, which is what the backend reads and what the workflow saves.
+// AdaCache frontend. "AdaCache Apply" shows its sampling run live (adacache.progress, then
+// adacache.trace): raw distance per compute step against the codebook's thresholds, the MoReg
+// factor, which steps ran the block stack, and a what-if: drag a threshold or click a band's
+// rate and see the schedule that codebook would give. "Use this codebook" writes it into the
+// Codebook Editor's widgets (saved with the workflow). Plain ES module; DOM widgets with
+// serialize: false, so nothing visual lands in the prompt.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const APPLY = "AdaCacheApply";
 const EDITOR = "AdaCacheCodebookEditor";
+const USE_ABOVE = "(use the values above)";
+const PLOT_H = 280; // canvas height in CSS pixels
+const BAR_H = 26; // toolbar under the plot
 const COLORS = {
-  computed: "#4caf50",
-  reused: "#5a5a5a",
-  distance: "#64b5f6",
-  factor: "#ffb74d",
   text: "#dddddd",
+  dim: "#9a9a9a",
+  grid: "#3a3a3a",
+  distance: "#64b5f6",
+  regularized: "#ce93d8",
+  factor: "#ffb74d",
+  computed: "#4caf50",
+  reused: "#555555",
+  unreached: "#2a2a2a",
+  whatif: "#81c784",
   warn: "#ff8a65",
-  band: ["#1e3a5f", "#24466f", "#2a527f", "#305e8f", "#366a9f", "#3c76af"],
+  thresholds: ["#e57373", "#f06292", "#ba68c8", "#9575cd", "#7986cb", "#4fc3f7", "#4db6ac"],
 };
-const latestByNode = new Map(); // node id -> last trace summary
-let latestTrace = null; // the most recent summary of any AdaCache Apply (for the editor)
+
+// --- the schedule rule: a mirror of adacache/schedule.py (CacheSchedule, preview_schedule) ---
+export function rateFor(codebook, c) {
+  const { thresholds, rates } = codebook;
+  for (let i = 0; i < thresholds.length - 1; i++) if (c < thresholds[i]) return rates[i];
+  return rates[rates.length - 1];
+}
+
+// The distance the codebook compares at a record: regularised by MoReg when it is on.
+function comparedDistance(record) {
+  if (!record) return null;
+  return record.regularized_distance ?? record.distance ?? null;
+}
+
+// Compute steps under `codebook` given per-step records (index = step). Steps 0, 1 and the
+// last two compute; a step outside start/end percent computes; at a compute step t >= 1 with
+// distance c the next compute is t + rate(c). A distance missing at a step that would compute
+// (it was reused in the recorded run) is taken from the nearest recorded step: `approximate`.
+export function predictSchedule(records, nSteps, codebook) {
+  const known = [];
+  for (let t = 0; t < nSteps; t++) if (comparedDistance(records[t]) !== null) known.push(t);
+  const nearest = (t) => {
+    let best = null;
+    for (const k of known) if (k >= 1 && (best === null || Math.abs(k - t) < Math.abs(best - t))) best = k;
+    return best === null ? null : comparedDistance(records[best]);
+  };
+  const computed = [];
+  let approximate = false;
+  let next = 0;
+  for (let t = 0; t < nSteps; t++) {
+    const r = records[t];
+    const forced = r && (r.reason === "outside range" || r.reason === "ControlNet hints");
+    if (!(t < 2 || t >= nSteps - 2 || forced || t >= next)) continue;
+    computed.push(t);
+    let c = t >= 1 ? comparedDistance(r) : null;
+    if (t >= 1 && c === null && known.length) {
+      c = nearest(t);
+      approximate = true;
+    }
+    next = c === null ? t + 1 : t + rateFor(codebook, c);
+  }
+  return { computed, approximate };
+}
+
+// --- small helpers ----------------------------------------------------------------------------
+function parseList(text) {
+  return String(text ?? "").split(/[,;]/).map((s) => s.trim()).filter((s) => s.length);
+}
+
+function parseDescribed(text) {
+  // "{0.08: 6, 0.16: 5}" (Codebook.describe) -> {thresholds, rates}
+  const pairs = [...String(text ?? "").matchAll(/([-+\d.eE]+)\s*:\s*(\d+)/g)];
+  if (!pairs.length) return null;
+  return { thresholds: pairs.map((p) => Number(p[1])), rates: pairs.map((p) => Number(p[2])) };
+}
+
+function sig3(v) {
+  return Number(Number(v).toPrecision(3));
+}
+
+function fmt(v, digits = 4) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
+    ? v.toExponential(2) : String(Number(v.toPrecision(digits)));
+}
+
+function sameCodebook(a, b) {
+  return !!a && !!b && a.thresholds.length === b.thresholds.length &&
+    a.thresholds.every((t, i) => t === b.thresholds[i]) && a.rates.every((r, i) => r === b.rates[i]);
+}
+
+function widget(node, name) {
+  return node?.widgets?.find((w) => w.name === name);
+}
+
+function setWidget(node, name, value) {
+  const w = widget(node, name);
+  if (!w) return false;
+  w.value = value;
+  w.callback?.(value, app.canvas, node);
+  return true;
+}
 
 // A node by its execution id; subgraph ids look like "12:7:5".
 function nodeForId(id) {
-  const parts = String(id).split(":");
   let graph = app.graph;
   let node = null;
-  for (const part of parts) {
+  for (const part of String(id).split(":")) {
     node = graph?.getNodeById?.(Number(part)) ?? graph?.getNodeById?.(part);
     if (!node) return null;
     graph = node.subgraph ?? graph;
@@ -32,176 +123,708 @@ function nodeForId(id) {
   return node;
 }
 
-function addCanvasWidget(node, name, height, draw) {
+function allNodes(graph = app.graph, out = [], seen = new Set()) {
+  if (!graph || seen.has(graph)) return out;
+  seen.add(graph);
+  for (const n of graph._nodes ?? graph.nodes ?? []) {
+    out.push(n);
+    if (n.subgraph) allNodes(n.subgraph, out, seen);
+  }
+  return out;
+}
+
+function linkById(graph, id) {
+  return graph.getLink?.(id) ?? graph.links?.get?.(id) ?? graph.links?.[id];
+}
+
+// --- per-node state: one run (live or finished) and the what-if codebook -----------------------
+function emptyState() {
+  return { run: null, promptId: null, nSteps: 0, records: [], codebook: null, moreg: false,
+    calibration: false, summary: null, stale: false, text: "", whatif: null, hover: null };
+}
+
+function stateOf(node) {
+  node.__adacache ??= emptyState();
+  return node.__adacache;
+}
+
+function startRun(node, detail) {
+  const st = stateOf(node);
+  const keep = { whatif: null, hover: st.hover };
+  Object.assign(st, emptyState(), keep, {
+    run: detail.run, promptId: detail.prompt_id, nSteps: detail.n_steps ?? detail.steps ?? 0,
+  });
+  st.records = new Array(st.nSteps).fill(null);
+  return st;
+}
+
+function codebookOf(st) {
+  return st.whatif ?? st.codebook;
+}
+
+// --- drawing -----------------------------------------------------------------------------------
+function yScale(values, top, bottom) {
+  const pos = values.filter((v) => v !== null && Number.isFinite(v) && v > 0);
+  let lo = pos.length ? Math.min(...pos) : 0.01;
+  let hi = pos.length ? Math.max(...pos) : 1;
+  const log = hi / lo > 30;
+  if (log) {
+    lo /= 1.5;
+    hi = hi * 1.5;
+    const a = Math.log10(lo), b = Math.log10(hi);
+    const y = (v) => bottom - ((Math.log10(Math.max(v, lo)) - a) / (b - a)) * (bottom - top);
+    const inv = (py) => 10 ** (a + ((bottom - py) / (bottom - top)) * (b - a));
+    const ticks = [];
+    for (let e = Math.ceil(a); e <= Math.floor(b); e++) ticks.push(10 ** e);
+    if (ticks.length < 2) {
+      for (let e = Math.floor(a); e <= Math.ceil(b); e++) {
+        for (const m of [2, 5]) if (m * 10 ** e > lo && m * 10 ** e < hi) ticks.push(m * 10 ** e);
+      }
+      ticks.sort((p, q) => p - q);
+    }
+    return { y, inv, ticks, log, lo, hi };
+  }
+  lo = 0;
+  hi = hi * 1.15 || 1;
+  const raw = hi / 4;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const stepV = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const ticks = [];
+  for (let v = 0; v <= hi + 1e-12; v += stepV) ticks.push(Number(v.toPrecision(6)));
+  const y = (v) => bottom - (Math.max(v, 0) / hi) * (bottom - top);
+  const inv = (py) => ((bottom - py) / (bottom - top)) * hi;
+  return { y, inv, ticks, log, lo, hi };
+}
+
+function layoutOf(w, h, st) {
+  const withFactor = st.moreg || st.records.some((r) => r?.moreg_factor != null);
+  const left = 52, right = w - 40;
+  const top = 50;
+  const xAxis = h - 28;
+  const whatifStrip = xAxis - 14;
+  const runStrip = whatifStrip - 12;
+  const factorBottom = runStrip - 6;
+  const factorTop = withFactor ? factorBottom - 26 : factorBottom;
+  const bottom = factorTop - (withFactor ? 8 : 4);
+  const n = Math.max(st.nSteps, 1);
+  const colW = (right - left) / n;
+  return { left, right, top, bottom, factorTop, factorBottom, runStrip, whatifStrip, xAxis, colW,
+    withFactor, x: (t) => left + (t + 0.5) * colW };
+}
+
+function drawPlot(ctx, w, h, node) {
+  const st = stateOf(node);
+  ctx.font = "11px sans-serif";
+  ctx.textBaseline = "alphabetic";
+  if (!st.nSteps) {
+    ctx.fillStyle = COLORS.dim;
+    ctx.fillText("Queue a run: each step appears here as it is sampled.", 8, 18);
+    ctx.fillText("A calibration trace (every step computed) makes the what-if exact.", 8, 34);
+    return null;
+  }
+  if (st.stale) ctx.globalAlpha = 0.35;
+  const L = layoutOf(w, h, st);
+  const cb = codebookOf(st);
+  const lines = cb ? cb.thresholds.slice(0, -1) : [];
+  const shown = st.records.map((r) => r?.distance ?? null);
+  // MoReg-regularised distances can be 100x the raw ones: they are drawn clamped to the plot
+  // and never set its range (the factor has its own lane below).
+  const Y = yScale([...shown, ...lines], L.top, L.bottom);
+  L.Y = Y;
+
+  // header: progress, or the finished run's numbers
+  ctx.fillStyle = COLORS.text;
+  headerText(st).forEach((line, i) => ctx.fillText(line, 8, 13 + 13 * i));
+  const prediction = cb ? predictSchedule(st.records, st.nSteps, cb) : null;
+  L.prediction = prediction;
+  if (prediction) {
+    ctx.fillStyle = COLORS.whatif;
+    const edited = st.whatif && !sameCodebook(st.whatif, st.codebook);
+    const exact = st.calibration || !prediction.approximate;
+    ctx.fillText(
+      `${edited ? "what-if codebook" : "this codebook"}: block stack would run ` +
+        `${prediction.computed.length}/${st.nSteps} · ` +
+        (exact ? "exact on this trace" : "approx. (no distance at reused steps)"),
+      8, 39);
+  }
+
+  // grid and y axis
+  ctx.strokeStyle = COLORS.grid;
+  ctx.lineWidth = 1;
+  ctx.fillStyle = COLORS.dim;
+  ctx.textAlign = "right";
+  for (const v of Y.ticks) {
+    const py = Math.round(Y.y(v)) + 0.5;
+    if (py < L.top - 1 || py > L.bottom + 1) continue;
+    ctx.beginPath();
+    ctx.moveTo(L.left, py);
+    ctx.lineTo(L.right, py);
+    ctx.stroke();
+    ctx.fillText(fmt(v, 2), L.left - 4, py + 3);
+  }
+  ctx.save();
+  ctx.translate(10, (L.top + L.bottom) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillText(`distance c_t${Y.log ? " (log)" : ""}`, 0, 0);
+  ctx.restore();
+
+  // thresholds with each band's rate
+  ctx.textAlign = "left";
+  if (cb) {
+    lines.forEach((t, i) => {
+      const py = Y.y(t);
+      ctx.strokeStyle = COLORS.thresholds[i % COLORS.thresholds.length];
+      ctx.setLineDash([5, 3]);
+      ctx.lineWidth = st.hover?.line === i ? 2.5 : 1.2;
+      ctx.beginPath();
+      ctx.moveTo(L.left, py);
+      ctx.lineTo(L.right + 4, py);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    });
+    // band k (rate cb.rates[k]) spans thresholds[k-1]..thresholds[k] (bands drawn bottom-up)
+    L.bands = [];
+    for (let k = 0; k < cb.rates.length; k++) {
+      const yLow = k === 0 ? L.bottom : Y.y(lines[k - 1]);
+      const yHigh = k === lines.length ? L.top : Y.y(lines[k]);
+      const y0 = Math.max(Math.min(yLow, L.bottom), L.top);
+      const y1 = Math.max(Math.min(yHigh, L.bottom), L.top);
+      if (y0 - y1 < 9) continue;
+      const cy = (y0 + y1) / 2 + 4;
+      ctx.fillStyle = k < lines.length ? COLORS.thresholds[k % COLORS.thresholds.length] : COLORS.dim;
+      ctx.fillText(`τ=${cb.rates[k]}`, L.right + 6, cy);
+      L.bands.push({ k, x0: L.right + 2, x1: w, y0: cy - 11, y1: cy + 4 });
+    }
+  }
+
+  // raw distance at compute steps (and regularised, with MoReg)
+  const pts = [];
+  st.records.forEach((r, t) => {
+    if (r?.distance != null) pts.push([L.x(t), Y.y(r.distance)]);
+  });
+  ctx.strokeStyle = COLORS.distance;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  pts.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+  ctx.stroke();
+  ctx.fillStyle = COLORS.distance;
+  for (const [px, py] of pts) {
+    ctx.beginPath();
+    ctx.arc(px, py, 2.8, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  if (st.moreg) {
+    ctx.strokeStyle = COLORS.regularized;
+    st.records.forEach((r, t) => {
+      const v = r?.regularized_distance;
+      if (v == null || r.distance == null) return;
+      const py = Y.y(v);
+      if (py < L.top) {
+        ctx.beginPath(); // above the plot: an arrow at its top edge
+        ctx.moveTo(L.x(t) - 3, L.top + 4);
+        ctx.lineTo(L.x(t), L.top - 1);
+        ctx.lineTo(L.x(t) + 3, L.top + 4);
+        ctx.stroke();
+      } else {
+        ctx.strokeRect(L.x(t) - 2.5, Math.min(py, L.bottom) - 2.5, 5, 5);
+      }
+    });
+  }
+
+  // MoReg factor, its own series on its own log lane
+  if (L.withFactor) {
+    const fs = st.records.map((r) => r?.moreg_factor ?? null);
+    const pos = fs.filter((f) => f !== null && f > 0);
+    ctx.fillStyle = COLORS.dim;
+    ctx.textAlign = "right";
+    ctx.fillText("MoReg ×", L.left - 4, L.factorBottom - 8);
+    ctx.textAlign = "left";
+    if (pos.length) {
+      const lo = Math.min(...pos, 0.5), hi = Math.max(...pos, 2);
+      const fy = (f) => L.factorBottom - ((Math.log(f) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) *
+        (L.factorBottom - L.factorTop);
+      ctx.strokeStyle = COLORS.grid;
+      ctx.beginPath();
+      ctx.moveTo(L.left, Math.round(fy(1)) + 0.5);
+      ctx.lineTo(L.right, Math.round(fy(1)) + 0.5);
+      ctx.stroke();
+      ctx.fillStyle = COLORS.factor;
+      fs.forEach((f, t) => {
+        if (f === null || f <= 0) return;
+        ctx.fillRect(L.x(t) - 2, fy(f) - 2, 4, 4);
+      });
+      ctx.fillStyle = COLORS.dim;
+      ctx.fillText(`1×…${fmt(Math.max(...pos), 3)}×`, L.right + 6, L.factorBottom - 8);
+    }
+  }
+
+  // strips: what the run did, and what the codebook shown would do
+  const gap = L.colW > 4 ? 1 : 0;
+  st.records.forEach((r, t) => {
+    ctx.fillStyle = r?.computed === true ? COLORS.computed : r?.computed === false ? COLORS.reused
+      : COLORS.unreached;
+    ctx.fillRect(L.left + t * L.colW + gap / 2, L.runStrip, Math.max(L.colW - gap, 1), 9);
+  });
+  for (let t = st.records.length; t < st.nSteps; t++) {
+    ctx.fillStyle = COLORS.unreached;
+    ctx.fillRect(L.left + t * L.colW + gap / 2, L.runStrip, Math.max(L.colW - gap, 1), 9);
+  }
+  if (prediction) {
+    const set = new Set(prediction.computed);
+    for (let t = 0; t < st.nSteps; t++) {
+      ctx.fillStyle = set.has(t) ? COLORS.whatif : COLORS.reused;
+      ctx.fillRect(L.left + t * L.colW + gap / 2, L.whatifStrip, Math.max(L.colW - gap, 1), 9);
+    }
+  }
+  ctx.fillStyle = COLORS.dim;
+  ctx.textAlign = "right";
+  ctx.fillText("run", L.left - 4, L.runStrip + 8);
+  ctx.fillText("what-if", L.left - 4, L.whatifStrip + 8);
+  ctx.textAlign = "left";
+  ctx.fillText("■ computed", L.right + 2, L.runStrip + 8, w - L.right - 2);
+
+  // x axis: step numbers (1-based, as the sampler's progress bar counts)
+  ctx.textAlign = "center";
+  const every = [1, 2, 5, 10, 20, 50, 100].find((e) => (L.colW * e) >= 22) ?? 100;
+  for (let t = 0; t < st.nSteps; t++) {
+    if ((t + 1) % every && t !== 0) continue;
+    ctx.fillText(String(t + 1), L.x(t), L.xAxis + 10);
+  }
+  ctx.textAlign = "left";
+  drawLegend(ctx, 8, h - 5, st.moreg);
+  if (st.hover?.step != null) {
+    ctx.strokeStyle = "rgba(255,255,255,0.35)";
+    ctx.strokeRect(L.left + st.hover.step * L.colW, L.top, L.colW, L.whatifStrip + 9 - L.top);
+  }
+  ctx.globalAlpha = 1;
+  if (st.summary?.warnings?.length && !st.stale) {
+    ctx.fillStyle = COLORS.warn;
+    ctx.fillText(`⚠ ${st.summary.warnings[0]}`, L.left + 4, L.top + 10, L.right - L.left - 8);
+  }
+  return L;
+}
+
+function drawLegend(ctx, x, y, moreg) {
+  const items = [
+    [COLORS.distance, "●", "distance c_t (raw)"],
+    ...(moreg ? [[COLORS.regularized, "□", "× MoReg (compared)"]] : []),
+    [COLORS.thresholds[0], "┄", "thresholds, τ = rate"],
+    [COLORS.whatif, "■", "what-if computes"],
+  ];
+  for (const [color, mark, label] of items) {
+    ctx.fillStyle = color;
+    ctx.fillText(mark, x, y);
+    x += ctx.measureText(mark).width + 3;
+    ctx.fillStyle = COLORS.dim;
+    ctx.fillText(label, x, y);
+    x += ctx.measureText(label).width + 10;
+  }
+}
+
+function headerText(st) {
+  if (st.stale) return ["earlier run (greyed)", "waiting for this prompt's first step…"];
+  const s = st.summary;
+  if (!s) return [st.text || "sampling…", st.calibration ? "calibration run: every step computed" : ""];
+  const t = s.timing ?? {};
+  return [
+    `block stack ran ${s.computed_steps}/${s.steps_reached} steps` +
+      `${s.moreg ? " · MoReg on" : ""}${st.calibration ? " · calibration run" : ""}`,
+    t.estimated_speedup
+      ? `wall-clock speedup ≈ ${t.estimated_speedup.toFixed(2)}x (estimate from this run's step times)`
+      : "wall-clock speedup: not estimated (no timings)",
+  ];
+}
+
+// --- the plot widget ---------------------------------------------------------------------------
+const tooltip = (() => {
+  let el = null;
+  return {
+    show(x, y, html) {
+      if (!el) {
+        el = document.createElement("div");
+        el.className = "adacache-tooltip";
+        Object.assign(el.style, {
+          position: "fixed", zIndex: 10000, pointerEvents: "none", background: "#1b1b1bee",
+          color: "#eee", border: "1px solid #555", borderRadius: "4px", padding: "4px 6px",
+          font: "11px/1.35 monospace", whiteSpace: "pre",
+        });
+        document.body.appendChild(el);
+      }
+      el.textContent = html;
+      el.style.display = "block";
+      el.style.left = `${x + 14}px`;
+      el.style.top = `${y + 10}px`;
+    },
+    hide() {
+      if (el) el.style.display = "none";
+    },
+  };
+})();
+
+function recordText(r, t, st) {
+  const cb = codebookOf(st);
+  const lines = [
+    `step      ${t + 1} of ${st.nSteps}`,
+    `sigma     ${fmt(r?.sigma)}`,
+    `run       ${r?.computed === true ? "computed" : r?.computed === false ? "reused" : "not reached"}`,
+    `reason    ${r?.reason || "–"}`,
+    `calls     ${r?.calls ?? "–"}`,
+    `distance  ${fmt(r?.distance)}`,
+    `motion    ${fmt(r?.motion)}`,
+    `MoReg ×   ${fmt(r?.moreg_factor)}`,
+    `regular.  ${fmt(r?.regularized_distance)}`,
+    `rate      ${r?.rate ?? "–"}`,
+  ];
+  const c = comparedDistance(r);
+  if (cb && c !== null && t >= 1) lines.push(`what-if rate ${rateFor(cb, c)}`);
+  return lines.join("\n");
+}
+
+function addPlotWidget(node) {
+  const box = document.createElement("div");
+  box.className = "adacache-plot";
+  Object.assign(box.style, { display: "flex", flexDirection: "column", width: "100%" });
   const canvas = document.createElement("canvas");
-  canvas.className = `adacache-${name}`;
-  canvas.style.width = "100%";
-  canvas.style.height = `${height}px`;
-  const widget = node.addDOMWidget(name, "adacache-canvas", canvas, {
+  canvas.className = "adacache-adacache_schedule";
+  Object.assign(canvas.style, { width: "100%", height: `${PLOT_H}px`, touchAction: "none" });
+  const bar = document.createElement("div");
+  Object.assign(bar.style, { display: "flex", gap: "6px", height: `${BAR_H - 4}px`,
+    alignItems: "center", font: "11px sans-serif", color: COLORS.dim, marginTop: "2px" });
+  const button = (label, title) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.title = title;
+    Object.assign(b.style, { font: "11px sans-serif", padding: "1px 8px", cursor: "pointer",
+      background: "#333", color: "#ddd", border: "1px solid #555", borderRadius: "3px" });
+    bar.appendChild(b);
+    return b;
+  };
+  const use = button("Use this codebook", "Write the codebook shown into the connected Codebook " +
+    "Editor (one is added if none is connected) and set preset to custom");
+  use.className = "adacache-use";
+  const reset = button("Reset", "Back to the codebook the run used");
+  reset.className = "adacache-reset";
+  const hint = document.createElement("span");
+  hint.textContent = "drag a threshold · click τ: +1, shift-click: −1";
+  hint.style.whiteSpace = "nowrap";
+  hint.style.overflow = "hidden";
+  bar.appendChild(hint);
+  box.append(canvas, bar);
+
+  const w = node.addDOMWidget("adacache_schedule", "adacache-plot", box, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => height + 6,
+    getMinHeight: () => PLOT_H + BAR_H + 4,
+    getMaxHeight: () => PLOT_H + BAR_H + 4,
   });
+  let layout = null;
+  let draws = 0;
+  let drawnScale = 0;
   const redraw = () => {
-    const w = canvas.clientWidth || 300;
-    const ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.max(1, Math.floor(w * ratio));
-    canvas.height = Math.floor(height * ratio);
+    const cssW = canvas.clientWidth || 360;
+    const rect = canvas.getBoundingClientRect();
+    // The frontend scales DOM widgets with the canvas zoom: draw at the pixels actually shown.
+    const zoom = rect.width > 0 && canvas.clientWidth > 0 ? rect.width / canvas.clientWidth : 1;
+    const ratio = (window.devicePixelRatio || 1) * Math.max(zoom, 0.25);
+    drawnScale = app.canvas?.ds?.scale ?? 1;
+    canvas.width = Math.max(1, Math.round(cssW * ratio));
+    canvas.height = Math.max(1, Math.round(PLOT_H * ratio));
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, w, height);
-    draw(ctx, w, height);
+    ctx.clearRect(0, 0, cssW, PLOT_H);
+    layout = drawPlot(ctx, cssW, PLOT_H, node);
+    canvas.__adacache = { node, layout };
+    const st = stateOf(node);
+    draws += 1;
+    // readable by tests and people's tools
+    Object.assign(canvas.dataset, {
+      draws: String(draws),
+      run: st.run ?? "",
+      state: !st.nSteps ? "empty" : st.stale ? "stale" : st.summary ? "done" : "live",
+      points: String(st.records.filter((r) => r).length),
+      pattern: st.records.map((r) => (r?.computed ? "C" : r?.computed === false ? "." : " ")).join(""),
+      predicted: layout?.prediction ? layout.prediction.computed.join(",") : "",
+      predictedCount: layout?.prediction ? String(layout.prediction.computed.length) : "",
+      thresholds: codebookOf(st)?.thresholds.join(",") ?? "",
+      rates: codebookOf(st)?.rates.join(",") ?? "",
+    });
+    use.disabled = !codebookOf(st);
   };
   const observer = new ResizeObserver(redraw);
   observer.observe(canvas);
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
     observer.disconnect();
+    tooltip.hide();
     return onRemoved?.apply(this, arguments);
   };
-  widget.redraw = redraw;
-  widget.canvas = canvas;
-  return widget;
-}
+  const onDrawForeground = node.onDrawForeground;
+  node.onDrawForeground = function () {
+    if ((app.canvas?.ds?.scale ?? 1) !== drawnScale) redraw(); // stay crisp when zoomed
+    return onDrawForeground?.apply(this, arguments);
+  };
 
-// --- AdaCache Apply: what the last run did ---------------------------------------------------
-function drawSchedule(ctx, w, h, summary) {
-  ctx.font = "11px sans-serif";
-  ctx.fillStyle = COLORS.text;
-  if (!summary) {
-    ctx.fillText("Queue a run to see which steps AdaCache computed.", 6, 16);
-    return;
-  }
-  const trace = summary.trace.filter((r) => r.computed !== null);
-  const n = Math.max(trace.length, 1);
-  const left = 6, right = w - 6, top = 20, strip = 12, plotH = h - top - strip - 26;
-  const step = (right - left) / n;
-  const values = trace.map((r) => r.regularized_distance ?? r.distance ?? 0);
-  const maxV = Math.max(...values, 1e-9);
-  ctx.fillText(
-    `computed ${summary.computed_steps}/${summary.steps_reached} steps · ` +
-      `${summary.estimated_speedup.toFixed(2)}x fewer · MoReg ${summary.moreg ? "on" : "off"}`,
-    left, 13,
-  );
-  trace.forEach((r, i) => {
-    const x = left + i * step;
-    const v = values[i];
-    if (r.distance !== null) {
-      const bh = (v / maxV) * plotH;
-      ctx.fillStyle = COLORS.distance;
-      ctx.fillRect(x + 1, top + plotH - bh, Math.max(step - 2, 1), bh);
-      if (r.rate !== null && step > 9) {
-        ctx.fillStyle = COLORS.text;
-        ctx.fillText(String(r.rate), x + step / 2 - 3, top + plotH - bh - 2);
-      }
+  // pointer: hover tooltip, threshold dragging, band rate clicks
+  const local = (e) => {
+    const rect = canvas.getBoundingClientRect();
+    const k = canvas.clientWidth / (rect.width || 1);
+    return [(e.clientX - rect.left) * k, (e.clientY - rect.top) * k];
+  };
+  const lineAt = (py) => {
+    const cb = codebookOf(stateOf(node));
+    if (!layout?.Y || !cb) return null;
+    let best = null;
+    cb.thresholds.slice(0, -1).forEach((t, i) => {
+      const d = Math.abs(layout.Y.y(t) - py);
+      if (d <= 5 && (best === null || d < best.d)) best = { i, d };
+    });
+    return best?.i ?? null;
+  };
+  let dragging = null;
+  canvas.addEventListener("pointerdown", (e) => {
+    const st = stateOf(node);
+    if (!layout || !codebookOf(st)) return;
+    const [px, py] = local(e);
+    const band = layout.bands?.find((b) => px >= b.x0 && px <= b.x1 && py >= b.y0 && py <= b.y1);
+    if (band) {
+      changeRate(node, band.k, e.shiftKey ? -1 : 1);
+      redraw();
+      e.stopPropagation();
+      e.preventDefault();
+      return;
     }
-    if (r.moreg_factor !== null && r.moreg_factor !== 1) {
-      ctx.fillStyle = COLORS.factor;
-      ctx.fillRect(x + step / 2 - 1, top + plotH - 3, 2, 3);
+    const i = px >= layout.left - 4 && px <= layout.right + 4 ? lineAt(py) : null;
+    if (i !== null) {
+      dragging = i;
+      canvas.setPointerCapture?.(e.pointerId);
+      e.stopPropagation();
+      e.preventDefault();
     }
-    ctx.fillStyle = r.computed ? COLORS.computed : COLORS.reused;
-    ctx.fillRect(x + 0.5, top + plotH + 4, Math.max(step - 1, 1), strip);
   });
-  ctx.fillStyle = COLORS.text;
-  ctx.fillText("bars: distance per step (number: cache rate) · strip: green computed, grey reused",
-    left, h - 8);
-  if (summary.warnings?.length) {
-    ctx.fillStyle = COLORS.warn;
-    ctx.fillText(`⚠ ${summary.warnings[0]}`.slice(0, Math.floor(w / 5.5)), left, top + 10);
+  canvas.addEventListener("pointermove", (e) => {
+    const st = stateOf(node);
+    const [px, py] = local(e);
+    if (dragging !== null && layout?.Y) {
+      moveThreshold(node, dragging, layout.Y.inv(Math.min(Math.max(py, layout.top), layout.bottom)));
+      redraw();
+      e.stopPropagation();
+      return;
+    }
+    if (!layout) return;
+    const line = px >= layout.left && px <= layout.right ? lineAt(py) : null;
+    const t = Math.floor((px - layout.left) / layout.colW);
+    const step = t >= 0 && t < st.nSteps && px <= layout.right ? t : null;
+    canvas.style.cursor = line !== null ? "ns-resize" : "default";
+    const changed = st.hover?.step !== step || st.hover?.line !== line;
+    st.hover = { step, line };
+    if (changed) redraw();
+    if (line !== null) {
+      const cb = codebookOf(st);
+      tooltip.show(e.clientX, e.clientY, `threshold ${line + 1}: ${fmt(cb.thresholds[line])}\n` +
+        `below: rate ${cb.rates[line]} · above: rate ${cb.rates[line + 1]}\ndrag to move`);
+    } else if (step !== null) {
+      tooltip.show(e.clientX, e.clientY, recordText(st.records[step], step, st));
+    } else {
+      tooltip.hide();
+    }
+  });
+  const endDrag = (e) => {
+    if (dragging !== null) {
+      dragging = null;
+      canvas.releasePointerCapture?.(e.pointerId);
+    }
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+  canvas.addEventListener("pointerleave", () => {
+    const st = stateOf(node);
+    st.hover = null;
+    tooltip.hide();
+    redraw();
+  });
+  use.addEventListener("click", (e) => {
+    e.stopPropagation();
+    useCodebook(node, codebookOf(stateOf(node)));
+    redraw();
+  });
+  reset.addEventListener("click", (e) => {
+    e.stopPropagation();
+    stateOf(node).whatif = null;
+    redraw();
+  });
+  w.redraw = redraw;
+  w.canvas = canvas;
+  return w;
+}
+
+function editable(node) {
+  const st = stateOf(node);
+  const cb = codebookOf(st);
+  if (!cb) return null;
+  st.whatif = { thresholds: [...cb.thresholds], rates: [...cb.rates] };
+  return st.whatif;
+}
+
+function changeRate(node, k, delta) {
+  const cb = editable(node);
+  if (!cb || k < 0 || k >= cb.rates.length) return;
+  cb.rates[k] = Math.max(1, Math.round(cb.rates[k] + delta));
+}
+
+function moveThreshold(node, i, value) {
+  const cb = editable(node);
+  if (!cb) return;
+  const v = sig3(value);
+  const below = i > 0 ? cb.thresholds[i - 1] : -Infinity;
+  if (!(v > below) || !(v > 0)) return;
+  const t = cb.thresholds;
+  t[i] = v;
+  for (let j = i + 1; j < t.length; j++) if (!(t[j] > t[j - 1])) t[j] = sig3(t[j - 1] * 1.5);
+}
+
+function redrawApply(node) {
+  widget(node, "adacache_schedule")?.redraw?.();
+}
+
+// --- "Use this codebook": into the Codebook Editor feeding this AdaCache Apply --------------------
+export function useCodebook(apply, cb) {
+  if (!cb) return null;
+  const graph = apply.graph ?? app.graph;
+  const slot = apply.inputs?.findIndex((i) => i.name === "codebook") ?? -1;
+  let editor = null;
+  const linkId = slot >= 0 ? apply.inputs[slot].link : null;
+  if (linkId != null) {
+    const link = linkById(graph, linkId);
+    editor = link ? graph.getNodeById(link.origin_id) : null;
+  }
+  if (!editor || editor.type !== EDITOR) {
+    editor = LiteGraph.createNode(EDITOR);
+    editor.pos = [apply.pos[0] - (editor.size?.[0] ?? 320) - 40, apply.pos[1] + 40];
+    graph.add(editor);
+    editor.connect(0, apply, slot);
+  }
+  setWidget(editor, "thresholds", cb.thresholds.map((t) => String(t)).join(", "));
+  setWidget(editor, "rates", cb.rates.join(", "));
+  setWidget(editor, "saved", USE_ABOVE);
+  setWidget(apply, "preset", "custom");
+  graph.setDirtyCanvas?.(true, true);
+  app.graph.setDirtyCanvas?.(true, true);
+  return editor;
+}
+
+// --- Codebook Editor: picking a saved codebook shows its values --------------------------------
+async function savedCodebooks() {
+  try {
+    const res = await api.fetchApi("/adacache/codebooks");
+    if (!res.ok) return [];
+    return (await res.json()).codebooks ?? [];
+  } catch {
+    return [];
   }
 }
 
-// --- Codebook Editor: thresholds as bands, click a band to change its rate -------------------
-function parseList(text) {
-  return String(text ?? "").split(/[,;]/).map((s) => s.trim()).filter((s) => s.length);
+function setupEditor(node) {
+  const saved = widget(node, "saved");
+  if (!saved) return;
+  const cb = saved.callback;
+  saved.callback = function (value) {
+    const out = cb?.apply(this, arguments);
+    if (value && value !== USE_ABOVE) {
+      savedCodebooks().then((books) => {
+        const book = books.find((b) => b.name === value);
+        if (!book) return;
+        const t = widget(node, "thresholds"), r = widget(node, "rates");
+        if (t) t.value = book.thresholds.join(", ");
+        if (r) r.value = book.rates.join(", ");
+        node.setDirtyCanvas?.(true, true);
+      });
+    }
+    return out;
+  };
 }
 
-function bandsOf(node) {
-  const thresholds = parseList(node.widgets?.find((w) => w.name === "thresholds")?.value)
-    .map(Number);
-  const rates = parseList(node.widgets?.find((w) => w.name === "rates")?.value).map(Number);
-  return { thresholds, rates, ok: thresholds.length && thresholds.length === rates.length };
-}
-
-function bandLayout(thresholds, w) {
-  const left = 6, right = w - 6;
-  const width = (right - left) / thresholds.length;
-  return thresholds.map((t, i) => ({ x0: left + i * width, x1: left + (i + 1) * width }));
-}
-
-function drawCodebook(ctx, w, h, node) {
-  ctx.font = "11px sans-serif";
-  const { thresholds, rates, ok } = bandsOf(node);
-  if (!ok) {
-    ctx.fillStyle = COLORS.warn;
-    ctx.fillText("thresholds and rates need the same number of entries", 6, 16);
-    return;
+async function refreshSavedOptions() {
+  const editors = allNodes().filter((n) => n.type === EDITOR);
+  if (!editors.length) return;
+  const books = await savedCodebooks();
+  if (!books.length) return;
+  for (const n of editors) {
+    const w = widget(n, "saved");
+    if (w?.options) w.options.values = [USE_ABOVE, ...books.map((b) => b.name)];
   }
-  const bands = bandLayout(thresholds, w);
-  const maxRate = Math.max(...rates, 1);
-  const top = 34; // legend line and the row of last-run distances above the bars
-  bands.forEach((b, i) => {
-    const bh = ((rates[i] || 0) / maxRate) * (h - top - 36);
-    ctx.fillStyle = COLORS.band[i % COLORS.band.length];
-    ctx.fillRect(b.x0 + 1, h - 22 - bh, b.x1 - b.x0 - 2, bh);
-    ctx.fillStyle = COLORS.text;
-    ctx.fillText(`τ=${rates[i]}`, b.x0 + 4, h - 26 - bh);
-    const label = i === thresholds.length - 1 ? "rest" : `<${thresholds[i]}`;
-    ctx.fillText(label, b.x0 + 4, h - 8);
-  });
-  // Distances of the last run, placed in the band they fall into.
-  const distances = (latestTrace?.trace ?? [])
-    .map((r) => r.regularized_distance ?? r.distance)
-    .filter((d) => d !== null && d !== undefined);
-  distances.forEach((d, k) => {
-    let i = thresholds.findIndex((t, j) => j < thresholds.length - 1 && d < t);
-    if (i < 0) i = thresholds.length - 1;
-    const b = bands[i];
-    const x = b.x0 + 4 + ((k * 7) % Math.max(b.x1 - b.x0 - 8, 1));
-    ctx.fillStyle = COLORS.factor;
-    ctx.beginPath();
-    ctx.arc(x, 24, 2.5, 0, 2 * Math.PI);
-    ctx.fill();
-  });
-  ctx.fillStyle = COLORS.text;
-  ctx.fillText(distances.length ? "dots: last run's distances · click a band: rate ±1" :
-    "click a band: rate +1 (shift-click: -1)", 6, 11);
 }
 
-function setRate(node, index, delta) {
-  const { rates, ok } = bandsOf(node);
-  if (!ok || index < 0 || index >= rates.length) return;
-  rates[index] = Math.max(1, Math.round(rates[index] + delta));
-  const widget = node.widgets.find((w) => w.name === "rates");
-  widget.value = rates.join(", ");
-  widget.callback?.(widget.value);
-  node.setDirtyCanvas?.(true, true);
+// --- events ------------------------------------------------------------------------------------
+const ourPrompts = new Set(); // prompts this client queued (the server sends their events here)
+
+function applyNodeFor(detail) {
+  if (detail?.prompt_id && ourPrompts.size && !ourPrompts.has(detail.prompt_id)) return null;
+  const node = nodeForId(detail?.node);
+  return node?.type === APPLY || node?.comfyClass === APPLY ? node : null;
+}
+
+function onProgress(detail) {
+  const node = applyNodeFor(detail);
+  if (!node) return;
+  let st = stateOf(node);
+  if (st.run !== detail.run) st = startRun(node, detail);
+  st.nSteps = detail.n_steps;
+  if (st.records.length < st.nSteps) st.records.length = st.nSteps;
+  st.records[detail.step] = detail.record;
+  st.codebook = detail.codebook ?? st.codebook;
+  st.moreg = !!detail.moreg;
+  st.calibration = !!detail.calibration;
+  st.text = detail.text ?? `step ${detail.step + 1}/${st.nSteps} · computed ${detail.computed_steps}` +
+    (detail.next_compute != null ? ` · next compute at ${detail.next_compute + 1}` : "");
+  redrawApply(node);
+}
+
+function onTrace(detail) {
+  const node = applyNodeFor(detail);
+  if (!node) return;
+  let st = stateOf(node);
+  if (st.run !== detail.run || !st.run) st = startRun(node, { ...detail, n_steps: detail.steps });
+  st.summary = detail;
+  st.nSteps = detail.steps;
+  st.records = detail.trace.map((r) => (r.computed === null ? null : r));
+  st.codebook ??= parseDescribed(detail.codebook);
+  st.moreg = !!detail.moreg;
+  st.calibration = !!detail.calibration;
+  st.stale = false;
+  redrawApply(node);
+}
+
+function onPromptStart(promptId) {
+  if (!promptId || ourPrompts.has(promptId)) return;
+  ourPrompts.add(promptId);
+  for (const n of allNodes()) {
+    if (n.type !== APPLY) continue;
+    const st = stateOf(n);
+    if (st.nSteps) {
+      st.stale = true; // until this prompt's first point for the node arrives
+      redrawApply(n);
+    }
+  }
 }
 
 app.registerExtension({
   name: "adacache.widgets",
   async setup() {
-    api.addEventListener("adacache.trace", ({ detail }) => {
-      latestTrace = detail;
-      latestByNode.set(String(detail.node), detail);
-      const widget = nodeForId(detail.node)?.widgets?.find((w) => w.name === "adacache_schedule");
-      if (widget) {
-        widget.canvas.dataset.pattern = detail.pattern; // readable by people's tools and tests
-        widget.redraw();
-      }
-      for (const n of app.graph?._nodes ?? []) {
-        if (n.type === EDITOR) n.widgets?.find((w) => w.name === "adacache_codebook")?.redraw();
-      }
+    api.addEventListener("execution_start", ({ detail }) => onPromptStart(detail?.prompt_id));
+    api.addEventListener("executing", ({ detail }) => {
+      if (detail?.prompt_id) onPromptStart(detail.prompt_id);
     });
+    api.addEventListener("adacache.progress", ({ detail }) => onProgress(detail));
+    api.addEventListener("adacache.trace", ({ detail }) => onTrace(detail));
+    api.addEventListener("execution_success", () => refreshSavedOptions());
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === APPLY) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function () {
         const r = onNodeCreated?.apply(this, arguments);
-        const node = this;
-        addCanvasWidget(node, "adacache_schedule", 120, (ctx, w, h) =>
-          drawSchedule(ctx, w, h, latestByNode.get(String(node.id))));
+        addPlotWidget(this);
         return r;
       };
     }
@@ -209,31 +832,17 @@ app.registerExtension({
       const onNodeCreated = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function () {
         const r = onNodeCreated?.apply(this, arguments);
-        const node = this;
-        const widget = addCanvasWidget(node, "adacache_codebook", 130, (ctx, w, h) =>
-          drawCodebook(ctx, w, h, node));
-        widget.canvas.addEventListener("pointerdown", (e) => {
-          const { thresholds } = bandsOf(node);
-          const rect = widget.canvas.getBoundingClientRect();
-          const x = ((e.clientX - rect.left) / rect.width) * widget.canvas.clientWidth;
-          const i = bandLayout(thresholds, widget.canvas.clientWidth)
-            .findIndex((b) => x >= b.x0 && x < b.x1);
-          setRate(node, i, e.shiftKey ? -1 : 1);
-          widget.redraw();
-          e.stopPropagation();
-        });
-        for (const name of ["thresholds", "rates"]) {
-          const w = node.widgets?.find((x) => x.name === name);
-          if (!w) continue;
-          const cb = w.callback;
-          w.callback = function () {
-            const out = cb?.apply(this, arguments);
-            widget.redraw();
-            return out;
-          };
-        }
+        setupEditor(this);
         return r;
       };
     }
   },
 });
+
+// For tests and people's tools: the schedule rule and the per-node state.
+window.adacache = {
+  predictSchedule, rateFor, useCodebook, stateOf,
+  plotLayout: (canvas) => canvas.__adacache?.layout ?? null,
+  distances: (canvas) => stateOf(canvas.__adacache.node).records.map(comparedDistance)
+    .filter((d, t) => d !== null && t >= 1),
+};

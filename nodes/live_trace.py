@@ -1,0 +1,139 @@
+"""Live trace for the browser: ``adacache.progress`` per finished step, ``adacache.trace`` at
+the end of a sampling run, with the run's own step timings.
+
+The sampler wrappers in ``patch.py`` call ``LiveTrace.step_entered`` after every model
+evaluation has been placed in a step, and ``LiveTrace.finish`` once the run is over. Sending is
+best effort: nothing here may fail or noticeably slow a sampling run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+
+log = logging.getLogger("AdaCache")
+
+
+def sanitize(value):
+    """``value`` with every NaN/inf float replaced by None (browsers reject them in JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: sanitize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sanitize(v) for v in value]
+    return value
+
+
+def _server():
+    try:
+        from server import PromptServer
+
+        return PromptServer.instance
+    except (ImportError, AttributeError):
+        return None
+
+
+class LiveTrace:
+    """One sampling run's events, for the AdaCache Apply node ``node_id``."""
+
+    def __init__(self, node_id, run, *, calibration: bool = False, enabled: bool = True):
+        self.node_id = None if node_id is None else str(node_id)
+        self.run = run  # an adacache.AdaCacheRun
+        self.run_id = uuid.uuid4().hex
+        self.calibration = calibration
+        enabled = enabled and os.environ.get("ADACACHE_LIVE_TRACE", "1") != "0"
+        self.server = _server() if enabled and node_id is not None else None
+        # Read now: ComfyUI may reuse the Apply node's cached output across prompts.
+        self.prompt_id = getattr(self.server, "last_prompt_id", None)
+        self.client_id = getattr(self.server, "client_id", None)
+        self.step_start: dict[int, float] = {}  # step -> perf_counter at its first evaluation
+        self.sent_steps: set[int] = set()
+
+    # -- during sampling -------------------------------------------------------------------
+    def step_entered(self, before: int | None, current: int | None) -> None:
+        """After an evaluation of step ``current``; ``before`` was the step in progress."""
+        try:
+            if current is not None and current not in self.step_start:
+                self.step_start[current] = time.perf_counter()
+            if before is not None and current != before:
+                self._progress(before)  # the schedule finalised ``before`` on entering ``current``
+        except Exception as e:  # never fail a sampling step for the UI
+            log.debug("AdaCache: live trace step failed: %s", e)
+
+    def finish(self, summary: dict) -> None:
+        """After ``run.finish()``: the last step's progress, then the whole trace."""
+        try:
+            end = time.perf_counter()
+            reached = [r for r in self.run.schedule.trace if r.computed is not None]
+            if reached and reached[-1].step not in self.sent_steps:
+                self._progress(reached[-1].step)
+            timing = self.timing(end)
+            self._send("adacache.trace", {
+                **summary, "prompt_id": self.prompt_id, "node": self.node_id,
+                "run": self.run_id, "calibration": self.calibration, "timing": timing,
+            })
+        except Exception as e:  # reporting never fails a finished run
+            log.debug("AdaCache: could not send the trace to the UI: %s", e)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def timing(self, end: float) -> dict:
+        """Mean seconds per model evaluation on computed and on cached steps, and the wall-clock
+        speedup they imply over computing every step (an estimate: step 0, which carries
+        warm-up costs, is left out of the computed mean when other computed steps exist)."""
+        trace = self.run.schedule.trace
+        starts = sorted(self.step_start.items())
+        per_call = {True: [], False: []}
+        total = 0.0
+        calls_total = 0
+        for i, (step, start) in enumerate(starts):
+            stop = starts[i + 1][1] if i + 1 < len(starts) else end
+            record = trace[step]
+            if record.computed is None or record.calls < 1:
+                continue
+            seconds = max(stop - start, 0.0)
+            total += seconds
+            calls_total += record.calls
+            per_call[bool(record.computed)].append((step, seconds / record.calls))
+        computed = [s for step, s in per_call[True] if step != 0] or [s for _, s in per_call[True]]
+        cached = [s for _, s in per_call[False]]
+        computed_s = sum(computed) / len(computed) if computed else None
+        cached_s = sum(cached) / len(cached) if cached else None
+        speedup = None
+        if computed_s and total > 0:
+            speedup = computed_s * calls_total / total
+        return sanitize({
+            "computed_call_s": computed_s, "cached_call_s": cached_s,
+            "estimated_speedup": speedup, "sampling_s": total,
+        })
+
+    def _progress(self, step: int) -> None:
+        schedule = self.run.schedule
+        if self.server is None or not 0 <= step < len(schedule.trace):
+            return
+        self.sent_steps.add(step)
+        record = schedule.trace[step]
+        next_compute = schedule.next_compute if schedule.next_compute < schedule.n_steps else None
+        codebook = self.run.codebook
+        computed = sum(1 for r in schedule.trace[: step + 1] if r.computed)
+        text = f"step {step + 1}/{schedule.n_steps} · computed {computed}"
+        if next_compute is not None and step + 1 < schedule.n_steps:
+            text += f" · next compute at {next_compute + 1}"
+        self._send("adacache.progress", {
+            "prompt_id": self.prompt_id, "node": self.node_id, "run": self.run_id,
+            "step": step, "n_steps": schedule.n_steps, "record": record.as_dict(),
+            "computed_steps": computed, "next_compute": next_compute,
+            "codebook": {"thresholds": list(codebook.thresholds), "rates": list(codebook.rates)},
+            "moreg": schedule.moreg is not None, "calibration": self.calibration, "text": text,
+        })
+        send_text = getattr(self.server, "send_progress_text", None)
+        if send_text is not None:
+            send_text(text, self.node_id, self.client_id)
+
+    def _send(self, event: str, data: dict) -> None:
+        if self.server is None:
+            return
+        self.server.send_sync(event, sanitize(data), self.client_id)

@@ -1,0 +1,181 @@
+"""Screenshots of the AdaCache widgets in the real ComfyUI frontend (for the README, docs/img/).
+
+Starts a headless ComfyUI (CPU) with this pack, opens its frontend in headless Chromium
+(Debian's /usr/bin/chromium through the ``playwright`` package), loads
+``workflows/adacache_demo.json`` and queues it as a user would (the frontend's own queue call),
+then saves:
+
+* ``docs/img/live_trace.png``  AdaCache Apply while the run is sampling (the plot growing)
+* ``docs/img/trace_done.png``  the finished run: distances, thresholds, MoReg factor, strips
+* ``docs/img/what_if.png``     after dragging a threshold and raising a band's rate
+
+    .venv/bin/python scripts/screenshots.py [--out docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from headless_comfy import ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+PACK_DIR_NAME = "adacache_screenshots"  # not the host's own custom_nodes name
+
+
+def open_frontend(p, url: str, width: int = 1500, height: int = 950):
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+    page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)
+    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    page.wait_for_function("() => window.app && window.app.graph && window.adacache",
+                           timeout=120_000)
+    close_dialogs(page)
+    return browser, page
+
+
+def close_dialogs(page) -> None:
+    for _ in range(20):
+        if page.locator(".p-dialog-mask").count() == 0:
+            return
+        close = page.locator(
+            ".p-dialog-mask button[aria-label='Close'], .p-dialog-mask button:has(.pi-times)"
+        )
+        if close.count():
+            close.first.click()
+        else:
+            page.keyboard.press("Escape")
+        time.sleep(0.5)
+
+
+def load_workflow(page, workflow: dict) -> None:
+    page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
+    page.wait_for_timeout(800)
+
+
+def node_box(page, node_id: int, pad: int = 8) -> dict:
+    """The node's rectangle on screen (title bar included), for page.screenshot(clip=...)."""
+    return page.evaluate(
+        """([id, pad]) => {
+            const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+            const r = c.canvas.getBoundingClientRect(), s = c.ds.scale, o = c.ds.offset;
+            const th = window.LiteGraph.NODE_TITLE_HEIGHT;
+            return {x: r.left + (n.pos[0] + o[0]) * s - pad,
+                    y: r.top + (n.pos[1] - th + o[1]) * s - pad,
+                    width: n.size[0] * s + 2 * pad, height: (n.size[1] + th) * s + 2 * pad};
+        }""",
+        [node_id, pad],
+    )
+
+
+def focus(page, node_id: int, scale: float = 1.0) -> None:
+    """Puts the node at the top left of the canvas at ``scale``."""
+    page.evaluate(
+        """([id, scale]) => {
+            const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+            c.ds.scale = scale;
+            c.ds.offset = [60 / scale - n.pos[0], 80 / scale - n.pos[1]];
+            c.setDirty(true, true);
+        }""",
+        [node_id, scale],
+    )
+    page.wait_for_timeout(500)
+
+
+def queue(page) -> None:
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+
+
+def plot_state(page) -> dict:
+    return page.evaluate(
+        "() => ({...document.querySelector('canvas.adacache-adacache_schedule').dataset})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    workflow = json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
+    apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply")
+    with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
+        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT}).start()
+        try:
+            print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
+            server.request("/settings/Comfy.TutorialCompleted", True)
+            with sync_playwright() as p:
+                browser, page = open_frontend(p, server.url)
+                load_workflow(page, workflow)
+                focus(page, apply_id, 1.0)
+                queue(page)  # the first run also loads the model
+                page.wait_for_function(
+                    "() => document.querySelector('canvas.adacache-adacache_schedule')"
+                    "?.dataset.state === 'done'", timeout=300_000)
+                queue(page)  # the second run: catch it half-way
+                page.wait_for_function(
+                    "() => { const d = document.querySelector("
+                    "'canvas.adacache-adacache_schedule').dataset;"
+                    " return d.state === 'live' && Number(d.points) >= 14; }",
+                    timeout=300_000, polling=20)
+                page.screenshot(path=str(args.out / "live_trace.png"),
+                                clip=node_box(page, apply_id))
+                page.wait_for_function(
+                    "() => document.querySelector('canvas.adacache-adacache_schedule')"
+                    "?.dataset.state === 'done'", timeout=300_000)
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(args.out / "trace_done.png"),
+                                clip=node_box(page, apply_id))
+                what_if(page)
+                page.screenshot(path=str(args.out / "what_if.png"),
+                                clip=node_box(page, apply_id))
+                print(json.dumps(plot_state(page), indent=1))
+                browser.close()
+        finally:
+            server.stop()
+    for name in ("live_trace.png", "trace_done.png", "what_if.png"):
+        print(f"wrote {args.out / name}")
+
+
+def what_if(page) -> None:
+    """Drags the first threshold down to the middle of the recorded distances, raises band 1."""
+    canvas = page.locator("canvas.adacache-adacache_schedule")
+    box = canvas.bounding_box()
+    line_y = page.evaluate(THRESHOLD_Y, 0)
+    target = page.evaluate(DISTANCE_Y, 0.5)
+    x = box["x"] + box["width"] * 0.5
+    page.mouse.move(x, box["y"] + line_y)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + target, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+
+
+# Screen offsets (CSS px from the canvas top) of a threshold line / a distance quantile, read
+# from the drawn layout through the state the widget exposes.
+THRESHOLD_Y = """(i) => {
+    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const k = cv.getBoundingClientRect().height / cv.clientHeight;
+    return window.adacache.plotLayout(cv).Y.y(Number(cv.dataset.thresholds.split(',')[i])) * k;
+}"""
+DISTANCE_Y = """(q) => {
+    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const k = cv.getBoundingClientRect().height / cv.clientHeight;
+    const L = window.adacache.plotLayout(cv);
+    const ds = window.adacache.distances(cv).sort((a, b) => a - b);
+    return L.Y.y(ds[Math.floor(q * (ds.length - 1))]) * k;
+}"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
