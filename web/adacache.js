@@ -240,11 +240,14 @@ function drawPlot(ctx, w, h, node) {
   if (prediction) {
     ctx.fillStyle = COLORS.whatif;
     const edited = st.whatif && !sameCodebook(st.whatif, st.codebook);
-    const exact = st.calibration || !prediction.approximate;
+    // Exact only where every step's own distance was recorded (calibration, gap 1) and no
+    // MoReg factor depends on the schedule's gaps.
+    const exact = st.calibration && !st.moreg && !prediction.approximate;
     ctx.fillText(
       `${edited ? "what-if codebook" : "this codebook"}: block stack would run ` +
         `${prediction.computed.length}/${st.nSteps} · ` +
-        (exact ? "exact on this trace" : "approx. (no distance at reused steps)"),
+        (exact ? "exact on this calibration trace" : st.calibration
+          ? "approx. (MoReg depends on the schedule)" : "approx. (needs a calibration trace)"),
       8, 39);
   }
 
@@ -355,7 +358,7 @@ function drawPlot(ctx, w, h, node) {
         ctx.fillRect(L.x(t) - 2, fy(f) - 2, 4, 4);
       });
       ctx.fillStyle = COLORS.dim;
-      ctx.fillText(`1×…${fmt(Math.max(...pos), 3)}×`, L.right + 6, L.factorBottom - 8);
+      ctx.fillText(`≤${fmt(Math.max(...pos), 2)}×`, L.right + 4, L.factorBottom - 8, w - L.right - 5);
     }
   }
 
@@ -382,13 +385,12 @@ function drawPlot(ctx, w, h, node) {
   ctx.fillText("run", L.left - 4, L.runStrip + 8);
   ctx.fillText("what-if", L.left - 4, L.whatifStrip + 8);
   ctx.textAlign = "left";
-  ctx.fillText("■ computed", L.right + 2, L.runStrip + 8, w - L.right - 2);
 
   // x axis: step numbers (1-based, as the sampler's progress bar counts)
   ctx.textAlign = "center";
   const every = [1, 2, 5, 10, 20, 50, 100].find((e) => (L.colW * e) >= 22) ?? 100;
   for (let t = 0; t < st.nSteps; t++) {
-    if ((t + 1) % every && t !== 0) continue;
+    if ((t + 1) % every && !(t === 0 && every > 2)) continue;
     ctx.fillText(String(t + 1), L.x(t), L.xAxis + 10);
   }
   ctx.textAlign = "left";
@@ -407,10 +409,11 @@ function drawPlot(ctx, w, h, node) {
 
 function drawLegend(ctx, x, y, moreg) {
   const items = [
-    [COLORS.distance, "●", "distance c_t (raw)"],
-    ...(moreg ? [[COLORS.regularized, "□", "× MoReg (compared)"]] : []),
-    [COLORS.thresholds[0], "┄", "thresholds, τ = rate"],
-    [COLORS.whatif, "■", "what-if computes"],
+    [COLORS.distance, "●", "c_t (raw)"],
+    ...(moreg ? [[COLORS.regularized, "□", "c_t × MoReg (compared)"]] : []),
+    [COLORS.thresholds[0], "┄", "threshold, τ = rate"],
+    [COLORS.computed, "■", "computed"],
+    [COLORS.reused, "■", "reused"],
   ];
   for (const [color, mark, label] of items) {
     ctx.fillStyle = color;
@@ -518,6 +521,7 @@ function addPlotWidget(node) {
     getMinHeight: () => PLOT_H + BAR_H + 4,
     getMaxHeight: () => PLOT_H + BAR_H + 4,
   });
+  w.serialize = false; // purely visual: never in widgets_values nor the prompt
   let layout = null;
   let draws = 0;
   let drawnScale = 0;
@@ -790,7 +794,9 @@ function onTrace(detail) {
   st.records = detail.trace.map((r) => (r.computed === null ? null : r));
   st.codebook ??= parseDescribed(detail.codebook);
   st.moreg = !!detail.moreg;
-  st.calibration = !!detail.calibration;
+  // a calibration trace: every reached step computed, so each has its own distance (gap 1)
+  st.calibration = !!detail.calibration ||
+    (detail.steps_reached > 4 && detail.computed_steps === detail.steps_reached);
   st.stale = false;
   redrawApply(node);
 }
@@ -825,6 +831,7 @@ app.registerExtension({
       nodeType.prototype.onNodeCreated = function () {
         const r = onNodeCreated?.apply(this, arguments);
         addPlotWidget(this);
+        this.size[0] = Math.max(this.size[0], 440); // room for the plot's axes and labels
         return r;
       };
     }
@@ -843,6 +850,6 @@ app.registerExtension({
 window.adacache = {
   predictSchedule, rateFor, useCodebook, stateOf,
   plotLayout: (canvas) => canvas.__adacache?.layout ?? null,
-  distances: (canvas) => stateOf(canvas.__adacache.node).records.map(comparedDistance)
+  distances: (canvas) => stateOf(canvas.__adacache.node).records.map((r) => r?.distance ?? null)
     .filter((d, t) => d !== null && t >= 1),
 };

@@ -1,0 +1,335 @@
+"""Tier 3: the live trace, the what-if and the example workflows in the real frontend.
+
+ComfyUI frontend 1.32.9 in headless Chromium against the session's real server (see
+test_ui.py for the browser fixture). Runs are queued the way the Run button does
+(``app.queuePrompt``), on the pack's demo model (shipped, CPU-sized).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_ui import SHOTS, page  # noqa: F401  (the browser fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+PLOT = "canvas.adacache-adacache_schedule"
+RUN_TIMEOUT = 240_000  # ms
+
+# Records every change of the plots' data attributes (set on each redraw) and the prompt
+# lifecycle events, in the order the page sees them.
+RECORDER = """() => {
+    window.__adacacheLog = [];
+    const log = window.__adacacheLog;
+    const api = window.app.api ?? window.comfyAPI?.api?.api;
+    for (const ev of ['execution_start', 'execution_success']) {
+        api.addEventListener(ev, ({detail}) => log.push({event: ev, prompt: detail?.prompt_id}));
+    }
+    window.__adacacheObserver?.disconnect();
+    window.__adacacheObserver = new MutationObserver((records) => {
+        for (const r of records) {
+            const d = r.target.dataset;
+            if (r.attributeName !== 'data-draws') continue;
+            log.push({event: 'draw', node: r.target.closest('[data-node]')?.dataset.node ?? null,
+                      state: d.state, run: d.run, points: Number(d.points), pattern: d.pattern});
+        }
+    });
+    for (const c of document.querySelectorAll('canvas.adacache-adacache_schedule')) {
+        window.__adacacheObserver.observe(c, {attributes: true});
+    }
+}"""
+
+
+def load(page, workflow: dict):  # noqa: F811
+    page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
+    page.wait_for_timeout(600)
+    frames(page)
+
+
+def demo_workflow() -> dict:
+    return json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
+
+
+def apply_ids(page) -> list[int]:  # noqa: F811
+    return page.evaluate(
+        "() => window.app.graph._nodes.filter(n => n.type === 'AdaCacheApply').map(n => n.id)"
+    )
+
+
+def plot_data(page, node_id: int) -> dict:  # noqa: F811
+    return page.evaluate(
+        """(id) => ({...window.app.graph.getNodeById(id).widgets
+            .find(w => w.name === 'adacache_schedule').canvas.dataset})""",
+        node_id,
+    )
+
+
+def queue_and_wait(page, node_id: int, runs_before: str | None = None) -> dict:  # noqa: F811
+    """Queues the graph as the Run button does; waits for node_id's plot to show a new run."""
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    page.wait_for_function(
+        """([id, old]) => { const d = window.app.graph.getNodeById(id).widgets
+            .find(w => w.name === 'adacache_schedule').canvas.dataset;
+            return d.state === 'done' && d.run !== old; }""",
+        arg=[node_id, runs_before or ""], timeout=RUN_TIMEOUT,
+    )
+    page.wait_for_timeout(500)  # the frontend settles the node (progress text) after the run
+    frames(page)
+    return plot_data(page, node_id)
+
+
+def frames(page):  # noqa: F811
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def set_widget(page, node_id: int, name: str, value):  # noqa: F811
+    page.evaluate(
+        """([id, name, value]) => { const n = window.app.graph.getNodeById(id);
+            const w = n.widgets.find(w => w.name === name); w.value = value;
+            w.callback?.(value); }""",
+        [node_id, name, value],
+    )
+
+
+def tag_plots(page):  # noqa: F811
+    page.evaluate(
+        """() => { for (const n of window.app.graph._nodes) {
+            const w = n.widgets?.find(w => w.name === 'adacache_schedule');
+            if (w) w.element.dataset.node = String(n.id); } }"""
+    )
+
+
+# --- live trace --------------------------------------------------------------------------------
+
+
+def test_live_plot_grows_per_compute_step_and_a_new_run_greys_the_old(page):  # noqa: F811
+    load(page, demo_workflow())
+    (apply,) = [i for i in apply_ids(page)
+                if page.evaluate("(id) => window.app.graph.getNodeById(id).widgets"
+                                 ".find(w => w.name === 'preset').value", i) != "calibrate"][:1]
+    tag_plots(page)
+    page.evaluate(RECORDER)
+    # a seed no other test queues: ComfyUI would otherwise serve a cached result
+    page.evaluate("() => window.app.graph._nodes.filter(n => n.type === 'KSampler')"
+                  ".forEach(n => { n.widgets.find(w => w.name === 'seed').value = 7001; })")
+    first = queue_and_wait(page, apply)
+    page.wait_for_function(
+        "() => window.__adacacheLog.some(e => e.event === 'execution_success')", timeout=30_000)
+    log = page.evaluate("() => window.__adacacheLog")
+    done = next(i for i, e in enumerate(log) if e["event"] == "execution_success")
+    draws = [e for e in log[:done] if e["event"] == "draw" and e["node"] == str(apply)
+             and e["run"] == first["run"]]
+    pattern = first["pattern"]
+    computed = [t for t, c in enumerate(pattern) if c == "C"]
+    assert len(pattern) == 30 and 0 < len(computed) < 30, pattern
+    # before the prompt finished, while the run was live, the plot showed each compute step
+    live = [e for e in draws if e["state"] == "live"]
+    for t in computed:
+        assert any(len(e["pattern"]) > t and e["pattern"][t] == "C" and e["points"] == t + 1
+                   for e in live), f"compute step {t} never drawn live: {live}"
+    assert len({e["points"] for e in live}) >= len(computed)
+    assert any(e["state"] == "done" for e in draws)  # the final trace, also before success
+
+    # a second run (another seed): first greys the old plot, then replaces it
+    page.evaluate(RECORDER)
+    page.evaluate("""() => { for (const n of window.app.graph._nodes) {
+        const w = n.widgets?.find(w => w.name === 'seed'); if (w) w.value += 1; } }""")
+    second = queue_and_wait(page, apply, first["run"])
+    log = page.evaluate("() => window.__adacacheLog")
+    mine = [e for e in log if e["event"] == "draw" and e["node"] == str(apply)]
+    stale = next(i for i, e in enumerate(mine) if e["state"] == "stale")
+    assert mine[stale]["run"] == first["run"]  # the old run, greyed
+    new = next(i for i, e in enumerate(mine) if e["run"] == second["run"])
+    assert stale < new and mine[new]["state"] == "live" and mine[new]["points"] == 1
+    assert all(e["state"] != "stale" for e in mine[new:])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "live_second_run.png"))
+
+
+# --- example workflows: no overlaps after the frontend's layout --------------------------------
+
+RECTS = """() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => {
+    const c = window.app.canvas;
+    const out = [];
+    for (const n of window.app.graph._nodes) {
+        const b = n.getBounding ? [...n.getBounding()] : [n.pos[0], n.pos[1] - 30, n.size[0],
+                                                           n.size[1] + 30];
+        // DOM widgets (the AdaCache plot): their on-screen box, in graph coordinates
+        for (const w of n.widgets ?? []) {
+            const el = w.element;
+            if (!el || !el.isConnected || !el.getClientRects().length) continue;
+            const r = el.getBoundingClientRect(), cr = c.canvas.getBoundingClientRect();
+            const s = c.ds.scale, o = c.ds.offset;
+            const x0 = (r.left - cr.left) / s - o[0], y0 = (r.top - cr.top) / s - o[1];
+            const x1 = x0 + r.width / s, y1 = y0 + r.height / s;
+            const bx1 = Math.max(b[0] + b[2], x1), by1 = Math.max(b[1] + b[3], y1);
+            b[0] = Math.min(b[0], x0); b[1] = Math.min(b[1], y0);
+            b[2] = bx1 - b[0]; b[3] = by1 - b[1];
+        }
+        out.push({id: n.id, type: n.type, title: n.title, rect: b});
+    }
+    resolve(out);
+})))"""
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_has_no_overlapping_nodes(page, path):  # noqa: F811
+    load(page, json.loads(path.read_text()))
+    # scale 1 and the graph's top-left on screen: DOM widgets are laid out where visible
+    page.evaluate("""() => { const c = window.app.canvas, ns = window.app.graph._nodes;
+        c.ds.scale = 1;
+        c.ds.offset = [40 - Math.min(...ns.map(n => n.pos[0])),
+                       80 - Math.min(...ns.map(n => n.pos[1]))];
+        c.setDirty(true, true); }""")
+    page.wait_for_timeout(300)
+    nodes = page.evaluate(RECTS)
+    assert nodes
+    overlaps = []
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            ax, ay, aw, ah = a["rect"]
+            bx, by, bw, bh = b["rect"]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                overlaps.append((a["title"], b["title"]))
+    if overlaps:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"overlap_{path.stem}.png"))
+    assert not overlaps, overlaps
+
+
+# --- what-if -> Use this codebook -> rerun ------------------------------------------------------
+
+WHATIF_GRAPH = """() => {
+    const g = window.app.graph, L = window.LiteGraph;
+    g.clear();
+    const add = (type, pos, values = {}) => {
+        const n = L.createNode(type); n.pos = pos; g.add(n);
+        for (const [k, v] of Object.entries(values)) n.widgets.find(w => w.name === k).value = v;
+        return n;
+    };
+    const unet = add('UNETLoader', [0, 0], {unet_name: 'adacache_demo_wan.safetensors'});
+    const scene = add('AdaCacheDemoScene', [0, 150], {scene: 'fast motion'});
+    const latent = add('EmptyHunyuanLatentVideo', [0, 300],
+                       {width: 64, height: 64, length: 29, batch_size: 1});
+    const editor = add('AdaCacheCodebookEditor', [0, 500], {thresholds: '1000, 2000',
+                                                           rates: '1, 1'});
+    const apply = add('AdaCacheApply', [400, 0], {preset: 'custom'});
+    const ks = add('KSampler', [900, 0], {seed: 3, steps: 24, cfg: 3.0, sampler_name: 'euler',
+                                          scheduler: 'simple', denoise: 1.0});
+    const decode = add('AdaCacheDemoDecode', [1250, 0], {upscale: 1});
+    const preview = add('PreviewImage', [1250, 150]);
+    unet.connect(0, apply, 0);
+    editor.connect(0, apply, apply.inputs.findIndex(i => i.name === 'codebook'));
+    apply.connect(0, ks, 0);
+    scene.connect(0, ks, 1);
+    scene.connect(1, ks, 2);
+    latent.connect(0, ks, 3);
+    ks.connect(0, decode, 0);
+    decode.connect(0, preview, 0);
+    const c = window.app.canvas;
+    c.ds.scale = 1; c.ds.offset = [-360, 60];
+    g.setDirtyCanvas(true, true);
+    return {apply: apply.id, editor: editor.id};
+}"""
+
+LINE_Y = """([id, i]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const L = window.adacache.plotLayout(w.canvas);
+    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
+    const t = Number(w.canvas.dataset.thresholds.split(',')[i]);
+    return w.canvas.getBoundingClientRect().top + L.Y.y(t) * k; }"""
+
+DISTANCE_Y = """([id, q]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const L = window.adacache.plotLayout(w.canvas);
+    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
+    const ds = window.adacache.distances(w.canvas).sort((a, b) => a - b);
+    return w.canvas.getBoundingClientRect().top + L.Y.y(ds[Math.floor(q * (ds.length - 1))]) * k;
+}"""
+
+BAND = """([id, k]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const b = window.adacache.plotLayout(w.canvas).bands.find(b => b.k === k);
+    const r = w.canvas.getBoundingClientRect(), s = r.height / w.canvas.clientHeight;
+    return {x: r.left + (b.x0 + 12) * s, y: r.top + ((b.y0 + b.y1) / 2) * s}; }"""
+
+
+def test_what_if_predicts_the_schedule_of_the_rerun(page):  # noqa: F811
+    ids = page.evaluate(WHATIF_GRAPH)
+    apply = ids["apply"]
+    calibration = queue_and_wait(page, apply)
+    assert set(calibration["pattern"]) == {"C"}, calibration  # every step computed: distances
+    predicted = lambda: plot_data(page, apply)["predicted"]  # noqa: E731
+    assert predicted() == ",".join(str(t) for t in range(24))
+
+    # raise the first band's rate twice (click its τ label): every distance is in that band
+    for _ in range(2):
+        spot = page.evaluate(BAND, [apply, 0])
+        page.mouse.click(spot["x"], spot["y"])
+        page.wait_for_timeout(400)  # two clicks, not a double click
+    data = plot_data(page, apply)
+    assert data["rates"] == "3,1"
+    after_rate = data["predicted"]
+    assert after_rate != calibration["predicted"] and len(after_rate.split(",")) < 24
+
+    # drag the first threshold down into the recorded distances: fewer steps reuse
+    canvas = page.locator(PLOT).first
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] * 0.45
+    page.mouse.move(x, page.evaluate(LINE_Y, [apply, 0]))
+    page.mouse.down()
+    page.mouse.move(x, page.evaluate(DISTANCE_Y, [apply, 0.5]), steps=10)
+    page.mouse.up()
+    data = plot_data(page, apply)
+    after_drag = data["predicted"]
+    assert float(data["thresholds"].split(",")[0]) < 1000
+    assert after_drag != after_rate
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "what_if.png"))
+
+    # Use this codebook: the editor's widgets hold it (saved with the workflow) and it runs
+    page.locator(".adacache-use").first.click()
+    thresholds = page.evaluate(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'thresholds')"
+        ".value", ids["editor"])
+    rates = page.evaluate(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'rates').value",
+        ids["editor"])
+    assert [float(t) for t in thresholds.split(",")] == [
+        float(t) for t in data["thresholds"].split(",")]
+    assert rates == "3, 1"
+    rerun = queue_and_wait(page, apply, calibration["run"])
+    actual = ",".join(str(t) for t, c in enumerate(rerun["pattern"]) if c == "C")
+    assert actual == after_drag, (actual, after_drag)
+
+
+# --- settings survive save -> reload ------------------------------------------------------------
+
+
+def test_settings_round_trip_through_save_and_reload(page):  # noqa: F811
+    load(page, demo_workflow())
+    apply = apply_ids(page)[-1]
+    values = {"preset": "slow", "metric": "l2", "metric_blocks": "0, -1", "start_percent": 0.1,
+              "end_percent": 0.85, "verbose": True, "offload_cache": True}
+    for name, value in values.items():
+        set_widget(page, apply, name, value)
+    moreg = page.evaluate(
+        "() => window.app.graph._nodes.find(n => n.type === 'AdaCacheMoRegSettings').id")
+    set_widget(page, moreg, "norm_a", 0.25)
+    set_widget(page, moreg, "frame_strides", "1, 2")
+    saved = page.evaluate("() => window.app.graph.serialize()")
+    node = next(n for n in saved["nodes"] if n["id"] == apply)
+    assert node["widgets_values"] == list(values.values())  # the plot is not serialised
+    load(page, json.loads(json.dumps(saved)))
+    for name, value in values.items():
+        got = page.evaluate(
+            "([id, name]) => window.app.graph.getNodeById(id).widgets"
+            ".find(w => w.name === name).value", [apply, name])
+        assert got == pytest.approx(value) if isinstance(value, float) else got == value, name
+    prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+    inputs = prompt[str(apply)]["inputs"]
+    assert {k: inputs[k] for k in values} == values
+    assert prompt[str(moreg)]["inputs"]["norm_a"] == 0.25
+    assert prompt[str(moreg)]["inputs"]["frame_strides"] == "1, 2"
