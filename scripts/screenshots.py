@@ -81,7 +81,7 @@ def focus(page, node_id: int, scale: float = 1.0) -> None:
         """([id, scale]) => {
             const c = window.app.canvas, n = window.app.graph.getNodeById(id);
             c.ds.scale = scale;
-            c.ds.offset = [60 / scale - n.pos[0], 80 / scale - n.pos[1]];
+            c.ds.offset = [320 / scale - n.pos[0], 200 / scale - n.pos[1]];
             c.setDirty(true, true);
         }""",
         [node_id, scale],
@@ -91,6 +91,11 @@ def focus(page, node_id: int, scale: float = 1.0) -> None:
 
 def queue(page) -> None:
     page.evaluate("() => window.app.queuePrompt(0, 1)")
+
+
+def next_seed(page) -> None:
+    page.evaluate("""() => { for (const n of window.app.graph._nodes) {
+        const w = n.widgets?.find((w) => w.name === 'seed'); if (w) w.value += 1; } }""")
 
 
 def plot_state(page) -> dict:
@@ -120,21 +125,24 @@ def main() -> None:
                 queue(page)  # the first run also loads the model
                 page.wait_for_function(
                     "() => document.querySelector('canvas.adacache-adacache_schedule')"
-                    "?.dataset.state === 'done'", timeout=300_000)
+                    "?.dataset.state === 'done'", timeout=120_000)
+                next_seed(page)  # same seed: ComfyUI would serve the cached result
                 queue(page)  # the second run: catch it half-way
                 page.wait_for_function(
                     "() => { const d = document.querySelector("
                     "'canvas.adacache-adacache_schedule').dataset;"
                     " return d.state === 'live' && Number(d.points) >= 14; }",
-                    timeout=300_000, polling=20)
+                    timeout=120_000, polling=20)
                 page.screenshot(path=str(args.out / "live_trace.png"),
                                 clip=node_box(page, apply_id))
                 page.wait_for_function(
                     "() => document.querySelector('canvas.adacache-adacache_schedule')"
-                    "?.dataset.state === 'done'", timeout=300_000)
-                page.wait_for_timeout(300)
+                    "?.dataset.state === 'done'", timeout=120_000)
+                page.wait_for_timeout(500)
+                hover_step(page, 19)  # the tooltip: every field of one step
+                box = node_box(page, apply_id)
                 page.screenshot(path=str(args.out / "trace_done.png"),
-                                clip=node_box(page, apply_id))
+                                clip={**box, "width": box["width"] + 190})
                 what_if(page)
                 page.screenshot(path=str(args.out / "what_if.png"),
                                 clip=node_box(page, apply_id))
@@ -146,12 +154,20 @@ def main() -> None:
         print(f"wrote {args.out / name}")
 
 
+def hover_step(page, step: int) -> None:
+    canvas = page.locator("canvas.adacache-adacache_schedule")
+    box = canvas.bounding_box()
+    x = page.evaluate(STEP_X, step)
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] * 0.45)
+    page.wait_for_timeout(200)
+
+
 def what_if(page) -> None:
     """Drags the first threshold down to the middle of the recorded distances, raises band 1."""
     canvas = page.locator("canvas.adacache-adacache_schedule")
     box = canvas.bounding_box()
     line_y = page.evaluate(THRESHOLD_Y, 0)
-    target = page.evaluate(DISTANCE_Y, 0.5)
+    target = page.evaluate(DISTANCE_Y, 0.6)
     x = box["x"] + box["width"] * 0.5
     page.mouse.move(x, box["y"] + line_y)
     page.mouse.down()
@@ -163,6 +179,11 @@ def what_if(page) -> None:
 
 # Screen offsets (CSS px from the canvas top) of a threshold line / a distance quantile, read
 # from the drawn layout through the state the widget exposes.
+STEP_X = """(t) => {
+    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const k = cv.getBoundingClientRect().width / cv.clientWidth;
+    return window.adacache.plotLayout(cv).x(t) * k;
+}"""
 THRESHOLD_Y = """(i) => {
     const cv = document.querySelector('canvas.adacache-adacache_schedule');
     const k = cv.getBoundingClientRect().height / cv.clientHeight;

@@ -428,7 +428,10 @@ function drawLegend(ctx, x, y, moreg) {
 function headerText(st) {
   if (st.stale) return ["earlier run (greyed)", "waiting for this prompt's first step…"];
   const s = st.summary;
-  if (!s) return [st.text || "sampling…", st.calibration ? "calibration run: every step computed" : ""];
+  if (!s) {
+    return [st.text || "sampling…",
+      st.calibration ? "calibration run: every step computed" : "live: each step appears as it finishes"];
+  }
   const t = s.timing ?? {};
   return [
     `block stack ran ${s.computed_steps}/${s.steps_reached} steps` +
