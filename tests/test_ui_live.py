@@ -8,6 +8,7 @@ test_ui.py for the browser fixture). Runs are queued the way the Run button does
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,48 @@ def test_settings_round_trip_through_save_and_reload(page):  # noqa: F811
     assert {k: inputs[k] for k in values} == values
     assert prompt[str(moreg)]["inputs"]["norm_a"] == 0.25
     assert prompt[str(moreg)]["inputs"]["frame_strides"] == "1, 2"
+
+
+# --- the events' contract (over the server's websocket, no browser) ----------------------------
+
+
+def test_progress_and_trace_events_follow_the_contract(server, object_info):
+    from test_e2e_server import STEPS, sampling_branch, shared_nodes
+
+    prompt = {**shared_nodes(), **sampling_branch(object_info, apply_id="40", preset="fast",
+                                                  prefix="ui/events")}
+    prompt["41"]["inputs"]["seed"] = 4242  # not cached by an earlier test
+    start = len(server.ws.messages)
+    prompt_id, entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success"
+    messages = []
+    for _ in range(50):  # the socket may trail the history entry by a moment
+        messages = [m for m in server.ws.messages[start:]
+                    if m.get("type", "").startswith("adacache.")]
+        if any(m["type"] == "adacache.trace" for m in messages):
+            break
+        time.sleep(0.2)
+    progress = [m["data"] for m in messages if m["type"] == "adacache.progress"]
+    (trace,) = [m["data"] for m in messages if m["type"] == "adacache.trace"]
+    assert messages[-1]["type"] == "adacache.trace"  # after every progress event
+    for m in messages:  # valid JSON for a browser: no NaN/Infinity anywhere
+        json.dumps(m, allow_nan=False)
+    assert [p["step"] for p in progress] == list(range(STEPS))  # every step, in order
+    fields = {"step", "sigma", "computed", "reason", "calls", "distance", "motion",
+              "moreg_factor", "regularized_distance", "rate"}
+    for p in progress:
+        assert p["prompt_id"] == prompt_id and p["node"] == "40" and p["n_steps"] == STEPS
+        assert p["run"] == trace["run"] and len(p["run"]) == 32
+        assert fields <= set(p["record"]) and p["record"]["step"] == p["step"]
+        assert p["computed_steps"] == sum(c == "C" for c in trace["pattern"][: p["step"] + 1])
+        assert p["codebook"]["thresholds"] and len(p["codebook"]["rates"]) == len(
+            p["codebook"]["thresholds"])
+        assert p["calibration"] is False
+        nxt = p["next_compute"]
+        if p["record"]["computed"] and p["step"] < STEPS - 1:
+            assert nxt == p["step"] + p["record"]["rate"] or nxt is None
+    assert trace["prompt_id"] == prompt_id and trace["node"] == "40"
+    assert trace["trace"] == [p["record"] for p in progress]
+    timing = trace["timing"]
+    assert timing["computed_call_s"] > 0 and timing["cached_call_s"] > 0
+    assert timing["estimated_speedup"] > 0
