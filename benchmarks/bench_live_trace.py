@@ -43,6 +43,7 @@ class Listener:
 
     def __init__(self, url: str):
         self.url, self.count, self.adacache = url, 0, 0
+        self.timings: list[dict] = []  # adacache.trace's "timing" per run
         self.ready = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self.thread.start()
@@ -57,6 +58,9 @@ class Listener:
                 self.count += 1
                 if msg.type == aiohttp.WSMsgType.TEXT and '"adacache.' in msg.data[:40]:
                     self.adacache += 1
+                    data = json.loads(msg.data)
+                    if data["type"] == "adacache.trace":
+                        self.timings.append(data["data"]["timing"])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,10 +88,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--off-first", action="store_true", help="start the 'off' server first")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="adacache_bench_live_") as tmp:
-        servers = {"on": start(Path(tmp) / "on", True), "off": start(Path(tmp) / "off", False)}
+        # started in the order given (--off-first swaps it: a check for start-order bias)
+        sides = ("off", "on") if args.off_first else ("on", "off")
+        servers = {side: start(Path(tmp) / side, side == "on") for side in sides}
         try:
             for srv in servers.values():
                 srv.wait_ready()
@@ -122,6 +129,8 @@ def main() -> None:
                         print(f"round {r} {scene:12s} seed {s:5d}: on {t['on']:.3f}s "
                               f"off {t['off']:.3f}s ratio {t['on'] / t['off']:.3f}", flush=True)
             events = {k: (v.count, v.adacache) for k, v in listeners.items()}
+            own = [t["live_trace_s"] / t["sampling_s"] for t in listeners["on"].timings
+                   if t.get("sampling_s")]
         finally:
             for srv in servers.values():
                 with contextlib.suppress(Exception):
@@ -136,6 +145,8 @@ def main() -> None:
         "cpu_ratio_on_over_off": sum(r["on_cpu_s"] for r in rows)
         / sum(r["off_cpu_s"] for r in rows),
         "load_average": os.getloadavg(),
+        "own_time_share_median": statistics.median(own) if own else None,
+        "own_time_share_max": max(own) if own else None,
         "websocket_messages": {k: {"all": c, "adacache": a} for k, (c, a) in events.items()},
         "rows": rows,
     }
@@ -159,6 +170,11 @@ def main() -> None:
         f"(interquartile {q[0]:.3f}..{q[2]:.3f}).",
         f"Server CPU time (user + system, whole prompts incl. the HTTP polling of /history), "
         f"summed over all prompts, on/off: {result['cpu_ratio_on_over_off']:.3f}.",
+        "Time the live-trace code itself spends on the sampling thread (LiveTrace.own_seconds, "
+        f"in each adacache.trace) as a share of the run's sampling time: median "
+        f"{result['own_time_share_median']:.2%}, max {result['own_time_share_max']:.2%} "
+        "(the JSON encoding and socket send happen on the server's event-loop thread: in the "
+        "CPU ratio, not here).",
         f"Machine load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
         "(2 cores shared with other jobs: wall times are noisy, the CPU ratio less so).",
         "",

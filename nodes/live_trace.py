@@ -52,10 +52,12 @@ class LiveTrace:
         self.client_id = getattr(self.server, "client_id", None)
         self.step_start: dict[int, float] = {}  # step -> perf_counter at its first evaluation
         self.sent_steps: set[int] = set()
+        self.own_seconds = 0.0  # time spent in this object's code on the sampling thread
 
     # -- during sampling -------------------------------------------------------------------
     def step_entered(self, before: int | None, current: int | None) -> None:
         """After an evaluation of step ``current``; ``before`` was the step in progress."""
+        start = time.perf_counter()
         try:
             if current is not None and current not in self.step_start:
                 self.step_start[current] = time.perf_counter()
@@ -63,6 +65,7 @@ class LiveTrace:
                 self._progress(before)  # the schedule finalised ``before`` on entering ``current``
         except Exception as e:  # never fail a sampling step for the UI
             log.debug("AdaCache: live trace step failed: %s", e)
+        self.own_seconds += time.perf_counter() - start
 
     def finish(self, summary: dict) -> None:
         """After ``run.finish()``: the last step's progress, then the whole trace."""
@@ -72,6 +75,7 @@ class LiveTrace:
             if reached and reached[-1].step not in self.sent_steps:
                 self._progress(reached[-1].step)
             timing = self.timing(end)
+            timing["live_trace_s"] = self.own_seconds + time.perf_counter() - end
             self._send("adacache.trace", {
                 **summary, "prompt_id": self.prompt_id, "node": self.node_id,
                 "run": self.run_id, "calibration": self.calibration, "timing": timing,
