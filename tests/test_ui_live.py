@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ui import SHOTS, page  # noqa: F401  (the browser fixture)
+from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -46,6 +46,7 @@ RECORDER = """() => {
 def load(page, workflow: dict):  # noqa: F811
     page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
     page.wait_for_timeout(600)
+    close_dialogs(page)  # e.g. the missing-models dialog of an example workflow
     frames(page)
 
 
@@ -250,6 +251,18 @@ DISTANCE_Y = """([id, q]) => { const w = window.app.graph.getNodeById(id).widget
     return w.canvas.getBoundingClientRect().top + L.Y.y(ds[Math.floor(q * (ds.length - 1))]) * k;
 }"""
 
+HIT = """([x, y]) => document.elementFromPoint(x, y)?.classList.contains(
+    'adacache-adacache_schedule')"""
+
+DISTANCES = """(id) => window.adacache.distances(window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule').canvas)"""
+
+VALUE_Y = """([id, v]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
+    return w.canvas.getBoundingClientRect().top
+        + window.adacache.plotLayout(w.canvas).Y.y(v) * k; }"""
+
 BAND = """([id, k]) => { const w = window.app.graph.getNodeById(id).widgets
     .find(w => w.name === 'adacache_schedule');
     const b = window.adacache.plotLayout(w.canvas).bands.find(b => b.k === k);
@@ -257,7 +270,18 @@ BAND = """([id, k]) => { const w = window.app.graph.getNodeById(id).widgets
     return {x: r.left + (b.x0 + 12) * s, y: r.top + ((b.y0 + b.y1) / 2) * s}; }"""
 
 
+def drag_threshold(page, apply, to_y, index=0):  # noqa: F811
+    box = page.locator(PLOT).first.bounding_box()
+    x = box["x"] + box["width"] * 0.45
+    page.mouse.move(x, page.evaluate(LINE_Y, [apply, index]))
+    page.mouse.down()
+    page.mouse.move(x, to_y, steps=10)
+    page.mouse.up()
+    frames(page)
+
+
 def test_what_if_predicts_the_schedule_of_the_rerun(page):  # noqa: F811
+    close_dialogs(page)
     ids = page.evaluate(WHATIF_GRAPH)
     apply = ids["apply"]
     calibration = queue_and_wait(page, apply)
@@ -268,6 +292,7 @@ def test_what_if_predicts_the_schedule_of_the_rerun(page):  # noqa: F811
     # raise the first band's rate twice (click its τ label): every distance is in that band
     for _ in range(2):
         spot = page.evaluate(BAND, [apply, 0])
+        assert page.evaluate(HIT, [spot["x"], spot["y"]]), "something covers the plot"
         page.mouse.click(spot["x"], spot["y"])
         page.wait_for_timeout(400)  # two clicks, not a double click
     data = plot_data(page, apply)
@@ -276,17 +301,23 @@ def test_what_if_predicts_the_schedule_of_the_rerun(page):  # noqa: F811
     assert after_rate != calibration["predicted"] and len(after_rate.split(",")) < 24
 
     # drag the first threshold down into the recorded distances: fewer steps reuse
-    canvas = page.locator(PLOT).first
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] * 0.45
-    page.mouse.move(x, page.evaluate(LINE_Y, [apply, 0]))
-    page.mouse.down()
-    page.mouse.move(x, page.evaluate(DISTANCE_Y, [apply, 0.5]), steps=10)
-    page.mouse.up()
+    drag_threshold(page, apply, page.evaluate(DISTANCE_Y, [apply, 0.5]))
     data = plot_data(page, apply)
     after_drag = data["predicted"]
     assert float(data["thresholds"].split(",")[0]) < 1000
     assert after_drag != after_rate
+    # then, on the rescaled axis, just above every distance before the final steps: a codebook
+    # whose schedule does not hinge on a distance a hair from a threshold. (A run measures the
+    # change over its own gap between compute steps, not step by step as a calibration run
+    # does; near a threshold the two can pick different bands, see the report.)
+    distances = page.evaluate(DISTANCES, apply)  # steps 1..23
+    target = max(distances[: 24 - 3]) * 1.25
+    drag_threshold(page, apply, page.evaluate(VALUE_Y, [apply, target]))
+    data = plot_data(page, apply)
+    chosen = float(data["thresholds"].split(",")[0])
+    assert max(distances[:21]) < chosen < 1000
+    after_drag = data["predicted"]
+    assert after_drag == after_rate  # every distance back in the rate-3 band
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "what_if.png"))
 

@@ -40,16 +40,26 @@ function comparedDistance(record) {
   return record.regularized_distance ?? record.distance ?? null;
 }
 
-// Compute steps under `codebook` given per-step records (index = step). Steps 0, 1 and the
-// last two compute; a step outside start/end percent computes; at a compute step t >= 1 with
-// distance c the next compute is t + rate(c). A distance missing at a step that would compute
-// (it was reused in the recorded run) is taken from the nearest recorded step: `approximate`.
+// Compute steps under `codebook` given per-step records (index = step), as
+// adacache/schedule.py preview_schedule does: steps 0, 1 and the last two compute; a step
+// outside start/end percent computes; at a compute step t >= 1 with distance c the next
+// compute is t + rate(c). On a calibration trace every step has its own distance (gap 1). On
+// any other trace a compute step keeps the distance the run measured there (over the run's own
+// gap); a missing one (a step the run reused) is taken from the nearest recorded step, and a
+// gap other than the run's makes the result `approximate`.
 export function predictSchedule(records, nSteps, codebook) {
   const known = [];
-  for (let t = 0; t < nSteps; t++) if (comparedDistance(records[t]) !== null) known.push(t);
+  for (let t = 1; t < nSteps; t++) if (comparedDistance(records[t]) !== null) known.push(t);
+  const everyStep = known.length === nSteps - 1 && nSteps > 1;
+  const ranAt = [];
+  records.forEach((r, t) => { if (r?.computed) ranAt.push(t); });
+  const runGap = (t) => {
+    const k = ranAt.indexOf(t);
+    return k > 0 ? t - ranAt[k - 1] : null;
+  };
   const nearest = (t) => {
     let best = null;
-    for (const k of known) if (k >= 1 && (best === null || Math.abs(k - t) < Math.abs(best - t))) best = k;
+    for (const k of known) if (best === null || Math.abs(k - t) < Math.abs(best - t)) best = k;
     return best === null ? null : comparedDistance(records[best]);
   };
   const computed = [];
@@ -59,11 +69,15 @@ export function predictSchedule(records, nSteps, codebook) {
     const r = records[t];
     const forced = r && (r.reason === "outside range" || r.reason === "ControlNet hints");
     if (!(t < 2 || t >= nSteps - 2 || forced || t >= next)) continue;
+    const prev = computed.length ? computed[computed.length - 1] : null;
     computed.push(t);
-    let c = t >= 1 ? comparedDistance(r) : null;
-    if (t >= 1 && c === null && known.length) {
-      c = nearest(t);
-      approximate = true;
+    let c = null;
+    if (t >= 1) {
+      c = comparedDistance(r);
+      if (c === null && known.length) c = nearest(t);
+      if (!everyStep && (c === null || runGap(t) !== t - prev)) {
+        approximate = approximate || known.length > 0;
+      }
     }
     next = c === null ? t + 1 : t + rateFor(codebook, c);
   }
@@ -140,7 +154,8 @@ function linkById(graph, id) {
 // --- per-node state: one run (live or finished) and the what-if codebook -----------------------
 function emptyState() {
   return { run: null, promptId: null, nSteps: 0, records: [], codebook: null, moreg: false,
-    calibration: false, summary: null, stale: false, text: "", whatif: null, hover: null };
+    calibration: false, summary: null, stale: false, staleFor: null, notRerun: false, text: "",
+    whatif: null, hover: null, frozenY: null };
 }
 
 function stateOf(node) {
@@ -222,14 +237,14 @@ function drawPlot(ctx, w, h, node) {
     ctx.fillText("A calibration trace (every step computed) makes the what-if exact.", 8, 34);
     return null;
   }
-  if (st.stale) ctx.globalAlpha = 0.35;
+  if (st.stale || st.notRerun) ctx.globalAlpha = 0.35;
   const L = layoutOf(w, h, st);
   const cb = codebookOf(st);
   const lines = cb ? cb.thresholds.slice(0, -1) : [];
   const shown = st.records.map((r) => r?.distance ?? null);
   // MoReg-regularised distances can be 100x the raw ones: they are drawn clamped to the plot
   // and never set its range (the factor has its own lane below).
-  const Y = yScale([...shown, ...lines], L.top, L.bottom);
+  const Y = st.frozenY ?? yScale([...shown, ...lines], L.top, L.bottom);
   L.Y = Y;
 
   // header: progress, or the finished run's numbers
@@ -427,6 +442,8 @@ function drawLegend(ctx, x, y, moreg) {
 
 function headerText(st) {
   if (st.stale) return ["earlier run (greyed)", "waiting for this prompt's first step…"];
+  if (st.notRerun) return ["earlier run: this prompt did not sample it again",
+    "(ComfyUI reused the cached result, or the sampler did not run)"];
   const s = st.summary;
   if (!s) {
     return [st.text || "sampling…",
@@ -548,7 +565,8 @@ function addPlotWidget(node) {
     Object.assign(canvas.dataset, {
       draws: String(draws),
       run: st.run ?? "",
-      state: !st.nSteps ? "empty" : st.stale ? "stale" : st.summary ? "done" : "live",
+      state: !st.nSteps ? "empty" : st.stale ? "stale" : st.notRerun ? "earlier"
+        : st.summary ? "done" : "live",
       points: String(st.records.filter((r) => r).length),
       pattern: st.records.map((r) => (r?.computed ? "C" : r?.computed === false ? "." : " ")).join(""),
       predicted: layout?.prediction ? layout.prediction.computed.join(",") : "",
@@ -604,6 +622,7 @@ function addPlotWidget(node) {
     const i = px >= layout.left - 4 && px <= layout.right + 4 ? lineAt(py) : null;
     if (i !== null) {
       dragging = i;
+      st.frozenY = layout.Y; // the axis holds still under the pointer while dragging
       canvas.setPointerCapture?.(e.pointerId);
       e.stopPropagation();
       e.preventDefault();
@@ -639,7 +658,9 @@ function addPlotWidget(node) {
   const endDrag = (e) => {
     if (dragging !== null) {
       dragging = null;
+      stateOf(node).frozenY = null;
       canvas.releasePointerCapture?.(e.pointerId);
+      redraw();
     }
   };
   canvas.addEventListener("pointerup", endDrag);
@@ -804,6 +825,17 @@ function onTrace(detail) {
   redrawApply(node);
 }
 
+function onPromptEnd(promptId) {
+  // Plots greyed for a prompt that never sampled them: say so instead of waiting forever.
+  for (const n of allNodes()) {
+    const st = n.type === APPLY ? stateOf(n) : null;
+    if (st?.stale && st.staleFor === promptId) {
+      Object.assign(st, { stale: false, notRerun: true });
+      redrawApply(n);
+    }
+  }
+}
+
 function onPromptStart(promptId) {
   if (!promptId || ourPrompts.has(promptId)) return;
   ourPrompts.add(promptId);
@@ -812,6 +844,7 @@ function onPromptStart(promptId) {
     const st = stateOf(n);
     if (st.nSteps) {
       st.stale = true; // until this prompt's first point for the node arrives
+      st.staleFor = promptId;
       redrawApply(n);
     }
   }
@@ -826,7 +859,13 @@ app.registerExtension({
     });
     api.addEventListener("adacache.progress", ({ detail }) => onProgress(detail));
     api.addEventListener("adacache.trace", ({ detail }) => onTrace(detail));
-    api.addEventListener("execution_success", () => refreshSavedOptions());
+    api.addEventListener("execution_success", ({ detail }) => {
+      onPromptEnd(detail?.prompt_id);
+      refreshSavedOptions();
+    });
+    for (const ev of ["execution_error", "execution_interrupted"]) {
+      api.addEventListener(ev, ({ detail }) => onPromptEnd(detail?.prompt_id));
+    }
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === APPLY) {
