@@ -130,7 +130,12 @@ class LiveTrace:
             "prompt_id": self.prompt_id, "node": self.node_id, "run": self.run_id,
             "step": step, "n_steps": schedule.n_steps, "record": record.as_dict(),
             "computed_steps": computed, "next_compute": next_compute,
-            "codebook": {"thresholds": list(codebook.thresholds), "rates": list(codebook.rates)},
+            "codebook": {
+                "thresholds": list(codebook.thresholds), "rates": list(codebook.rates),
+                # a calibrated plan: rates come from the change profile, not the thresholds
+                "planned": bool(getattr(codebook, "planned", False)),
+                "speed": getattr(codebook, "speed", None),
+            },
             "moreg": schedule.moreg is not None, "calibration": self.calibration, "text": text,
         })
         send_text = getattr(self.server, "send_progress_text", None)

@@ -46,8 +46,10 @@ function comparedDistance(record) {
 // compute is t + rate(c). On a calibration trace every step has its own distance (gap 1). On
 // any other trace a compute step keeps the distance the run measured there (over the run's own
 // gap); a missing one (a step the run reused) is taken from the nearest recorded step, and a
-// gap other than the run's makes the result `approximate`.
-export function predictSchedule(records, nSteps, codebook) {
+// gap other than the run's makes the result `approximate`. `gapDistances` (a calibration run's
+// [step][gap - 1] changes, summary.calibration_sample.gap_distances) give the change a cached
+// run measures after a gap of k steps, as preview_schedule uses them.
+export function predictSchedule(records, nSteps, codebook, gapDistances = null) {
   const known = [];
   for (let t = 1; t < nSteps; t++) if (comparedDistance(records[t]) !== null) known.push(t);
   const everyStep = known.length === nSteps - 1 && nSteps > 1;
@@ -72,12 +74,15 @@ export function predictSchedule(records, nSteps, codebook) {
     const prev = computed.length ? computed[computed.length - 1] : null;
     computed.push(t);
     let c = null;
-    if (t >= 1) {
+    const row = gapDistances?.[t];
+    const gap = t - (prev ?? t);
+    if (t >= 1 && row?.length && row[Math.min(gap, row.length) - 1] != null) {
+      c = row[Math.min(gap, row.length) - 1];
+    } else if (t >= 1) {
       c = comparedDistance(r);
       if (c === null && known.length) c = nearest(t);
-      if (!everyStep && (c === null || runGap(t) !== t - prev)) {
-        approximate = approximate || known.length > 0;
-      }
+      const sameGap = everyStep ? gap === 1 : runGap(t) === gap;
+      if (c === null || !sameGap) approximate = approximate || known.length > 0;
     }
     next = c === null ? t + 1 : t + rateFor(codebook, c);
   }
@@ -155,7 +160,7 @@ function linkById(graph, id) {
 function emptyState() {
   return { run: null, promptId: null, nSteps: 0, records: [], codebook: null, moreg: false,
     calibration: false, summary: null, stale: false, staleFor: null, notRerun: false, text: "",
-    whatif: null, hover: null, frozenY: null };
+    whatif: null, hover: null, frozenY: null, startCodebook: null };
 }
 
 function stateOf(node) {
@@ -173,8 +178,30 @@ function startRun(node, detail) {
   return st;
 }
 
+const FAST30 = { thresholds: [0.08, 0.16, 0.24, 0.32, 0.4, 1], rates: [6, 5, 4, 3, 2, 1] };
+
+// The codebook the plot shows and the what-if starts from: the edited one, else the run's; a
+// calibration run computes every step with a one-entry codebook, so there the connected Codebook
+// Editor's values (or the fast preset's at 30 steps) are the starting point.
 function codebookOf(st) {
-  return st.whatif ?? st.codebook;
+  if (st.whatif) return st.whatif;
+  if (st.codebook && st.codebook.thresholds.length > 1) return st.codebook;
+  return st.codebook ? (st.startCodebook ?? FAST30) : null;
+}
+
+function editorCodebook(apply) {
+  const slot = apply.inputs?.findIndex((i) => i.name === "codebook") ?? -1;
+  const linkId = slot >= 0 ? apply.inputs[slot].link : null;
+  if (linkId == null) return null;
+  const graph = apply.graph ?? app.graph;
+  const link = linkById(graph, linkId);
+  const editor = link ? graph.getNodeById(link.origin_id) : null;
+  if (editor?.type !== EDITOR) return null;
+  const thresholds = parseList(widget(editor, "thresholds")?.value).map(Number);
+  const rates = parseList(widget(editor, "rates")?.value).map(Number);
+  const ok = thresholds.length > 1 && thresholds.length === rates.length &&
+    [...thresholds, ...rates].every(Number.isFinite);
+  return ok ? { thresholds, rates } : null;
 }
 
 // --- drawing -----------------------------------------------------------------------------------
@@ -250,7 +277,10 @@ function drawPlot(ctx, w, h, node) {
   // header: progress, or the finished run's numbers
   ctx.fillStyle = COLORS.text;
   headerText(st).forEach((line, i) => ctx.fillText(line, 8, 13 + 13 * i));
-  const prediction = cb ? predictSchedule(st.records, st.nSteps, cb) : null;
+  const gaps = st.summary?.calibration_sample?.gap_distances ?? null;
+  const prediction = cb ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
+  // A calibrated plan picks rates from the model's change profile, not from thresholds.
+  if (prediction && !st.whatif && st.codebook?.planned) prediction.approximate = true;
   L.prediction = prediction;
   if (prediction) {
     ctx.fillStyle = COLORS.whatif;
@@ -258,8 +288,10 @@ function drawPlot(ctx, w, h, node) {
     // Exact only where every step's own distance was recorded (calibration, gap 1) and no
     // MoReg factor depends on the schedule's gaps.
     const exact = st.calibration && !st.moreg && !prediction.approximate;
+    const planned = !st.whatif && st.codebook?.planned;
     ctx.fillText(
-      `${edited ? "what-if codebook" : "this codebook"}: block stack would run ` +
+      `${edited ? "what-if codebook" : planned ? "thresholds of this plan" : "this codebook"}: ` +
+        "block stack would run " +
         `${prediction.computed.length}/${st.nSteps} · ` +
         (exact ? "exact on this calibration trace" : st.calibration
           ? "approx. (MoReg depends on the schedule)" : "approx. (needs a calibration trace)"),
@@ -801,6 +833,7 @@ function onProgress(detail) {
   if (st.records.length < st.nSteps) st.records.length = st.nSteps;
   st.records[detail.step] = detail.record;
   st.codebook = detail.codebook ?? st.codebook;
+  st.startCodebook ??= editorCodebook(node);
   st.moreg = !!detail.moreg;
   st.calibration = !!detail.calibration;
   st.text = detail.text ?? `step ${detail.step + 1}/${st.nSteps} · computed ${detail.computed_steps}` +
@@ -817,6 +850,7 @@ function onTrace(detail) {
   st.nSteps = detail.steps;
   st.records = detail.trace.map((r) => (r.computed === null ? null : r));
   st.codebook ??= parseDescribed(detail.codebook);
+  st.startCodebook ??= editorCodebook(node);
   st.moreg = !!detail.moreg;
   // a calibration trace: every reached step computed, so each has its own distance (gap 1)
   st.calibration = !!detail.calibration ||
