@@ -251,8 +251,32 @@ DISTANCE_Y = """([id, q]) => { const w = window.app.graph.getNodeById(id).widget
     return w.canvas.getBoundingClientRect().top + L.Y.y(ds[Math.floor(q * (ds.length - 1))]) * k;
 }"""
 
+COMPARED = """(id) => { const n = window.app.graph.getNodeById(id);
+    const st = window.adacache.stateOf(n);
+    const rows = st.summary?.calibration_sample?.gap_distances ?? [];
+    return [...st.records.map(r => r?.distance), ...rows.flat()]
+        .filter(v => v !== null && v !== undefined && v > 0); }"""
+
+VALUE_Y = """([id, v]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
+    return w.canvas.getBoundingClientRect().top
+        + window.adacache.plotLayout(w.canvas).Y.y(v) * k; }"""
+
 HIT = """([x, y]) => document.elementFromPoint(x, y)?.classList.contains(
     'adacache-adacache_schedule')"""
+
+COMPARED = """(id) => { const n = window.app.graph.getNodeById(id);
+    const st = window.adacache.stateOf(n);
+    const rows = st.summary?.calibration_sample?.gap_distances ?? [];
+    return [...st.records.map(r => r?.distance), ...rows.flat()]
+        .filter(v => v !== null && v !== undefined && v > 0); }"""
+
+VALUE_Y = """([id, v]) => { const w = window.app.graph.getNodeById(id).widgets
+    .find(w => w.name === 'adacache_schedule');
+    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
+    return w.canvas.getBoundingClientRect().top
+        + window.adacache.plotLayout(w.canvas).Y.y(v) * k; }"""
 
 HIT = """([x, y]) => document.elementFromPoint(x, y)?.classList.contains(
     'adacache-adacache_schedule')"""
@@ -310,6 +334,18 @@ def test_what_if_predicts_the_schedule_of_the_rerun(page):  # noqa: F811
     data = plot_data(page, apply)
     after_drag = data["predicted"]
     assert float(data["thresholds"].split(",")[0]) < 1000
+    assert after_drag != after_rate
+    # then, on the rescaled axis, into the widest gap between the changes the rule may compare
+    # (per step and over every gap): a schedule that does not hinge on a value a hair from the
+    # threshold (a cached run's trajectory drifts a little from the calibration run's)
+    values = sorted(page.evaluate(COMPARED, apply))
+    _, i = max((values[i + 1] / values[i], i) for i in range(2, len(values) - 3))
+    target = (values[i] * values[i + 1]) ** 0.5
+    drag_threshold(page, apply, page.evaluate(VALUE_Y, [apply, target]))
+    data = plot_data(page, apply)
+    chosen = float(data["thresholds"].split(",")[0])
+    assert values[i] < chosen < values[i + 1], (values[i], chosen, values[i + 1])
+    after_drag = data["predicted"]
     assert after_drag != after_rate
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "what_if.png"))
