@@ -441,3 +441,36 @@ def test_progress_and_trace_events_follow_the_contract(server, object_info):
     timing = trace["timing"]
     assert timing["computed_call_s"] > 0 and timing["cached_call_s"] > 0
     assert timing["estimated_speedup"] > 0
+
+
+def test_live_plot_inside_a_subgraph(page):  # noqa: F811
+    """The events name the Apply node by its execution id ("<subgraph node>:<inner id>")."""
+    load(page, demo_workflow())
+    ids = page.evaluate("""() => {
+        const g = window.app.graph;
+        const apply = g._nodes.find(n => n.type === 'AdaCacheApply'
+            && n.widgets.find(w => w.name === 'preset').value !== 'calibrate');
+        for (const n of g._nodes) {
+            const w = n.widgets?.find(w => w.name === 'seed'); if (w) w.value = 8101;
+        }
+        const {node} = g.convertToSubgraph(new Set([apply]));
+        const inner = node.subgraph._nodes.find(n => n.type === 'AdaCacheApply');
+        return {outer: node.id, inner: inner.id};
+    }""")
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    page.wait_for_function(
+        """([outer, inner]) => { const n = window.app.graph.getNodeById(outer).subgraph
+            .getNodeById(inner);
+            return n.widgets.find(w => w.name === 'adacache_schedule').canvas.dataset.state
+                === 'done'; }""",
+        arg=[ids["outer"], ids["inner"]], timeout=RUN_TIMEOUT,
+    )
+    data = page.evaluate(
+        """([outer, inner]) => ({...window.app.graph.getNodeById(outer).subgraph
+            .getNodeById(inner).widgets.find(w => w.name === 'adacache_schedule')
+            .canvas.dataset})""", [ids["outer"], ids["inner"]])
+    assert len(data["pattern"]) == 30 and data["pattern"].startswith("CC")
+    state = page.evaluate(
+        """([outer, inner]) => window.adacache.stateOf(window.app.graph.getNodeById(outer)
+            .subgraph.getNodeById(inner)).summary.node""", [ids["outer"], ids["inner"]])
+    assert state == f"{ids['outer']}:{ids['inner']}"
