@@ -777,13 +777,19 @@ def thumbnail(path: Path, title: str, chain: list[str], subtitle: str) -> None:
         outline = (150, 150, 255) if ada else (110, 115, 130)
         d.rounded_rectangle((x0, y0, x0 + box_w, y0 + box_h), radius=8, fill=fill,
                             outline=outline, width=2)
-        size = 15
+        # at least 13 px (the template browser shows the card small): two lines if needed
+        size, text = 15, label
         font = _font(size, bold=True)
-        while d.textlength(label, font=font) > box_w - 10 and size > 9:
+        while d.textlength(text, font=font) > box_w - 10 and size > 13:
             size -= 1
             font = _font(size, bold=True)
-        d.text((x0 + box_w // 2, y0 + box_h // 2), label, font=font, fill=(240, 240, 240),
-               anchor="mm")
+        if d.textlength(text, font=font) > box_w - 10 and " " in label:
+            text = label.replace(" ", "\n", 1)
+        while max(d.textlength(t, font=font) for t in text.split("\n")) > box_w - 8 and size > 9:
+            size -= 1
+            font = _font(size, bold=True)
+        d.multiline_text((x0 + box_w // 2, y0 + box_h // 2), text, font=font,
+                         fill=(240, 240, 240), anchor="mm", align="center", spacing=2)
         if i < n - 1:
             ax = x0 + box_w + 3
             ay = y0 + box_h // 2
