@@ -391,6 +391,19 @@ def test_settings_round_trip_through_save_and_reload(page):  # noqa: F811
             "([id, name]) => window.app.graph.getNodeById(id).widgets"
             ".find(w => w.name === name).value", [apply, name])
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, name
+    # crisp at any zoom: the canvas backing store follows devicePixelRatio x canvas zoom
+    page.evaluate(f"() => {{ const c = window.app.canvas; c.ds.scale = 2;"
+                  f" const n = window.app.graph.getNodeById({apply});"
+                  f" c.ds.offset = [40 - n.pos[0], 80 - n.pos[1]]; c.setDirty(true, true); }}")
+    page.wait_for_timeout(400)
+    size = page.evaluate(
+        "(id) => { const c = window.app.graph.getNodeById(id).widgets"
+        ".find(w => w.name === 'adacache_schedule').canvas;"
+        " return [c.width, c.clientWidth, c.getBoundingClientRect().width,"
+        " window.devicePixelRatio]; }", apply)
+    width, css, shown, dpr = size
+    assert shown / css == pytest.approx(2, rel=0.05)  # zoomed in twice ...
+    assert width == pytest.approx(css * dpr * shown / css, rel=0.02)  # ... drawn at that size
     prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
     inputs = prompt[str(apply)]["inputs"]
     assert {k: inputs[k] for k in values} == values

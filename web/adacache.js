@@ -160,7 +160,7 @@ function linkById(graph, id) {
 function emptyState() {
   return { run: null, promptId: null, nSteps: 0, records: [], codebook: null, moreg: false,
     calibration: false, summary: null, stale: false, staleFor: null, notRerun: false, text: "",
-    whatif: null, hover: null, frozenY: null, startCodebook: null };
+    whatif: null, hover: null, frozenY: null, startCodebook: null, nextCompute: null };
 }
 
 function stateOf(node) {
@@ -441,6 +441,20 @@ function drawPlot(ctx, w, h, node) {
     ctx.fillText(String(t + 1), L.x(t), L.xAxis + 10);
   }
   ctx.textAlign = "left";
+  if (!st.summary && !st.stale && st.nextCompute != null && st.nextCompute < st.nSteps) {
+    const nx = L.x(st.nextCompute); // live: where the block stack runs next
+    ctx.strokeStyle = COLORS.computed;
+    ctx.setLineDash([2, 3]);
+    ctx.beginPath();
+    ctx.moveTo(nx, L.top);
+    ctx.lineTo(nx, L.runStrip + 9);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = COLORS.computed;
+    ctx.textAlign = "center";
+    ctx.fillText("next", nx, L.top - 2);
+    ctx.textAlign = "left";
+  }
   drawLegend(ctx, 8, h - 5, st.moreg);
   if (st.hover?.step != null) {
     ctx.strokeStyle = "rgba(255,255,255,0.35)";
@@ -579,11 +593,9 @@ function addPlotWidget(node) {
   let drawnScale = 0;
   const redraw = () => {
     const cssW = canvas.clientWidth || 360;
-    const rect = canvas.getBoundingClientRect();
-    // The frontend scales DOM widgets with the canvas zoom: draw at the pixels actually shown.
-    const zoom = rect.width > 0 && canvas.clientWidth > 0 ? rect.width / canvas.clientWidth : 1;
-    const ratio = (window.devicePixelRatio || 1) * Math.max(zoom, 0.25);
+    // The frontend scales DOM widgets by the canvas zoom: draw at the pixels actually shown.
     drawnScale = app.canvas?.ds?.scale ?? 1;
+    const ratio = (window.devicePixelRatio || 1) * Math.min(Math.max(drawnScale, 0.25), 8);
     canvas.width = Math.max(1, Math.round(cssW * ratio));
     canvas.height = Math.max(1, Math.round(PLOT_H * ratio));
     const ctx = canvas.getContext("2d");
@@ -596,6 +608,7 @@ function addPlotWidget(node) {
     // readable by tests and people's tools
     Object.assign(canvas.dataset, {
       draws: String(draws),
+      pixelRatio: String(ratio),
       run: st.run ?? "",
       state: !st.nSteps ? "empty" : st.stale ? "stale" : st.notRerun ? "earlier"
         : st.summary ? "done" : "live",
@@ -836,6 +849,7 @@ function onProgress(detail) {
   st.startCodebook ??= editorCodebook(node);
   st.moreg = !!detail.moreg;
   st.calibration = !!detail.calibration;
+  st.nextCompute = detail.next_compute ?? null;
   st.text = detail.text ?? `step ${detail.step + 1}/${st.nSteps} · computed ${detail.computed_steps}` +
     (detail.next_compute != null ? ` · next compute at ${detail.next_compute + 1}` : "");
   redrawApply(node);
