@@ -6,14 +6,15 @@ KSampler (30 steps, euler/simple, cfg 3) with AdaCache Demo Scene conditioning o
 Empty HunyuanLatentVideo 64x64x29 (= 8x8 latent, 8 frames) -> AdaCache Demo Decode (8x) ->
 Save Animated PNG, plus the trace node.
 
-With ``--calibrate`` (needs the AdaCache Calibrate and AdaCache Report nodes) the workflow
-shows the calibrate -> run path instead: a first AdaCache Apply with preset 'calibrate' feeds
-its own KSampler and AdaCache Calibrate, whose codebook drives the second AdaCache Apply.
+When the pack has the AdaCache Calibrate node, the workflow shows the calibrate -> run path: a
+first AdaCache Apply with preset 'calibrate' feeds its own KSampler and AdaCache Calibrate,
+whose codebook drives the second AdaCache Apply, whose run AdaCache Report plots (AdaCache Demo
+Trace where the pack has no Report node). ``--no-calibrate`` leaves the calibrate path out.
 
 Laid out with the node sizes the frontend computes (``make_example_workflows.SIZES``) and the
 same overlap resolution as the example workflows.
 
-    .venv/bin/python scripts/make_demo_workflow.py [--calibrate]
+    .venv/bin/python scripts/make_demo_workflow.py [--no-calibrate]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import make_example_workflows as ex  # scripts/ is this script's sys.path[0]
@@ -46,6 +48,14 @@ ex.SIZES.update({
 })
 
 
+def pack_node_ids() -> set[str]:
+    """The node ids the pack defines (read from nodes/*.py, without importing ComfyUI)."""
+    ids: set[str] = set()
+    for path in (ROOT / "nodes").glob("*.py"):
+        ids.update(re.findall(r'node_id="(\w+)"', path.read_text()))
+    return ids
+
+
 def _demo_module():
     spec = importlib.util.spec_from_file_location("adacache_demo_script", ROOT / "scripts" /
                                                   "demo.py")
@@ -54,7 +64,11 @@ def _demo_module():
     return mod
 
 
-def build(calibrate: bool = False) -> dict:
+def build(calibrate: bool | None = None) -> dict:
+    ids = pack_node_ids()
+    if calibrate is None:
+        calibrate = "AdaCacheCalibrate" in ids
+    report_type = "AdaCacheReport" if "AdaCacheReport" in ids else "AdaCacheDemoTrace"
     demo = _demo_module()
     m = demo.MOREG_DEMO
     g = ex.Graph()
@@ -92,16 +106,12 @@ def build(calibrate: bool = False) -> dict:
     save = g.add("SaveAnimatedPNG", (1240, y + 130), ["adacache_demo", 6.0, 4])
     g.link(ks, 0, decode, "samples")
     g.link(decode, 0, save, "images")
-    if calibrate:
-        report = g.add("AdaCacheReport", (880, y + 330), [])
+    report = g.add(report_type, (880, y + 330), [])
+    g.link(apply, 0, report, "model")
+    g.link(ks, 0, report, "latent")
+    if report_type == "AdaCacheReport":
         preview = g.add("PreviewImage", (1240, y + 530), [])
-        g.link(apply, 0, report, "model")
-        g.link(ks, 0, report, "latent")
         g.link(report, 0, preview, "images")
-    else:
-        trace = g.add("AdaCacheDemoTrace", (880, y + 330), [])
-        g.link(apply, 0, trace, "model")
-        g.link(ks, 0, trace, "latent")
     info = ("AdaCache demo on the shipped adacache_demo_wan model (no download); see "
             "docs/demo.md")
     if calibrate:
@@ -113,12 +123,12 @@ def build(calibrate: bool = False) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calibrate", action="store_true",
-                        help="the calibrate -> run path (AdaCache Calibrate, AdaCache Report)")
+    parser.add_argument("--no-calibrate", action="store_true",
+                        help="leave out the calibrate -> run path")
     args = parser.parse_args()
     path = ROOT / "workflows" / "adacache_demo.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(build(args.calibrate), indent=1) + "\n")
+    path.write_text(json.dumps(build(False if args.no_calibrate else None), indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -810,8 +810,12 @@ def main() -> None:
         thumbnail(OUT / f"{name}.jpg", title, chain, subtitle)
         print(f"wrote workflows/{name}.json and .jpg")
     if (OUT / "adacache_demo.json").is_file():  # the demo's JSON is make_demo_workflow.py's
+        calibrating = "AdaCacheCalibrate" in (OUT / "adacache_demo.json").read_text()
         thumbnail(OUT / "adacache_demo.jpg", "AdaCache demo (runs on CPU)",
-                  ["Demo model", "AdaCache", "KSampler", "Decode"], "small shipped model + MoReg")
+                  ["Demo model", "Calibrate", "AdaCache", "KSampler"] if calibrating
+                  else ["Demo model", "AdaCache", "KSampler", "Decode"],
+                  "no download · calibrate, then run" if calibrating
+                  else "no download · small shipped model + MoReg")
         print("wrote workflows/adacache_demo.jpg")
 
 
