@@ -90,7 +90,9 @@ def build(calibrate: bool | None = None) -> dict:
     y = 60
     codebook_source = None
     if calibrate:
-        cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate",
+        # MoReg connected here too: the calibration run records motion either way, and the
+        # plot then shows the MoReg factor the run would apply
+        cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate", moreg=moreg,
                                 title="AdaCache Apply (1 · calibrate)")
         cal_ks = sampler(cal_apply, (880, y), "increment")  # each queue: one more seed
         cal = g.add("AdaCacheCalibrate", (1240, y), [3.0, False, "demo", "all recorded"],
