@@ -487,3 +487,28 @@ def test_live_plot_inside_a_subgraph(page):  # noqa: F811
         """([outer, inner]) => window.adacache.stateOf(window.app.graph.getNodeById(outer)
             .subgraph.getNodeById(inner)).summary.node""", [ids["outer"], ids["inner"]])
     assert state == f"{ids['outer']}:{ids['inner']}"
+
+
+def test_picking_a_saved_codebook_shows_its_values(page, server):  # noqa: F811
+    status, _ = server.request("/adacache/codebooks")
+    if status == 404:
+        pytest.skip("this pack has no saved codebooks (AdaCache Calibrate) yet")
+    folder = server.base / "user" / "default" / "adacache" / "codebooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ui_pick.json").write_text(
+        json.dumps({"name": "ui_pick", "thresholds": [0.05, 0.2, 1.0], "rates": [4, 2, 1]}))
+    close_dialogs(page)
+    editor = page.evaluate("""async () => { const g = window.app.graph; g.clear();
+        const n = window.LiteGraph.createNode('AdaCacheCodebookEditor'); n.pos = [100, 100];
+        g.add(n); await window.adacache.refreshSavedOptions(); return n.id; }""")
+    options = page.evaluate(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'saved')"
+        ".options.values", editor)
+    assert options[0] == "(use the values above)" and "ui_pick" in options
+    set_widget(page, editor, "saved", "ui_pick")
+    page.wait_for_function(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'thresholds')"
+        ".value === '0.05, 0.2, 1'", arg=editor, timeout=10_000)
+    assert page.evaluate(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'rates').value",
+        editor) == "4, 2, 1"

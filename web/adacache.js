@@ -938,7 +938,7 @@ app.registerExtension({
 
 // For tests and people's tools: the schedule rule and the per-node state.
 window.adacache = {
-  predictSchedule, rateFor, useCodebook, stateOf,
+  predictSchedule, rateFor, useCodebook, stateOf, refreshSavedOptions,
   plotLayout: (canvas) => canvas.__adacache?.layout ?? null,
   distances: (canvas) => stateOf(canvas.__adacache.node).records.map((r) => r?.distance ?? null)
     .filter((d, t) => d !== null && t >= 1),
