@@ -240,8 +240,8 @@ class AdaCacheRun:
         reason = compute_reason or self._cache_problem(keys, record.step)
         if reason is None:
             return CallPlan(REUSE, record.reason, keys, tuple(latent_shape), record)
-        if compute_reason:
-            self.warn_once(f"{compute_reason}: those steps are computed instead of reused")
+        if compute_reason and not any(w.startswith(compute_reason) for w in self.warnings):
+            self.warnings.append(f"{compute_reason}: those steps are computed instead of reused")
         record.computed, record.reason = True, reason
         return CallPlan(COMPUTE, reason, keys, tuple(latent_shape), record)
 
@@ -524,7 +524,7 @@ def format_summary(summary: dict) -> str:
 
 
 def format_trace(summary: dict) -> str:
-    rows = ["step  sigma     mode      reason           distance  motion   factor  rate"]
+    rows = ["step  sigma     mode      reason           distance  motion   factor  rate  calls"]
     for r in summary["trace"]:
         if r["computed"] is None:
             continue
@@ -533,6 +533,7 @@ def format_trace(summary: dict) -> str:
         rows.append(
             f"{r['step']:>4}  {r['sigma']:<8.4f}  {'compute' if r['computed'] else 'reuse':<8}  "
             f"{r['reason']:<15}  {num(r['distance']):>8}  {num(r['motion']):>6}  "
-            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}"
+            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}  "
+            + ", ".join(f"{p['mode']} ({p['reason']})" for p in r.get("call_plans", []))
         )
     return "\n".join(rows)
