@@ -178,6 +178,26 @@ def test_context_windows_each_window_reuses_its_own_residual(wan, windows):
     assert s["streams"] == 3 * 2
 
 
+def test_context_windows_that_move_every_step_compute_where_a_window_is_new(wan):
+    """Uniform schedules shift their windows with the step: a window without a residual of its
+    own from the last compute step computes; nothing is ever reused across windows."""
+    lat = latent(frames=9, size=8)
+    windowed = node_model(ContextWindowsManualNode.execute(
+        wan, context_length=5, context_overlap=2,
+        context_schedule=comfy.context_windows.ContextSchedules.UNIFORM_LOOPED,
+        context_stride=1, closed_loop=False,
+        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2))
+    fast = patched(windowed)
+    out, probe = probed_sample(fast, lat=lat)
+    s = summary_of(fast)
+    assert len({r["window"] for r in probe.records}) > 3  # the windows really moved
+    # windows met at an older compute step are stale, never-seen ones have no cache
+    window_reasons = {"compute: stale cache", "compute: context window without its own cache"}
+    assert window_reasons & set(s["call_reasons"])
+    probe.check_reuse(s["trace"])
+    assert torch.isfinite(out).all()
+
+
 # -- streams that drop out -----------------------------------------------------------------------
 def _skip_uncond_at(model, skipped_step: int):
     """A guider-side function that evaluates only the positive at one step (as guiders that
