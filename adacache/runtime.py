@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 
+from .calibration import CalibrationSample, GapRecorder
 from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
 from .families import WHOLE, Family
 from .metrics import METRICS, motion_score, relative_distance
@@ -40,7 +41,9 @@ from .schedule import (
 )
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
-PRESET_CHOICES = ("fast", "medium", "slow", "custom")
+PRESET_CHOICES = ("fast", "medium", "slow", "custom", "calibrate")
+# preset "calibrate": every step computed, changes over every gap and motion recorded
+CALIBRATION_CODEBOOK = Codebook((1.0e9,), (1,))
 log = logging.getLogger("AdaCache")
 
 
@@ -100,6 +103,8 @@ class AdaCacheConfig:
             raise ValueError("need 0 <= start_percent <= end_percent <= 1")
 
     def codebook_for(self, steps: float) -> Codebook:
+        if self.preset == "calibrate":
+            return CALIBRATION_CODEBOOK
         if self.preset == "custom":
             return self.codebook
         return preset_codebook(self.preset, steps)
@@ -180,6 +185,9 @@ class AdaCacheRun:
         self.cache_device = cache_device
         self.streams: dict[object, StreamCache] = {}
         self._plan = contextvars.ContextVar(f"adacache_plan_{id(self)}", default=None)
+        self.calibrating = config.preset == "calibrate"
+        self.gap_recorders: dict[object, GapRecorder] = {}
+        self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
         self.stack_runs = 0  # calls that ran the full block stack
         self.reused_calls = 0
         self.passthrough_calls = 0
@@ -362,6 +370,11 @@ class AdaCacheRun:
             ):
                 self._measure(stream, current, step, call.latent_shape, img_tokens)
             stream.metric, stream.metric_step = current, step
+            if self.calibrating:
+                recorder = self.gap_recorders.setdefault(
+                    stream_key, GapRecorder(self.config.metric)
+                )
+                self.gap_rows.setdefault(step, []).append(recorder.add(step, current))
 
     def _measure(
         self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None
@@ -371,18 +384,20 @@ class AdaCacheRun:
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
         motion = None
-        if self.schedule.moreg is not None and self.family.is_video:
+        moreg = self.schedule.moreg is not None
+        if (moreg or self.calibrating) and self.family.is_video:
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens)
-            strides = tuple(self.config.moreg.strides)
+            strides = tuple(self.config.moreg.strides) if self.config.moreg else (1,)
             if frames is None:
-                self.warn_once(
-                    "MoReg: the video has one latent frame (or too few tokens for its frames): "
-                    "no motion to measure; its factor stays 1"
-                )
+                if moreg:
+                    self.warn_once(
+                        "MoReg: the video has one latent frame (or too few tokens for its "
+                        "frames): no motion to measure; its factor stays 1"
+                    )
             else:
                 motion = motion_score(frames, strides)
-                if motion is None:
+                if motion is None and moreg:
                     self.warn_once(
                         f"MoReg: every frame stride {list(strides)} is as long as the video "
                         f"({frames.shape[1]} latent frames) or longer: no motion to measure; "
@@ -442,6 +457,23 @@ class AdaCacheRun:
         if record is not None and not record.computed:
             record.computed, record.reason = True, reason
 
+    def calibration_sample(self) -> CalibrationSample:
+        """This run as a calibration sample: per step, the change over every gap (streams
+        averaged, as the schedule averages them) and the motion score."""
+        trace = self.schedule.trace
+        rows: list[tuple] = []
+        for step in range(len(trace)):
+            per_stream = self.gap_rows.get(step, [])
+            width = max((len(r) for r in per_stream), default=0)
+            row = []
+            for k in range(width):
+                values = [r[k] for r in per_stream if k < len(r) and r[k] is not None]
+                row.append(sum(values) / len(values) if values else None)
+            rows.append(tuple(row))
+        return CalibrationSample(
+            tuple(r.distance for r in trace), tuple(r.motion for r in trace), tuple(rows)
+        )
+
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:
         self.schedule.close()
@@ -491,6 +523,7 @@ class AdaCacheRun:
                 v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
             ],
             "warnings": warnings,
+            "calibration_sample": self.calibration_sample().to_dict() if self.calibrating else None,
             "trace": [r.as_dict() for r in s.trace],
         }
 
