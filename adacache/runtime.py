@@ -204,6 +204,11 @@ class AdaCacheRun:
                 "MoReg: no motion term for image models (one frame); its factor stays 1"
             )
 
+    def __deepcopy__(self, memo):
+        # A run travels in its sampling call's transformer_options; a host that deep-copies
+        # those options must keep pointing at this one run, never at a copy of its caches.
+        return self
+
     # -- calls -----------------------------------------------------------------------------
     @property
     def call(self) -> CallPlan | None:

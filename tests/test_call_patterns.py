@@ -318,6 +318,24 @@ def test_qwen_image_diffsynth_model_patch_forces_compute():
     assert any("model patches between blocks" in w for w in s["warnings"])
 
 
+def test_a_per_block_patch_list_on_wan_forces_compute(wan):
+    """Newer WanModel runs transformer_options["patches"]["double_block"] after every block,
+    replaced or not; any non-empty patch list other than post_input forces compute. (0.3.75's
+    WanModel does not run the list, so the output stays the vanilla one.)"""
+    def per_block_patch(kwargs):
+        return kwargs
+
+    with_patch = wan.clone()
+    with_patch.set_model_double_block_patch(per_block_patch)
+    fast = patched(with_patch)
+    assert torch.equal(sample(fast, steps=10), sample(wan, steps=10))
+    s = summary_of(fast)
+    assert s["reused_steps"] == 0
+    assert set(s["call_reasons"]) <= {"compute: warm-up", "compute: final",
+                                      "compute: model patches between blocks"}
+    assert any("double_block" in w for w in s["warnings"])
+
+
 # -- offload_cache -------------------------------------------------------------------------------
 def test_offload_moves_only_the_stored_residual(wan, monkeypatch):
     """On this CPU-only host the offload device is the CPU too; ComfyUI's offload device is
