@@ -405,7 +405,7 @@ def test_two_threads_sampling_one_patched_model_keep_their_own_runs(wan):
         time.sleep(0.005)
         return executor(*args, **kwargs)
 
-    together = threading.Barrier(len(jobs), timeout=300)
+    together = threading.Barrier(len(jobs), timeout=120)
 
     def finish_together(executor, *args, **kwargs):
         out = executor(*args, **kwargs)
