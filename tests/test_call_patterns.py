@@ -29,7 +29,7 @@ from comfy_extras.nodes_model_patch import (
 from comfy_extras.nodes_slg import SkipLayerGuidanceDiTSimple
 from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 from comfyui_adacache.nodes.patch import apply_adacache
-from test_families_image import QWEN_CONFIG, from_config
+from test_families_image import FLUX_CONFIG, QWEN_CONFIG, from_config
 from wan_fixtures import BlockCounter, latent, load_wan, random_state_dict, sample
 
 NEVER_REUSE = Codebook((1.0,), (1,))
@@ -334,6 +334,36 @@ def test_a_per_block_patch_list_on_wan_forces_compute(wan):
     assert set(s["call_reasons"]) <= {"compute: warm-up", "compute: final",
                                       "compute: model patches between blocks"}
     assert any("double_block" in w for w in s["warnings"])
+
+
+def test_a_post_input_patch_runs_before_the_stack_and_caching_goes_on():
+    """Flux's post_input patches (USO style reference) change the stack input only: a reused
+    residual is added on top of their output, so they do not force compute."""
+    flux = from_config(FLUX_CONFIG)
+
+    def scale_text(kwargs):
+        return {**kwargs, "txt": kwargs["txt"] * 1.5}
+
+    styled = flux.clone()
+    styled.set_model_post_input_patch(scale_text)
+    g = torch.Generator().manual_seed(1)
+    positive, negative = (
+        [[torch.randn(1, 8, 32, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]]
+        for _ in range(2)
+    )
+
+    def run(m):
+        return sample(m, steps=10, cfg=2.0, lat=torch.zeros(1, 16, 16, 16), positive=positive,
+                      negative=negative)
+
+    vanilla = run(styled)
+    assert not torch.equal(vanilla, run(flux))  # the patch does something
+    assert torch.equal(run(patched(styled, NEVER_REUSE)), vanilla)
+    fast = patched(styled)
+    assert torch.isfinite(run(fast)).all()
+    s = summary_of(fast)
+    assert s["reused_steps"] > 0
+    assert not any("model patches" in reason for reason in s["call_reasons"])
 
 
 # -- offload_cache -------------------------------------------------------------------------------
