@@ -89,6 +89,7 @@ class AdaCacheConfig:
     end_percent: float = 1.0  # ... up to this one
     verbose: bool = False
     offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
+    compute_steps: tuple[int, ...] = ()  # a fixed schedule instead of the rule (baselines)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:
@@ -177,7 +178,7 @@ class AdaCacheRun:
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
         self.schedule = CacheSchedule(
-            sigmas, self.codebook, config.moreg, cache_sigma_range,
+            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps,
             schedule_steps=self.steps_for_codebook, first_step=first_step,
         )
         self.check_interrupt = check_interrupt

@@ -11,6 +11,7 @@ from .plan import Planner
 
 # Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
+FIXED = "fixed schedule"
 CACHED = "cached"  # ... or reuses it
 # Why one model call on a reused step runs the stack anyway (AdaCacheRun.plan_call).
 NO_CACHE = "no usable cache"  # this stream has no stored residual (or one of another shape)
@@ -84,12 +85,15 @@ class CacheSchedule:
         codebook: Codebook,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
+        fixed_steps: tuple[int, ...] = (),
         schedule_steps: float | None = None,
         first_step: int = 0,
     ):
-        """``schedule_steps``/``first_step``: the whole schedule's length and where this run's
+        """``fixed_steps``: compute exactly these steps (plus warm-up and final), for baselines.
+        ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
         schedule's, not the slice's."""
+        self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.codebook = codebook
@@ -128,6 +132,8 @@ class CacheSchedule:
         sigma = self.sigmas[step]
         if not (self.cache_sigma_low <= sigma <= self.cache_sigma_high):
             return True, OUTSIDE_RANGE
+        if self.fixed_steps is not None:
+            return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
         if step >= self.next_compute:
             return True, SCHEDULED
         return False, CACHED
