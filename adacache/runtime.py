@@ -573,6 +573,12 @@ def format_trace(summary: dict) -> str:
             f"{r['step']:>4}  {r['sigma']:<8.4f}  {'compute' if r['computed'] else 'reuse':<8}  "
             f"{r['reason']:<15}  {num(r['distance']):>8}  {num(r['motion']):>6}  "
             f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}  "
-            + ", ".join(f"{p['mode']} ({p['reason']})" for p in r.get("call_plans", []))
+            + _calls_column(r.get("call_plans", []))
         )
     return "\n".join(rows)
+
+
+def _calls_column(plans: list[dict]) -> str:
+    """Each call's plan, repeats counted: 'reuse (cached) x6, compute (stale cache)'."""
+    counts = Counter(f"{p['mode']} ({p['reason']})" for p in plans)
+    return ", ".join(f"{text} x{n}" if n > 1 else text for text, n in counts.items())

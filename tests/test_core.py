@@ -222,7 +222,7 @@ def test_metric_block_parsing():
 
 
 def test_a_forced_compute_reason_turns_a_cached_step_into_a_computed_one():
-    from comfyui_adacache.adacache import REUSE, AdaCacheRun, StreamKey
+    from comfyui_adacache.adacache import REUSE, AdaCacheRun, StreamKey, format_trace
     from comfyui_adacache.adacache.families.wan import WAN
 
     config = AdaCacheConfig(preset="custom", codebook=Codebook((1.0,), (4,)))
@@ -244,6 +244,9 @@ def test_a_forced_compute_reason_turns_a_cached_step_into_a_computed_one():
     assert trace[3].call_plans == [{"mode": "compute", "reason": "ControlNet hints"}]
     assert trace[2].call_plans == [{"mode": "reuse", "reason": "cached"}]
     assert any("ControlNet hints" in w for w in run.warnings)
+    summary = run.finish()
+    assert summary["call_reasons"]["compute: ControlNet hints"] == 1
+    assert "compute (ControlNet hints)" in format_trace(summary).splitlines()[4]
 
 
 def test_only_residuals_of_the_last_compute_step_are_reused():
