@@ -13,8 +13,11 @@ import math
 import os
 import time
 import uuid
+import weakref
 
 log = logging.getLogger("AdaCache")
+# AdaCacheRun -> its LiveTrace, for the wrappers in patch.py (gone with the run)
+LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def sanitize(value):
