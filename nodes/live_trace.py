@@ -16,6 +16,10 @@ import uuid
 import weakref
 
 log = logging.getLogger("AdaCache")
+MIN_INTERVAL_S = 0.1  # reused steps finishing faster than this are sent with the next message
+# The StepRecord fields a progress event carries (the final trace has every field).
+RECORD_FIELDS = ("step", "sigma", "computed", "reason", "calls", "distance", "motion",
+                 "moreg_factor", "regularized_distance", "rate", "reference_distance")
 # AdaCacheRun -> its LiveTrace, for the wrappers in patch.py (gone with the run)
 LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -29,6 +33,10 @@ def sanitize(value):
     if isinstance(value, (list, tuple)):
         return [sanitize(v) for v in value]
     return value
+
+
+def _fields(record) -> dict:
+    return {f: sanitize(getattr(record, f, None)) for f in RECORD_FIELDS}
 
 
 def _server():
@@ -56,6 +64,8 @@ class LiveTrace:
         self.step_start: dict[int, float] = {}  # step -> perf_counter at its first evaluation
         self.sent_steps: set[int] = set()
         self.own_seconds = 0.0  # time spent in this object's code on the sampling thread
+        self.unsent: list[int] = []  # finished reused steps held back (see _progress)
+        self.last_send = 0.0
 
     # -- during sampling -------------------------------------------------------------------
     def step_entered(self, before: int | None, current: int | None) -> None:
@@ -76,7 +86,7 @@ class LiveTrace:
             end = time.perf_counter()
             reached = [r for r in self.run.schedule.trace if r.computed is not None]
             if reached and reached[-1].step not in self.sent_steps:
-                self._progress(reached[-1].step)
+                self._progress(reached[-1].step, final=True)
             timing = self.timing(end)
             timing["live_trace_s"] = self.own_seconds + time.perf_counter() - end
             self._send("adacache.trace", {
@@ -117,32 +127,46 @@ class LiveTrace:
             "estimated_speedup": speedup, "sampling_s": total,
         })
 
-    def _progress(self, step: int) -> None:
+    def _progress(self, step: int, final: bool = False) -> None:
+        """Sends step ``step`` once its decision is final. A reused step that finishes within
+        MIN_INTERVAL_S of the last message waits for the next one (as ``earlier``): a fast model
+        is not slowed by a message per step, a slow one still shows every step as it ends."""
         schedule = self.run.schedule
         if self.server is None or not 0 <= step < len(schedule.trace):
             return
         self.sent_steps.add(step)
         record = schedule.trace[step]
+        now = time.perf_counter()
+        if not (record.computed or final or now - self.last_send >= MIN_INTERVAL_S):
+            self.unsent.append(step)
+            return
+        earlier, self.unsent = self.unsent, []
+        self.last_send = now
         next_compute = schedule.next_compute if schedule.next_compute < schedule.n_steps else None
         codebook = self.run.codebook
         computed = sum(1 for r in schedule.trace[: step + 1] if r.computed)
         text = f"step {step + 1}/{schedule.n_steps} · computed {computed}"
         if next_compute is not None and step + 1 < schedule.n_steps:
             text += f" · next compute at {next_compute + 1}"
-        self._send("adacache.progress", {
+        # built flat and sanitised where a float can be NaN/inf: this runs on every step
+        self.server.send_sync("adacache.progress", {
             "prompt_id": self.prompt_id, "node": self.node_id, "run": self.run_id,
-            "step": step, "n_steps": schedule.n_steps, "record": record.as_dict(),
+            "step": step, "n_steps": schedule.n_steps,
+            "record": _fields(record),
+            "earlier": [_fields(schedule.trace[k]) for k in earlier],
             "computed_steps": computed, "next_compute": next_compute,
             "codebook": {
                 "thresholds": list(codebook.thresholds), "rates": list(codebook.rates),
                 # a calibrated plan: rates come from the change profile, not the thresholds
                 "planned": bool(getattr(codebook, "planned", False)),
-                "speed": getattr(codebook, "speed", None),
+                "speed": sanitize(getattr(codebook, "speed", None)),
             },
             "moreg": schedule.moreg is not None, "calibration": self.calibration, "text": text,
-        })
+        }, self.client_id)
+        # the line on the node: where the schedule changes (compute steps) and at the end; the
+        # sampler's own progress bar counts the other steps
         send_text = getattr(self.server, "send_progress_text", None)
-        if send_text is not None:
+        if send_text is not None and (record.computed or step + 1 >= schedule.n_steps):
             send_text(text, self.node_id, self.client_id)
 
     def _send(self, event: str, data: dict) -> None:

@@ -844,6 +844,7 @@ function onProgress(detail) {
   if (st.run !== detail.run) st = startRun(node, detail);
   st.nSteps = detail.n_steps;
   if (st.records.length < st.nSteps) st.records.length = st.nSteps;
+  for (const r of detail.earlier ?? []) st.records[r.step] = r; // reused steps held back
   st.records[detail.step] = detail.record;
   st.codebook = detail.codebook ?? st.codebook;
   st.startCodebook ??= editorCodebook(node);
