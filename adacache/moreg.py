@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -19,6 +20,12 @@ class MoRegSettings:
     window_end: float = 0.9
 
     def __post_init__(self):
+        for name in ("norm_a", "norm_p", "norm_b", "gradient_scale", "window_start", "window_end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"MoReg {name} ({value!r}) must be a number")
+            if not math.isfinite(value):
+                raise ValueError(f"MoReg {name} ({value!r}) must be a finite number")
         if not self.strides or any(int(s) != s or s < 1 for s in self.strides):
             raise ValueError(f"MoReg strides must be integers >= 1, got {self.strides!r}")
         if self.norm_a <= 0 or self.norm_b <= 0:

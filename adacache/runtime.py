@@ -19,10 +19,20 @@ from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codeb
 from .families import WHOLE, Family
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings
-from .schedule import CacheSchedule, StepRecord, step_of_sigma
+from .schedule import (
+    FINAL,
+    OUTSIDE_RANGE,
+    SCHEDULED,
+    WARMUP,
+    CacheSchedule,
+    StepRecord,
+    step_of_sigma,
+)
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
-PRESET_CHOICES = ("fast", "medium", "slow", "custom")
+PRESET_CHOICES = ("fast", "medium", "slow", "custom", "calibrate")
+CALIBRATE = "calibrate"  # computes every step and records distance and motion at each
+_COMPUTE_ALL = Codebook((1.0,), (1,))
 log = logging.getLogger("AdaCache")
 
 
@@ -60,7 +70,7 @@ def parse_metric_blocks(spec: str, n_blocks: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class AdaCacheConfig:
     preset: str = "fast"
-    codebook: Codebook | None = None  # used when preset == "custom"
+    codebook: Codebook | None = None  # used when preset == "custom"; ignored by "calibrate"
     moreg: MoRegSettings | None = None
     metric: str = "l1"
     metric_blocks: str = "middle"
@@ -78,12 +88,17 @@ class AdaCacheConfig:
             )
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; choose one of {METRICS}")
+        for name in ("start_percent", "end_percent"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} ({getattr(self, name)!r}) must be a finite number")
         if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
             raise ValueError("need 0 <= start_percent <= end_percent <= 1")
 
     def codebook_for(self, steps: float) -> Codebook:
         if self.preset == "custom":
             return self.codebook
+        if self.preset == CALIBRATE:
+            return _COMPUTE_ALL
         return preset_codebook(self.preset, steps)
 
 
@@ -282,11 +297,13 @@ class AdaCacheRun:
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
         motion = None
-        if self.schedule.moreg is not None:
+        calibrating = self.config.preset == CALIBRATE and self.family.is_video
+        if self.schedule.moreg is not None or calibrating:
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens)
             if frames is not None:
-                motion = motion_score(frames, self.config.moreg.strides)
+                strides = self.config.moreg.strides if self.config.moreg else (1,)
+                motion = motion_score(frames, strides)
         self.schedule.measure(distance, gap, motion)
 
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
@@ -338,28 +355,45 @@ class AdaCacheRun:
 
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:
-        self.schedule.close()
+        """Closes the run and returns its summary; never raises (reporting must not fail a
+        finished run nor replace an interrupt's exception)."""
         self.call = None
-        summary = self.summary()
+        try:
+            self.schedule.close()
+            summary = self.summary()
+        except Exception as e:  # a bug in reporting: keep the run's result, say what failed
+            log.warning("AdaCache: could not build the run summary: %s", e, exc_info=True)
+            summary = {"family": self.family.name, "steps": self.schedule.n_steps,
+                       "warnings": [f"could not build the run summary: {e}"], "trace": []}
         self.streams.clear()
         return summary
+
+    def calibration_sample(self):
+        """Per-step distances and motion scores of a finished calibration run (index = step)."""
+        from .calibration import CalibrationSample
+
+        self.schedule.close()
+        trace = self.schedule.trace
+        return CalibrationSample(
+            tuple(r.distance for r in trace), tuple(r.motion for r in trace)
+        )
 
     def summary(self) -> dict:
         s = self.schedule
         reached = [r for r in s.trace if r.computed is not None]
         computed = len(s.computed_steps)
         distances = [r.distance for r in s.trace if r.distance is not None]
-        calibrated = calibrated_codebook(distances, self.codebook.rates)
+        rates = self.codebook.rates
+        if max(rates) <= 1:  # suggest a codebook that can reuse steps
+            rates = preset_codebook("fast", self.steps_for_codebook).rates
+        calibrated = calibrated_codebook(distances, rates)
         warnings = list(self.warnings)
-        if reached and len(reached) >= 5 and not s.reused_steps and distances:
-            warnings.append(
-                f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g}"
-                f" per step) selected cache rate 1 in {self.codebook.describe()}; pick a faster "
-                f"preset or a codebook calibrated to this model, e.g. {calibrated.describe()}"
-                if calibrated else "no step was reused"
-            )
+        if self.config.preset != CALIBRATE and len(reached) >= 5 and not s.reused_steps:
+            warnings.append(self._no_reuse_advice(reached, distances, calibrated))
         return {
             "family": self.family.name,
+            "preset": self.config.preset,
+            "calibration": self.config.preset == CALIBRATE,
             "mode": self.family.support,
             "steps": s.n_steps,
             "steps_reached": len(reached),
@@ -385,6 +419,31 @@ class AdaCacheRun:
             "warnings": warnings,
             "trace": [r.as_dict() for r in s.trace],
         }
+
+
+    def _no_reuse_advice(self, reached, distances, calibrated) -> str:
+        """Why no step was reused, and what would change that."""
+        middle = [r for r in reached if r.reason not in (WARMUP, FINAL)]
+        if not middle:
+            return "no step was reused: with so few steps only warm-up and final steps remain"
+        if all(r.reason == OUTSIDE_RANGE for r in middle):
+            return (
+                "no step was reused: start_percent/end_percent "
+                f"({self.config.start_percent:g}..{self.config.end_percent:g}) exclude every "
+                "step that could be cached; widen that range (0..1 allows every step)"
+            )
+        if not any(r.reason == SCHEDULED for r in middle):
+            reasons = sorted({r.reason for r in middle})
+            return f"no step was reused: every cacheable step was computed ({', '.join(reasons)})"
+        if not distances:
+            return "no step was reused: no distance was measured (was the block stack run?)"
+        text = (
+            f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g} "
+            f"per step) selected cache rate 1 in {self.codebook.describe()}; pick a faster preset"
+        )
+        if calibrated is not None:
+            text += f" or a codebook calibrated to this model, e.g. {calibrated.describe()}"
+        return text + " (preset 'calibrate' + AdaCache Calibrate fit one to your model)"
 
 
 def _crop(x: torch.Tensor, shape) -> torch.Tensor | None:
