@@ -67,10 +67,16 @@ class Codebook:
         return f"thresholds: {self.thresholds_text()} | rates: {self.rates_text()}"
 
     def thresholds_text(self) -> str:
-        return ", ".join(f"{t:g}" for t in self.thresholds)
+        return ", ".join(_short(t) for t in self.thresholds)
 
     def rates_text(self) -> str:
         return ", ".join(str(r) for r in self.rates)
+
+
+def _short(value: float) -> str:
+    """``value`` as short as ``:g`` writes it, with all digits where that would round it."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
 
 
 def _field(text, other, name: str) -> str:

@@ -405,6 +405,9 @@ class AdaCacheRun:
             "reused_calls": self.reused_calls,
             "passthrough_calls": self.passthrough_calls,
             "codebook": self.codebook.describe(),
+            "codebook_values": {
+                "thresholds": list(self.codebook.thresholds), "rates": list(self.codebook.rates)
+            },
             "codebook_steps": round(self.steps_for_codebook, 2),
             "metric": self.config.metric,
             "metric_blocks": list(self.metric_positions),
