@@ -72,7 +72,7 @@ def shared_nodes() -> dict:
 
 
 def workflow(object_info) -> dict:
-    """Two AdaCache branches: preset fast + MoReg (codebook connected, unused), and custom."""
+    """Two AdaCache branches: preset fast + MoReg, and custom (Codebook Editor connected)."""
     return {
         **shared_nodes(),
         "5": {
@@ -83,7 +83,7 @@ def workflow(object_info) -> dict:
             "class_type": "AdaCacheMoRegSettings",
             "inputs": defaults(object_info, "AdaCacheMoRegSettings"),
         },
-        **sampling_branch(object_info, apply_id="10", preset="fast", codebook="5", moreg="6",
+        **sampling_branch(object_info, apply_id="10", preset="fast", moreg="6",
                           prefix="e2e/fast"),
         **sampling_branch(object_info, apply_id="20", preset="custom", codebook="5",
                           prefix="e2e/custom"),
@@ -171,7 +171,7 @@ def test_workflow_runs_and_requeue_is_identical(server, object_info):
         assert fast["steps_reached"] == custom["steps_reached"] == STEPS
         assert fast["moreg"] and not custom["moreg"]
         # custom codebook: every distance selects rate 3, so steps are really reused
-        assert custom["codebook"] == "{100: 3, 200: 1}"
+        assert custom["codebook"] == "thresholds: 100, 200 | rates: 3, 1"
         assert 0 < custom["computed_steps"] < STEPS
         assert "." in custom["pattern"]
     for node in ("10", "20"):  # the same schedule on the re-queue: no state leaked
