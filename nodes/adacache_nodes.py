@@ -14,6 +14,7 @@ from ..adacache import (
     PRESET_CHOICES,
     AdaCacheConfig,
     Codebook,
+    CodebookError,
     MoRegSettings,
     preset_codebook,
 )
@@ -181,6 +182,8 @@ class AdaCacheApply(io.ComfyNode):
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        if preset not in PRESET_CHOICES:
+            raise CodebookError(f"unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
         if codebook is not None and preset not in ("custom", "calibrate"):
             log.info(
                 "AdaCache Apply %s: the connected codebook %s replaces preset '%s'",
@@ -236,6 +239,7 @@ class AdaCacheCodebookEditor(io.ComfyNode):
                     "saved",
                     options=[USE_VALUES_ABOVE, *saved_names()],
                     default=USE_VALUES_ABOVE,
+                    optional=True,  # API prompts written before it keep working
                     tooltip="A codebook saved by AdaCache Calibrate (user directory, "
                     "adacache/codebooks). When one is picked, its file's values are used and "
                     f"the fields above only display them; '{USE_VALUES_ABOVE}' uses the fields.",

@@ -125,7 +125,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
 
     # the Codebook Editor lists it and uses the file's values (the fields only display)
     editor = nodes.AdaCacheCodebookEditor
-    options = editor.INPUT_TYPES()["required"]["saved"][1]["options"]
+    options = editor.INPUT_TYPES()["optional"]["saved"][1]["options"]
     assert options[0] == calibration.USE_VALUES_ABOVE and "demo model" in options
     loaded = editor.execute("0.5, 1", "9, 1", "demo model").args[0]
     assert loaded == codebook

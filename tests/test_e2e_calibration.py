@@ -64,10 +64,11 @@ def test_calibrate_save_route_editor_report(server, object_info):
     assert listed[NAME]["created"]
 
     status, info = server.request("/object_info/AdaCacheCodebookEditor")
-    saved = info["AdaCacheCodebookEditor"]["input"]["required"]["saved"]
+    inputs = info["AdaCacheCodebookEditor"]["input"]
+    saved = inputs["optional"]["saved"]
     assert saved[1]["options"][0] == "(use the values above)" and NAME in saved[1]["options"]
-    assert list(info["AdaCacheCodebookEditor"]["input"]["required"]) == [
-        "thresholds", "rates", "saved"]
+    order = info["AdaCacheCodebookEditor"]["input_order"]
+    assert order["required"] + order["optional"] == ["thresholds", "rates", "saved"]
 
     # picked by name (the fields hold other values), connected to Apply with preset fast: the
     # saved codebook is what the run uses, and the report shows it
