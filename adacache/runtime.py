@@ -457,6 +457,15 @@ def _crop(x: torch.Tensor, shape) -> torch.Tensor | None:
 
 
 def format_summary(summary: dict) -> str:
+    """The log lines of a run summary; never raises (an incomplete summary says so)."""
+    try:
+        return _format_summary(summary)
+    except (KeyError, TypeError, ValueError) as e:
+        warnings = "; ".join(str(w) for w in summary.get("warnings", []))
+        return f"AdaCache: incomplete run summary (missing {e}); {warnings}"
+
+
+def _format_summary(summary: dict) -> str:
     lines = [
         f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
         f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "
@@ -469,9 +478,11 @@ def format_summary(summary: dict) -> str:
     ]
     if summary["distance_range"]:
         lo, hi = summary["distance_range"]
+        suggestion = summary["calibrated_codebook"]
         lines.append(
-            f"AdaCache distances per step ranged {lo:.4g}..{hi:.4g}; a codebook calibrated to "
-            f"this run (supplement A.2): {summary['calibrated_codebook']}"
+            f"AdaCache distances per step ranged {lo:.4g}..{hi:.4g}"
+            + (f"; a codebook calibrated to this run (supplement A.2): {suggestion}"
+               if suggestion else "")
         )
     lines += [f"AdaCache warning: {w}" for w in summary["warnings"]]
     return "\n".join(lines)
@@ -479,7 +490,7 @@ def format_summary(summary: dict) -> str:
 
 def format_trace(summary: dict) -> str:
     rows = ["step  sigma     mode      reason           distance  motion   factor  rate"]
-    for r in summary["trace"]:
+    for r in summary.get("trace", []):
         if r["computed"] is None:
             continue
         def num(v, fmt="{:.4f}"):

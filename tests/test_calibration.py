@@ -328,3 +328,12 @@ def test_preset_tooltip_explains_every_preset(pack):
     for preset in spec["options"]:
         assert f"{preset}:" in tooltip, preset
     assert "At 30 steps" in tooltip and "6, 5, 4, 3, 2, 1" in tooltip
+
+
+def test_format_summary_of_an_incomplete_summary_never_raises():
+    from comfyui_adacache.adacache import format_summary, format_trace
+
+    partial = {"family": "Wan", "steps": 12, "warnings": ["could not build"], "trace": []}
+    assert "incomplete run summary" in format_summary(partial)
+    assert "could not build" in format_summary(partial)
+    assert format_trace(partial).startswith("step")
