@@ -96,7 +96,8 @@ def attach_recorder(model, node_id) -> None:
         try:
             if run is not None:
                 sample = run.calibration_sample()
-                batch = int(args[2].shape[0]) if len(args) > 2 and hasattr(args[2], "shape") else 1
+                noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
+                batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
                 STORE.add(node_id, RecordedRun(sample, prompt_id, time.time(), batch))
         except Exception as e:  # recording must never fail a finished run
             log.warning("AdaCache: could not record the calibration run: %s", e)
@@ -342,7 +343,10 @@ class AdaCacheCalibrate(io.ComfyNode):
             )
         moreg_out = result.moreg if moreg else None
         if moreg and moreg_out is None:
-            lines.append("MoReg: no motion scores to fit (image model?); 'moreg' output is off")
+            lines.append(
+                "MoReg: the calibration gave no MoReg settings (it needs motion scores, i.e. a "
+                "video model); the 'moreg' output is off"
+            )
         name = str(name).strip()
         if name:
             metadata = {

@@ -116,7 +116,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
         patched, latent, 3.0, False, "demo model", calibration.RUNS_ALL
     ).args
     assert moreg is None
-    assert "2 run(s) of 30 steps" in text and codebook.describe() in text
+    assert "2 run(s) of 30 steps (2 video(s))" in text and codebook.describe() in text
     path = user_dir / "default" / "adacache" / "codebooks" / "demo model.json"
     data = json.loads(path.read_text())
     assert data["thresholds"] == list(codebook.thresholds)
