@@ -155,6 +155,8 @@ class AdaCacheRun:
         self.passthrough_calls = 0
         self.peak_cache_bytes = 0
         self.warnings: list[str] = []
+        # preset calibrate: step -> per stream, per batch row (distance, motion)
+        self.calibration_rows: dict[int, list[list[tuple[float, float | None]]]] = {}
         if self.schedule.n_steps < 5:
             self.warnings.append(
                 f"only {self.schedule.n_steps} steps: the first two and last two are always "
@@ -296,15 +298,28 @@ class AdaCacheRun:
         distance = sum(
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
-        motion = None
-        calibrating = self.config.preset == CALIBRATE and self.family.is_video
-        if self.schedule.moreg is not None or calibrating:
+        motion = frames = None
+        calibrating = self.config.preset == CALIBRATE
+        strides = self.config.moreg.strides if self.config.moreg else (1,)
+        if self.schedule.moreg is not None or (calibrating and self.family.is_video):
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens)
             if frames is not None:
-                strides = self.config.moreg.strides if self.config.moreg else (1,)
                 motion = motion_score(frames, strides)
         self.schedule.measure(distance, gap, motion)
+        if calibrating:  # one calibration sample per batch row (a batch of B videos counts B)
+            rows = next(iter(current.values())).shape[0]
+            self.calibration_rows.setdefault(step, []).append([
+                (
+                    sum(
+                        relative_distance(current[p][i : i + 1], stream.metric[p][i : i + 1],
+                                          self.config.metric)
+                        for p in current
+                    ) / (len(current) * max(gap, 1)),
+                    None if frames is None else motion_score(frames[i : i + 1], strides),
+                )
+                for i in range(rows)
+            ])
 
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
         """A module run between blocks (Family.silenced_modules): a no-op on cached evaluations,
@@ -368,15 +383,30 @@ class AdaCacheRun:
         self.streams.clear()
         return summary
 
-    def calibration_sample(self):
-        """Per-step distances and motion scores of a finished calibration run (index = step)."""
+    def calibration_samples(self) -> list:
+        """Per-step distances and motion scores of a finished calibration run, one
+        ``CalibrationSample`` per batch row (index = step; streams averaged like the schedule)."""
         from .calibration import CalibrationSample
 
         self.schedule.close()
-        trace = self.schedule.trace
-        return CalibrationSample(
-            tuple(r.distance for r in trace), tuple(r.motion for r in trace)
-        )
+        n = self.schedule.n_steps
+        rows = {len(per_row) for per_stream in self.calibration_rows.values()
+                for per_row in per_stream}
+        if len(rows) != 1:  # no measurement, or batch rows that differ between streams
+            trace = self.schedule.trace
+            return [CalibrationSample(tuple(r.distance for r in trace),
+                                      tuple(r.motion for r in trace))]
+        samples = []
+        for i in range(rows.pop()):
+            distances: list[float | None] = [None] * n
+            motions: list[float | None] = [None] * n
+            for step, per_stream in self.calibration_rows.items():
+                values = [per_row[i] for per_row in per_stream]
+                distances[step] = sum(d for d, _ in values) / len(values)
+                found = [m for _, m in values if m is not None]
+                motions[step] = sum(found) / len(found) if found else None
+            samples.append(CalibrationSample(tuple(distances), tuple(motions)))
+        return samples
 
     def summary(self) -> dict:
         s = self.schedule

@@ -2,10 +2,10 @@
 ``GET /adacache/codebooks`` route and the node "AdaCache Calibrate".
 
 A sampling run of a model patched by AdaCache Apply with preset ``calibrate`` computes every
-step; when it finishes, its per-step distances and motion scores are appended as a
-``CalibrationSample`` to a process-wide store keyed by the Apply node's id, so the runs of
-several queued prompts (seeds, prompts, batches) accumulate. AdaCache Calibrate fits a codebook
-to them (``adacache.calibrate``) and saves it as
+step; when it finishes, its per-step distances and motion scores are appended as one
+``CalibrationSample`` per batch row (video) to a process-wide store keyed by the Apply node's
+id, so the runs of several queued prompts (seeds, prompts, batches) accumulate. AdaCache
+Calibrate fits a codebook to them (``adacache.calibrate``) and saves it as
 ``<user dir>/default/adacache/codebooks/<name>.json``, which the Codebook Editor lists by name.
 """
 
@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 
 from comfy.patcher_extension import WrappersMP
@@ -40,10 +41,12 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 # --------------------------------------------------------------------------- the sample store
 @dataclass
 class RecordedRun:
+    """One recorded video: a batch of B videos in one sampling run gives B of these."""
+
     sample: CalibrationSample
     prompt_id: str | None
     recorded: float  # time.time()
-    batch: int  # latent batch size (the sample averages the batch's rows)
+    run: str  # the sampling run it came from
 
 
 class CalibrationStore:
@@ -95,10 +98,9 @@ def attach_recorder(model, node_id) -> None:
         run = handle.run
         try:
             if run is not None:
-                sample = run.calibration_sample()
-                noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
-                batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
-                STORE.add(node_id, RecordedRun(sample, prompt_id, time.time(), batch))
+                run_id = uuid.uuid4().hex
+                for sample in run.calibration_samples():
+                    STORE.add(node_id, RecordedRun(sample, prompt_id, time.time(), run_id))
         except Exception as e:  # recording must never fail a finished run
             log.warning("AdaCache: could not record the calibration run: %s", e)
         return out
@@ -323,8 +325,8 @@ class AdaCacheCalibrate(io.ComfyNode):
                 f"{handle.node_id}; queue the workflow (a few seeds or prompts) with preset "
                 "'calibrate'"
             )
-        if runs == RUNS_LATEST:
-            recorded = recorded[-1:]
+        if runs == RUNS_LATEST:  # the latest sampling run (all of its batch)
+            recorded = [r for r in recorded if r.run == recorded[-1].run]
         n_steps = recorded[-1].sample.n_steps
         used = [r for r in recorded if r.sample.n_steps == n_steps]
         skipped = len(recorded) - len(used)
@@ -332,13 +334,13 @@ class AdaCacheCalibrate(io.ComfyNode):
         if runs == RUNS_ALL_THEN_FORGET:
             STORE.clear(handle.node_id)
         lines = [
-            f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
-            f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
+            f"AdaCache Calibrate: {len(used)} video(s) of {n_steps} steps from "
+            f"{len({r.run for r in used})} sampling run(s) -> {result.describe()}",
             f"codebook for the Codebook Editor: {result.codebook.describe()}",
         ]
         if skipped:
             lines.append(
-                f"{skipped} earlier run(s) with another step count were left out (a codebook "
+                f"{skipped} earlier video(s) with another step count were left out (a codebook "
                 "fits one step count)"
             )
         moreg_out = result.moreg if moreg else None
@@ -353,6 +355,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 "speed": speed,
                 "n_steps": n_steps,
                 "runs": len(used),
+                "sampling_runs": len({r.run for r in used}),
                 "predicted_computed": list(result.predicted_computed),
                 "moreg": asdict(moreg_out) if isinstance(moreg_out, MoRegSettings) else None,
             }

@@ -65,12 +65,12 @@ def apply(pack, model, unique_id, preset, codebook=None, moreg=None, **overrides
     return out.args[0]
 
 
-def sample(pack, patched, scene: str, seed: int, steps: int = STEPS, callback=None):
+def sample(pack, patched, scene: str, seed: int, steps: int = STEPS, callback=None, batch=1):
     import comfy.sample
 
     demo_nodes, demo_latent = pack[3], pack[4]
     pos, neg = demo_nodes.AdaCacheDemoScene.execute(scene).args
-    lat = torch.zeros(1, 16, demo_latent.FRAMES, demo_latent.LATENT_HW, demo_latent.LATENT_HW)
+    lat = torch.zeros(batch, 16, demo_latent.FRAMES, demo_latent.LATENT_HW, demo_latent.LATENT_HW)
     noise = comfy.sample.prepare_noise(lat, seed)
     out = comfy.sample.sample(patched, noise, steps, 3.0, "euler", "simple", pos, neg, lat,
                               seed=seed, callback=callback)
@@ -116,7 +116,8 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
         patched, latent, 3.0, False, "demo model", calibration.RUNS_ALL
     ).args
     assert moreg is None
-    assert "2 run(s) of 30 steps (2 video(s))" in text and codebook.describe() in text
+    assert "2 video(s) of 30 steps from 2 sampling run(s)" in text
+    assert codebook.describe() in text
     path = user_dir / "default" / "adacache" / "codebooks" / "demo model.json"
     data = json.loads(path.read_text())
     assert data["thresholds"] == list(codebook.thresholds)
@@ -142,12 +143,35 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     # 'latest run only' and 'then start over'
     _, _, text = cal.execute(patched, latent, 2.0, False, "demo model", calibration.RUNS_LATEST
                              ).args
-    assert "1 run(s)" in text
+    assert "1 video(s) of 30 steps from 1 sampling run(s)" in text
     assert editor.fingerprint_inputs("", "", "demo model") != before
     cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL_THEN_FORGET)
     assert calibration.STORE.runs("cal-2") == []
     with pytest.raises(ValueError, match="no calibration run recorded"):
         cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL)
+
+
+def test_a_batch_gives_one_calibration_sample_per_video(pack, model, user_dir):
+    calibration = pack[1]
+    calibration.STORE.clear("cal-5")
+    patched = apply(pack, model, "cal-5", "calibrate")
+    latent, summary = sample(pack, patched, "camera pan", 7, steps=12, batch=3)
+    runs = calibration.STORE.runs("cal-5")
+    assert len(runs) == 3 and len({r.run for r in runs}) == 1
+    rows = [r.sample for r in runs]
+    for row in rows:
+        assert row.n_steps == 12 and row.distances[0] is None
+        assert all(d is not None and d > 0 for d in row.distances[1:])
+        assert all(m is not None for m in row.motions[1:])
+    assert rows[0].distances != rows[1].distances  # three different videos
+    # the run's own (whole-batch) distance lies within the rows' range at every step
+    for step in range(1, 12):
+        values = [row.distances[step] for row in rows]
+        assert min(values) * 0.999 <= summary["trace"][step]["distance"] <= max(values) * 1.001
+    _, _, text = node(calibration.AdaCacheCalibrate).execute(
+        patched, latent, 2.0, False, "", calibration.RUNS_LATEST).args
+    assert "3 video(s) of 12 steps from 1 sampling run(s)" in text
+    calibration.STORE.clear("cal-5")
 
 
 def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
@@ -158,7 +182,8 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     with pytest.raises(ValueError, match="set it to 'calibrate'"):
         cal.execute(apply(pack, model, "cal-3", "fast"), {}, 3.0, False, "", calibration.RUNS_ALL)
     calibration.STORE.add("cal-3", calibration.RecordedRun(
-        calibration.CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0, 1))
+        calibration.CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
+        "run-a"))
     patched = apply(pack, model, "cal-3", "calibrate")
     with pytest.raises(ValueError, match="speed"):
         cal.execute(patched, {}, math.nan, False, "", calibration.RUNS_ALL)
