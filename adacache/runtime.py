@@ -78,6 +78,7 @@ class AdaCacheConfig:
     end_percent: float = 1.0  # ... up to this one
     verbose: bool = False
     offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
+    notes: tuple[str, ...] = ()  # said in every run's summary (e.g. what replaced the preset)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:
@@ -154,7 +155,7 @@ class AdaCacheRun:
         self.reused_calls = 0
         self.passthrough_calls = 0
         self.peak_cache_bytes = 0
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(config.notes)
         # preset calibrate: step -> per stream, per batch row (distance, motion)
         self.calibration_rows: dict[int, list[list[tuple[float, float | None]]]] = {}
         if self.schedule.n_steps < 5:

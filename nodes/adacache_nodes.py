@@ -3,7 +3,6 @@ Calibrate (calibration_nodes.py) and AdaCache Report (report.py)."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 from comfy.patcher_extension import WrappersMP
@@ -31,7 +30,6 @@ CATEGORY = "AdaCache"
 Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
 MoReg_IO = io.Custom("ADACACHE_MOREG")
 _FAST30 = preset_codebook("fast", 30)
-log = logging.getLogger("AdaCache")
 
 
 def _preset_help() -> str:
@@ -184,17 +182,14 @@ class AdaCacheApply(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         if preset not in PRESET_CHOICES:
             raise CodebookError(f"unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
+        notes = ()
         if codebook is not None and preset not in ("custom", "calibrate"):
-            log.info(
-                "AdaCache Apply %s: the connected codebook %s replaces preset '%s'",
-                node_id, codebook.describe(), preset,
-            )
+            notes = (f"the connected codebook replaces preset '{preset}' (a connected codebook "
+                     "is always used)",)
             preset = "custom"
         elif codebook is not None and preset == "calibrate":
-            log.info(
-                "AdaCache Apply %s: preset 'calibrate' computes every step; the connected "
-                "codebook is not used for this run", node_id,
-            )
+            notes = ("preset 'calibrate' computes every step; the connected codebook is not "
+                     "used",)
         config = AdaCacheConfig(
             preset=preset,
             codebook=codebook if preset == "custom" else None,
@@ -205,6 +200,7 @@ class AdaCacheApply(io.ComfyNode):
             end_percent=end_percent,
             verbose=verbose,
             offload_cache=offload_cache,
+            notes=notes,
         )
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)

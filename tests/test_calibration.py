@@ -226,6 +226,22 @@ def test_calibrated_codebook_schedule_differs_by_scene_on_held_out_seeds(pack, m
     assert sum(computed["static"]) < sum(computed["fast motion"]), (text, computed)
 
 
+def test_a_connected_codebook_wins_and_the_run_says_so(pack, model):
+    from comfyui_adacache.adacache import Codebook
+
+    every_third = Codebook((100.0, 200.0), (3, 1))
+    for preset in ("fast", "slow"):
+        _, summary = sample(pack, apply(pack, model, "cb-1", preset, codebook=every_third),
+                            "static", 0, steps=12)
+        assert summary["codebook"] == every_third.describe()
+        assert summary["pattern"] == "CC..C..C..CC"
+        assert f"the connected codebook replaces preset '{preset}'" in summary["warnings"][0]
+    _, summary = sample(pack, apply(pack, model, "cb-2", "calibrate", codebook=every_third),
+                        "static", 0, steps=12)
+    assert summary["pattern"] == "C" * 12
+    assert "the connected codebook is not used" in summary["warnings"][0]
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
