@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .calibration import CalibrationSample, GapRecorder
 from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
 from .families import WHOLE, Family
 from .metrics import METRICS, motion_score, relative_distance
@@ -31,8 +32,8 @@ from .schedule import (
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
 PRESET_CHOICES = ("fast", "medium", "slow", "custom", "calibrate")
-CALIBRATE = "calibrate"  # computes every step and records distance and motion at each
-_COMPUTE_ALL = Codebook((1.0,), (1,))
+# preset "calibrate": every step computed, changes over every gap and motion recorded
+CALIBRATION_CODEBOOK = Codebook((1.0e9,), (1,))
 log = logging.getLogger("AdaCache")
 
 
@@ -96,10 +97,10 @@ class AdaCacheConfig:
             raise ValueError("need 0 <= start_percent <= end_percent <= 1")
 
     def codebook_for(self, steps: float) -> Codebook:
+        if self.preset == "calibrate":
+            return CALIBRATION_CODEBOOK
         if self.preset == "custom":
             return self.codebook
-        if self.preset == CALIBRATE:
-            return _COMPUTE_ALL
         return preset_codebook(self.preset, steps)
 
 
@@ -150,14 +151,15 @@ class AdaCacheRun:
         self.check_interrupt = check_interrupt
         self.cache_device = cache_device  # None: keep caches where they were computed
         self.streams: dict[object, StreamCache] = {}
+        self.calibrating = config.preset == "calibrate"
+        self.gap_recorders: dict[object, GapRecorder] = {}
+        self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
         self.call: CallContext | None = None
         self.stack_runs = 0  # calls that ran the full block stack
         self.reused_calls = 0
         self.passthrough_calls = 0
         self.peak_cache_bytes = 0
         self.warnings: list[str] = list(config.notes)
-        # preset calibrate: step -> per stream, per batch row (distance, motion)
-        self.calibration_rows: dict[int, list[list[tuple[float, float | None]]]] = {}
         if self.schedule.n_steps < 5:
             self.warnings.append(
                 f"only {self.schedule.n_steps} steps: the first two and last two are always "
@@ -291,6 +293,11 @@ class AdaCacheRun:
             ):
                 self._measure(stream, current, step, call.latent_shape, img_tokens)
             stream.metric, stream.metric_step = current, step
+            if self.calibrating:
+                recorder = self.gap_recorders.setdefault(
+                    stream_key, GapRecorder(self.config.metric)
+                )
+                self.gap_rows.setdefault(step, []).append(recorder.add(step, current))
 
     def _measure(
         self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None
@@ -299,28 +306,14 @@ class AdaCacheRun:
         distance = sum(
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
-        motion = frames = None
-        calibrating = self.config.preset == CALIBRATE
-        strides = self.config.moreg.strides if self.config.moreg else (1,)
-        if self.schedule.moreg is not None or (calibrating and self.family.is_video):
+        motion = None
+        if self.schedule.moreg is not None or self.calibrating:
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens)
             if frames is not None:
+                strides = self.config.moreg.strides if self.config.moreg else (1,)
                 motion = motion_score(frames, strides)
         self.schedule.measure(distance, gap, motion)
-        if calibrating:  # one calibration sample per batch row (a batch of B videos counts B)
-            rows = next(iter(current.values())).shape[0]
-            self.calibration_rows.setdefault(step, []).append([
-                (
-                    sum(
-                        relative_distance(current[p][i : i + 1], stream.metric[p][i : i + 1],
-                                          self.config.metric)
-                        for p in current
-                    ) / (len(current) * max(gap, 1)),
-                    None if frames is None else motion_score(frames[i : i + 1], strides),
-                )
-                for i in range(rows)
-            ])
 
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
         """A module run between blocks (Family.silenced_modules): a no-op on cached evaluations,
@@ -369,6 +362,23 @@ class AdaCacheRun:
         if record is not None and not record.computed:
             record.computed, record.reason = True, reason
 
+    def calibration_sample(self) -> CalibrationSample:
+        """This run as a calibration sample: per step, the change over every gap (streams
+        averaged, as the schedule averages them) and the motion score."""
+        trace = self.schedule.trace
+        rows: list[tuple] = []
+        for step in range(len(trace)):
+            per_stream = self.gap_rows.get(step, [])
+            width = max((len(r) for r in per_stream), default=0)
+            row = []
+            for k in range(width):
+                values = [r[k] for r in per_stream if k < len(r) and r[k] is not None]
+                row.append(sum(values) / len(values) if values else None)
+            rows.append(tuple(row))
+        return CalibrationSample(
+            tuple(r.distance for r in trace), tuple(r.motion for r in trace), tuple(rows)
+        )
+
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:
         """Closes the run and returns its summary; never raises (reporting must not fail a
@@ -384,31 +394,6 @@ class AdaCacheRun:
         self.streams.clear()
         return summary
 
-    def calibration_samples(self) -> list:
-        """Per-step distances and motion scores of a finished calibration run, one
-        ``CalibrationSample`` per batch row (index = step; streams averaged like the schedule)."""
-        from .calibration import CalibrationSample
-
-        self.schedule.close()
-        n = self.schedule.n_steps
-        rows = {len(per_row) for per_stream in self.calibration_rows.values()
-                for per_row in per_stream}
-        if len(rows) != 1:  # no measurement, or batch rows that differ between streams
-            trace = self.schedule.trace
-            return [CalibrationSample(tuple(r.distance for r in trace),
-                                      tuple(r.motion for r in trace))]
-        samples = []
-        for i in range(rows.pop()):
-            distances: list[float | None] = [None] * n
-            motions: list[float | None] = [None] * n
-            for step, per_stream in self.calibration_rows.items():
-                values = [per_row[i] for per_row in per_stream]
-                distances[step] = sum(d for d, _ in values) / len(values)
-                found = [m for _, m in values if m is not None]
-                motions[step] = sum(found) / len(found) if found else None
-            samples.append(CalibrationSample(tuple(distances), tuple(motions)))
-        return samples
-
     def summary(self) -> dict:
         s = self.schedule
         reached = [r for r in s.trace if r.computed is not None]
@@ -419,12 +404,12 @@ class AdaCacheRun:
             rates = preset_codebook("fast", self.steps_for_codebook).rates
         calibrated = calibrated_codebook(distances, rates)
         warnings = list(self.warnings)
-        if self.config.preset != CALIBRATE and len(reached) >= 5 and not s.reused_steps:
+        if not self.calibrating and len(reached) >= 5 and not s.reused_steps:
             warnings.append(self._no_reuse_advice(reached, distances, calibrated))
         return {
             "family": self.family.name,
             "preset": self.config.preset,
-            "calibration": self.config.preset == CALIBRATE,
+            "calibration": self.calibrating,
             "mode": self.family.support,
             "steps": s.n_steps,
             "steps_reached": len(reached),
@@ -436,6 +421,7 @@ class AdaCacheRun:
             "reused_calls": self.reused_calls,
             "passthrough_calls": self.passthrough_calls,
             "codebook": self.codebook.describe(),
+            "codebook_text": self.codebook.editor_text(),  # as the Codebook Editor takes it
             "codebook_values": {
                 "thresholds": list(self.codebook.thresholds), "rates": list(self.codebook.rates)
             },
@@ -446,14 +432,14 @@ class AdaCacheRun:
             "peak_cache_bytes": self.peak_cache_bytes,
             "streams": len(self.streams),
             "distance_range": [min(distances), max(distances)] if distances else None,
-            "calibrated_codebook": calibrated.describe() if calibrated else None,
+            "calibrated_codebook": calibrated.editor_text() if calibrated else None,
             "cache_sigma_range": [
                 v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
             ],
             "warnings": warnings,
+            "calibration_sample": self.calibration_sample().to_dict() if self.calibrating else None,
             "trace": [r.as_dict() for r in s.trace],
         }
-
 
     def _no_reuse_advice(self, reached, distances, calibrated) -> str:
         """Why no step was reused, and what would change that."""
@@ -473,10 +459,11 @@ class AdaCacheRun:
             return "no step was reused: no distance was measured (was the block stack run?)"
         text = (
             f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g} "
-            f"per step) selected cache rate 1 in {self.codebook.describe()}; pick a faster preset"
+            f"per step) selected cache rate 1 in {self.codebook.editor_text()}; pick a faster "
+            "preset"
         )
         if calibrated is not None:
-            text += f" or a codebook calibrated to this model, e.g. {calibrated.describe()}"
+            text += f" or a codebook calibrated to this model, e.g. {calibrated.editor_text()}"
         return text + " (preset 'calibrate' + AdaCache Calibrate fit one to your model)"
 
 
@@ -497,10 +484,13 @@ def format_summary(summary: dict) -> str:
 
 
 def _format_summary(summary: dict) -> str:
+    codebook = summary.get("codebook_text") or summary["codebook"]  # the editor's form
+    if str(summary["codebook"]).startswith("calibrated plan"):
+        codebook = f"{summary['codebook'].split(' (')[0]} (plain codebook {codebook})"
     lines = [
         f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
         f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "
-        f"steps), codebook {summary['codebook']} for {summary['codebook_steps']:g} steps, "
+        f"steps), codebook {codebook} for {summary['codebook_steps']:g} steps, "
         f"metric {summary['metric']} @ blocks {summary['metric_blocks']}, "
         f"MoReg {'on' if summary['moreg'] else 'off'}",
         f"AdaCache schedule  [{summary['pattern']}]  (C computed, . reused)",

@@ -2,10 +2,10 @@
 ``GET /adacache/codebooks`` route and the node "AdaCache Calibrate".
 
 A sampling run of a model patched by AdaCache Apply with preset ``calibrate`` computes every
-step; when it finishes, its per-step distances and motion scores are appended as one
-``CalibrationSample`` per batch row (video) to a process-wide store keyed by the Apply node's
-id, so the runs of several queued prompts (seeds, prompts, batches) accumulate. AdaCache
-Calibrate fits a codebook to them (``adacache.calibrate``) and saves it as
+step; when it finishes, its per-step changes and motion scores are appended as a
+``CalibrationSample`` (a batch averaged, as the schedule averages it) to a process-wide store
+keyed by the Apply node's id, so the runs of several queued prompts (seeds, prompts)
+accumulate. AdaCache Calibrate fits a codebook to them (``adacache.calibrate``) and saves it as
 ``<user dir>/default/adacache/codebooks/<name>.json``, which the Codebook Editor lists by name.
 """
 
@@ -41,12 +41,13 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 # --------------------------------------------------------------------------- the sample store
 @dataclass
 class RecordedRun:
-    """One recorded video: a batch of B videos in one sampling run gives B of these."""
+    """One finished calibration run."""
 
     sample: CalibrationSample
     prompt_id: str | None
     recorded: float  # time.time()
-    run: str  # the sampling run it came from
+    run: str  # a uuid4 hex per sampling run
+    batch: int = 1  # videos in the batch (the sample averages them)
 
 
 class CalibrationStore:
@@ -98,9 +99,11 @@ def attach_recorder(model, node_id) -> None:
         run = handle.run
         try:
             if run is not None:
-                run_id = uuid.uuid4().hex
-                for sample in run.calibration_samples():
-                    STORE.add(node_id, RecordedRun(sample, prompt_id, time.time(), run_id))
+                run.schedule.close()  # the last step's change is final only now
+                noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
+                batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
+                STORE.add(node_id, RecordedRun(run.calibration_sample(), prompt_id, time.time(),
+                                               uuid.uuid4().hex, batch))
         except Exception as e:  # recording must never fail a finished run
             log.warning("AdaCache: could not record the calibration run: %s", e)
         return out
@@ -133,8 +136,7 @@ def save_codebook(name: str, codebook: Codebook, **metadata) -> str:
     path = os.path.join(folder, f"{name}.json")
     data = {
         "name": name,
-        "thresholds": list(codebook.thresholds),
-        "rates": list(codebook.rates),
+        **codebook.to_dict(),  # thresholds, rates (+ profile, speed of a calibrated plan)
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **metadata,
     }
@@ -194,6 +196,7 @@ def list_codebooks() -> list[dict]:
             "thresholds": list(codebook.thresholds),
             "rates": list(codebook.rates),
             "speed": data.get("speed"),
+            "planned": codebook.planned,
             "created": data.get("created"),
             "n_steps": data.get("n_steps"),
         })
@@ -325,8 +328,8 @@ class AdaCacheCalibrate(io.ComfyNode):
                 f"{handle.node_id}; queue the workflow (a few seeds or prompts) with preset "
                 "'calibrate'"
             )
-        if runs == RUNS_LATEST:  # the latest sampling run (all of its batch)
-            recorded = [r for r in recorded if r.run == recorded[-1].run]
+        if runs == RUNS_LATEST:
+            recorded = recorded[-1:]
         n_steps = recorded[-1].sample.n_steps
         used = [r for r in recorded if r.sample.n_steps == n_steps]
         skipped = len(recorded) - len(used)
@@ -334,13 +337,13 @@ class AdaCacheCalibrate(io.ComfyNode):
         if runs == RUNS_ALL_THEN_FORGET:
             STORE.clear(handle.node_id)
         lines = [
-            f"AdaCache Calibrate: {len(used)} video(s) of {n_steps} steps from "
-            f"{len({r.run for r in used})} sampling run(s) -> {result.describe()}",
-            f"codebook for the Codebook Editor: {result.codebook.describe()}",
+            f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
+            f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
+            f"plain codebook for the Codebook Editor's fields: {result.codebook.editor_text()}",
         ]
         if skipped:
             lines.append(
-                f"{skipped} earlier video(s) with another step count were left out (a codebook "
+                f"{skipped} earlier run(s) with another step count were left out (a codebook "
                 "fits one step count)"
             )
         moreg_out = result.moreg if moreg else None
@@ -355,12 +358,17 @@ class AdaCacheCalibrate(io.ComfyNode):
                 "speed": speed,
                 "n_steps": n_steps,
                 "runs": len(used),
-                "sampling_runs": len({r.run for r in used}),
+                "videos": sum(r.batch for r in used),
                 "predicted_computed": list(result.predicted_computed),
                 "moreg": asdict(moreg_out) if isinstance(moreg_out, MoRegSettings) else None,
             }
             path = save_codebook(name, result.codebook, **metadata)
-            lines.append(f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved'")
+            lines.append(
+                f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved' to use the "
+                "calibrated plan (the fields alone hold only the plain codebook)"
+                if result.codebook.planned else
+                f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved'"
+            )
         summary = "\n".join(lines)
         log.info(summary)
         payload = {

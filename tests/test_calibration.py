@@ -116,10 +116,11 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
         patched, latent, 3.0, False, "demo model", calibration.RUNS_ALL
     ).args
     assert moreg is None
-    assert "2 video(s) of 30 steps from 2 sampling run(s)" in text
-    assert codebook.describe() in text
+    assert "2 run(s) of 30 steps (2 video(s))" in text
+    assert codebook.editor_text() in text
     path = user_dir / "default" / "adacache" / "codebooks" / "demo model.json"
     data = json.loads(path.read_text())
+    assert {k: data[k] for k in codebook.to_dict()} == codebook.to_dict()  # plan included
     assert data["thresholds"] == list(codebook.thresholds)
     assert data["rates"] == list(codebook.rates)
     assert data["speed"] == 3.0 and data["n_steps"] == STEPS and data["runs"] == 2
@@ -131,10 +132,13 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     loaded = editor.execute("0.5, 1", "9, 1", "demo model").args[0]
     assert loaded == codebook
     assert editor.execute("0.5, 1", "9, 1", calibration.USE_VALUES_ABOVE).args[0].rates == (9, 1)
-    # the log's form pastes back into the editor as is
-    assert editor.execute(codebook.describe(), "").args[0] == codebook
-    thresholds_line, rates_line = (p.split(":", 1)[1] for p in codebook.describe().split("|"))
-    assert editor.execute(thresholds_line, rates_line).args[0] == codebook
+    # the log's form pastes back into the editor as is (the plain codebook: fields hold no plan)
+    plain = (codebook.thresholds, codebook.rates)
+    pasted = editor.execute(codebook.editor_text(), "").args[0]
+    assert (pasted.thresholds, pasted.rates) == plain
+    thresholds_line, rates_line = (p.split(":", 1)[1] for p in codebook.editor_text().split("|"))
+    pasted = editor.execute(thresholds_line, rates_line).args[0]
+    assert (pasted.thresholds, pasted.rates) == plain
     # re-saving under the same name changes the fingerprint, so ComfyUI re-runs the editor
     before = editor.fingerprint_inputs("", "", "demo model")
     listed = calibration.list_codebooks()
@@ -143,7 +147,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     # 'latest run only' and 'then start over'
     _, _, text = cal.execute(patched, latent, 2.0, False, "demo model", calibration.RUNS_LATEST
                              ).args
-    assert "1 video(s) of 30 steps from 1 sampling run(s)" in text
+    assert "1 run(s) of 30 steps (1 video(s))" in text
     assert editor.fingerprint_inputs("", "", "demo model") != before
     cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL_THEN_FORGET)
     assert calibration.STORE.runs("cal-2") == []
@@ -151,26 +155,21 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
         cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL)
 
 
-def test_a_batch_gives_one_calibration_sample_per_video(pack, model, user_dir):
+def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir):
     calibration = pack[1]
     calibration.STORE.clear("cal-5")
     patched = apply(pack, model, "cal-5", "calibrate")
     latent, summary = sample(pack, patched, "camera pan", 7, steps=12, batch=3)
     runs = calibration.STORE.runs("cal-5")
-    assert len(runs) == 3 and len({r.run for r in runs}) == 1
-    rows = [r.sample for r in runs]
-    for row in rows:
-        assert row.n_steps == 12 and row.distances[0] is None
-        assert all(d is not None and d > 0 for d in row.distances[1:])
-        assert all(m is not None for m in row.motions[1:])
-    assert rows[0].distances != rows[1].distances  # three different videos
-    # the run's own (whole-batch) distance lies within the rows' range at every step
-    for step in range(1, 12):
-        values = [row.distances[step] for row in rows]
-        assert min(values) * 0.999 <= summary["trace"][step]["distance"] <= max(values) * 1.001
+    assert len(runs) == 1 and runs[0].batch == 3
+    row = runs[0].sample
+    assert row.n_steps == 12 and row.distances[0] is None
+    assert list(row.distances) == [r["distance"] for r in summary["trace"]]
+    assert all(m is not None for m in row.motions[1:])
+    assert summary["calibration_sample"]["distances"] == list(row.distances)
     _, _, text = node(calibration.AdaCacheCalibrate).execute(
         patched, latent, 2.0, False, "", calibration.RUNS_LATEST).args
-    assert "3 video(s) of 12 steps from 1 sampling run(s)" in text
+    assert "1 run(s) of 12 steps (3 video(s))" in text
     calibration.STORE.clear("cal-5")
 
 
@@ -330,7 +329,7 @@ def test_calibrated_codebook_never_raises_nor_suggests_rate_one_only():
     cb = calibrated_codebook([0.100001, 0.100002, 0.100003], (6, 5, 4, 3, 2, 1))
     assert cb is not None and all(b > a for a, b in zip(cb.thresholds, cb.thresholds[1:],
                                                          strict=False))
-    assert Codebook.from_text(*cb.describe().split("|")) == cb
+    assert Codebook.from_text(*cb.editor_text().split("|")) == cb
     assert calibrated_codebook([0.1, 0.2, 0.3], (1, 1, 1)) is None
     assert calibrated_codebook([math.nan, math.inf, 0.1], (2, 1)) is None
     assert calibrated_codebook(["x", 0.1], (2, 1)) is None

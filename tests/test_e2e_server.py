@@ -171,7 +171,7 @@ def test_workflow_runs_and_requeue_is_identical(server, object_info):
         assert fast["steps_reached"] == custom["steps_reached"] == STEPS
         assert fast["moreg"] and not custom["moreg"]
         # custom codebook: every distance selects rate 3, so steps are really reused
-        assert custom["codebook"] == "thresholds: 100, 200 | rates: 3, 1"
+        assert custom["codebook"] == "{100: 3, 200: 1}"
         assert 0 < custom["computed_steps"] < STEPS
         assert "." in custom["pattern"]
     for node in ("10", "20"):  # the same schedule on the re-queue: no state leaked
