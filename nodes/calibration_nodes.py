@@ -339,7 +339,6 @@ class AdaCacheCalibrate(io.ComfyNode):
         lines = [
             f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
             f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
-            f"plain codebook for the Codebook Editor's fields: {result.codebook.editor_text()}",
         ]
         if skipped:
             lines.append(

@@ -110,9 +110,13 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
     distances = [(s, v) for s, v in distances if v is not None and v > 0]
     thresholds = [_finite(t) for t in _codebook_values(summary, "thresholds")]
     rates = _codebook_values(summary, "rates")
-    if summary.get("calibration"):  # every step computed: the codebook was not used
+    references = [(r["step"], _finite(r.get("reference_distance"))) for r in trace]
+    references = [(s, v) for s, v in references if v is not None and v > 0]
+    if summary.get("calibration") or references:
+        # every step computed, or a calibrated plan (rate from the distance against the
+        # plan's expected change, drawn instead): the thresholds did not pick the rates
         thresholds, rates = [], []
-    values = [v for _, v in distances]
+    values = [v for _, v in distances] + [v for _, v in references]
     if values:
         lo, hi = min(values), max(values)
         # show thresholds near the data (the last one only catches the rest)
@@ -139,6 +143,16 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
         if rates:
             d.text((right + 6, max(dist_top + 6, previous_y - 12)), f"above: rate {rates[-1]}",
                    fill=ORANGE, font=f_small, anchor="lm")
+        ref = [(x(s), axis.y(v)) for s, v in references]
+        if len(ref) > 1:
+            d.line(ref, fill=GREY, width=1)
+        for px, py in ref:
+            d.ellipse([px - 3, py - 3, px + 3, py + 3], outline=GREY)
+        if ref:
+            d.text((right + 6, dist_top + 6), "grey: the plan's", fill=GREY, font=f_small,
+                   anchor="lm")
+            d.text((right + 6, dist_top + 22), "expected change", fill=GREY, font=f_small,
+                   anchor="lm")
         pts = [(x(s), axis.y(v)) for s, v in distances]
         if len(pts) > 1:
             d.line(pts, fill=BLUE, width=2)
