@@ -80,6 +80,7 @@ class AdaCacheConfig:
     verbose: bool = False
     offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
     notes: tuple[str, ...] = ()  # said in every run's summary (e.g. what replaced the preset)
+    compute_steps: tuple[int, ...] = ()  # a fixed schedule instead of the rule (baselines)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:
@@ -147,7 +148,9 @@ class AdaCacheRun:
         n_steps = max(len(sigmas) - 1, 1)
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
-        self.schedule = CacheSchedule(sigmas, self.codebook, config.moreg, cache_sigma_range)
+        self.schedule = CacheSchedule(
+            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps
+        )
         self.check_interrupt = check_interrupt
         self.cache_device = cache_device  # None: keep caches where they were computed
         self.streams: dict[object, StreamCache] = {}

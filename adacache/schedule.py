@@ -11,6 +11,7 @@ from .plan import Planner
 
 # Reasons a step is computed.
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
+FIXED = "fixed schedule"
 CACHED = "cached"
 
 
@@ -75,7 +76,10 @@ class CacheSchedule:
         codebook: Codebook,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
+        fixed_steps: tuple[int, ...] = (),
     ):
+        # fixed_steps: compute exactly these steps (plus warm-up and final), for baselines
+        self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.codebook = codebook
@@ -112,6 +116,8 @@ class CacheSchedule:
         sigma = self.sigmas[step]
         if not (self.cache_sigma_low <= sigma <= self.cache_sigma_high):
             return True, OUTSIDE_RANGE
+        if self.fixed_steps is not None:
+            return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
         if step >= self.next_compute:
             return True, SCHEDULED
         return False, CACHED
