@@ -351,7 +351,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 "MoReg: the calibration gave no MoReg settings (it needs motion scores, i.e. a "
                 "video model); the 'moreg' output is off"
             )
-        name = str(name).strip()
+        name, path = str(name).strip(), None
         if name:
             metadata = {
                 "speed": speed,
@@ -361,7 +361,14 @@ class AdaCacheCalibrate(io.ComfyNode):
                 "predicted_computed": list(result.predicted_computed),
                 "moreg": asdict(moreg_out) if isinstance(moreg_out, MoRegSettings) else None,
             }
-            path = save_codebook(name, result.codebook, **metadata)
+            check_name(name)  # a bad name is the user's to fix: fail now
+            try:
+                path = save_codebook(name, result.codebook, **metadata)
+            except OSError as e:  # the fitted codebook is still output; say why it was not saved
+                path = None
+                lines.append(f"could not save '{name}': {e}")
+                log.warning("AdaCache Calibrate: could not save codebook %r: %s", name, e)
+        if name and path is not None:
             lines.append(
                 f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved' to use the "
                 "calibrated plan (the fields alone hold only the plain codebook)"

@@ -190,6 +190,11 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
         cal.execute(patched, {}, 3.0, False, "../escape", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="not found"):
         nodes.AdaCacheCodebookEditor.execute("0.1, 1", "2, 1", "no such codebook")
+    # an unwritable user directory: the fitted codebook is still output, the summary says why
+    user_dir.mkdir(parents=True, exist_ok=True)
+    (user_dir / "default").write_text("a file where the folder should be")
+    codebook, _, text = cal.execute(patched, {}, 3.0, False, "mine", calibration.RUNS_ALL).args
+    assert codebook.rates and "could not save 'mine'" in text
     calibration.STORE.clear("cal-3")
 
 
