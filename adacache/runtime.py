@@ -4,14 +4,24 @@ The ComfyUI layer calls ``begin_call``/``end_call`` around every model evaluatio
 block of the stack through ``block``, the stack output through ``stack_output`` and side
 modules between blocks through ``silenced_module``. Pure torch; interrupts and logging are
 injected.
+
+``begin_call`` makes the call's plan (``plan_call``): compute, reuse or pass through, and why.
+Every hook reads that plan; the only change a hook may make is the fallback from reuse to
+compute when the stored residual does not fit (``_reuse``). Stored residuals are stamped with
+the compute step that produced them and only those of the run's last compute step are reused.
+The plan of the call in progress lives in a context variable, so concurrent calls (threads)
+never see each other's plan.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -22,9 +32,13 @@ from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings
 from .schedule import (
     FINAL,
+    FOREIGN_BLOCKS,
+    NO_CACHE,
     OUTSIDE_RANGE,
     SCHEDULED,
+    STALE_CACHE,
     WARMUP,
+    WINDOW_NO_CACHE,
     CacheSchedule,
     StepRecord,
     step_of_sigma,
@@ -105,11 +119,22 @@ class AdaCacheConfig:
         return preset_codebook(self.preset, steps)
 
 
+class StreamKey(NamedTuple):
+    """What one stored residual was computed for: a cond entry (its uuid), the context window
+    the host sliced the latent to (None: the whole latent) and the per-stream latent shape (any
+    other slicing shows there). Equal keys, and only those, share a residual."""
+
+    cond: object
+    window: object = None
+    latent: tuple = ()
+
+
 @dataclass
 class StreamCache:
-    """What one stream (one cond entry: positive, negative, ...) keeps between steps."""
+    """What one stream keeps between steps."""
 
     residual: dict[str, torch.Tensor] | None = None  # stack output - input, per carried key
+    step: int | None = None  # the compute step that produced ``residual``
     metric: dict[int, torch.Tensor] = field(default_factory=dict)  # metric-block residuals
     metric_step: int | None = None
 
@@ -119,13 +144,21 @@ class StreamCache:
 
 
 @dataclass
-class CallContext:
+class CallPlan:
+    """What one model call does and why; made once by ``plan_call``, read by every hook."""
+
     mode: str
+    reason: str
     stream_keys: list
     latent_shape: tuple[int, ...]
     record: StepRecord | None = None
     stack_input: dict[str, torch.Tensor] | None = None
     metric_residuals: dict[int, torch.Tensor] = field(default_factory=dict)
+    log: dict = field(default_factory=dict)  # this call's entry in its step's call_plans
+    token: object = None  # restores the context variable in end_call
+
+
+CallContext = CallPlan  # the name before issue 8
 
 
 class AdaCacheRun:
@@ -139,7 +172,11 @@ class AdaCacheRun:
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
         check_interrupt: Callable[[], None] = lambda: None,
         cache_device: torch.device | None = None,
+        first_step: int = 0,
     ):
+        """``steps_for_codebook``: the whole schedule's length at this run's step density;
+        ``first_step``: where this run's first step sits in it (KSamplerAdvanced slices).
+        Both place the MoReg window on the whole schedule."""
         self.config = config
         self.family = family
         self.n_blocks = 1 if family.mode == WHOLE else n_blocks
@@ -149,15 +186,17 @@ class AdaCacheRun:
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
         self.schedule = CacheSchedule(
-            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps
+            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps,
+            schedule_steps=self.steps_for_codebook, first_step=first_step,
         )
         self.check_interrupt = check_interrupt
-        self.cache_device = cache_device  # None: keep caches where they were computed
+        # None: residuals stay where they were computed; metric tensors always do
+        self.cache_device = cache_device
         self.streams: dict[object, StreamCache] = {}
+        self._plan = contextvars.ContextVar(f"adacache_plan_{id(self)}", default=None)
         self.calibrating = config.preset == "calibrate"
         self.gap_recorders: dict[object, GapRecorder] = {}
         self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
-        self.call: CallContext | None = None
         self.stack_runs = 0  # calls that ran the full block stack
         self.reused_calls = 0
         self.passthrough_calls = 0
@@ -174,35 +213,76 @@ class AdaCacheRun:
                 "MoReg: no motion term for image models (one frame); its factor stays 1"
             )
 
+    def __deepcopy__(self, memo):
+        # A run travels in its sampling call's transformer_options; a host that deep-copies
+        # those options must keep pointing at this one run, never at a copy of its caches.
+        return self
+
     # -- calls -----------------------------------------------------------------------------
+    @property
+    def call(self) -> CallPlan | None:
+        """The plan of the model call in progress in this context (thread), if any."""
+        return self._plan.get()
+
     def begin_call(
         self, sigma: float, stream_keys: list, latent_shape, stack_intact=True, compute_reason=None
-    ):
+    ) -> str:
         """Starts one model evaluation; returns its mode.
 
-        ``compute_reason``: this evaluation must run the stack (e.g. a ControlNet adds hints
-        between blocks, which a stored residual would count twice).
+        ``stack_intact``: False when another patch replaced some of our blocks for this call.
+        ``compute_reason``: this evaluation must run the stack (e.g. ControlNet hints or model
+        patches added between blocks, which a stored residual would count twice).
         """
-        if not stack_intact:
-            # Another patch replaced some of our blocks for this call (e.g. SkipLayerGuidance's
-            # extra pass): run it exactly as asked and keep nothing from it.
-            self.passthrough_calls += 1
-            self.call = CallContext(PASSTHROUGH, list(stream_keys), tuple(latent_shape))
-            return PASSTHROUGH
         step = step_of_sigma(self.schedule.sigmas, sigma)
-        record = self.schedule.enter(step)
-        mode = COMPUTE if record.computed else REUSE
-        self.call = CallContext(mode, list(stream_keys), tuple(latent_shape), record)
-        if compute_reason and mode == REUSE:
-            self._force_compute(self.call, compute_reason)
-            note = f"{compute_reason}: those steps are computed instead of reused"
-            if note not in self.warnings:
-                self.warnings.append(note)
-        return self.call.mode
+        if stack_intact:
+            plan = self.plan_call(self.schedule.enter(step), stream_keys, latent_shape,
+                                  compute_reason)
+        else:
+            # e.g. SkipLayerGuidance's extra pass: run it exactly as asked, keep nothing from it
+            self.passthrough_calls += 1
+            plan = CallPlan(PASSTHROUGH, FOREIGN_BLOCKS, list(stream_keys), tuple(latent_shape))
+        plan.log = {"mode": plan.mode, "reason": plan.reason}
+        trace = self.schedule.trace
+        if trace:
+            trace[min(step, len(trace) - 1)].call_plans.append(plan.log)
+        plan.token = self._plan.set(plan)
+        return plan.mode
+
+    def plan_call(
+        self, record: StepRecord, stream_keys: list, latent_shape, compute_reason=None
+    ) -> CallPlan:
+        """The one place that decides whether a call runs the stack. In order: the step's own
+        decision (warm-up, final, outside range, scheduled), a reason the host layer gives
+        (ControlNet hints, model patches between blocks), then whether every stream has a
+        residual from the last compute step (no usable cache, context window without its own
+        cache, stale cache). A reused step whose call must compute becomes a compute step."""
+        keys = list(stream_keys)
+        if record.computed:
+            return CallPlan(COMPUTE, record.reason, keys, tuple(latent_shape), record)
+        reason = compute_reason or self._cache_problem(keys, record.step)
+        if reason is None:
+            return CallPlan(REUSE, record.reason, keys, tuple(latent_shape), record)
+        if compute_reason and not any(w.startswith(compute_reason) for w in self.warnings):
+            self.warnings.append(f"{compute_reason}: those steps are computed instead of reused")
+        record.computed, record.reason = True, reason
+        return CallPlan(COMPUTE, reason, keys, tuple(latent_shape), record)
+
+    def _cache_problem(self, stream_keys: list, step: int) -> str | None:
+        last = self.schedule.last_compute_step(step)
+        for key in stream_keys:
+            stream = self.streams.get(key)
+            if stream is not None and stream.step is not None and stream.step != last:
+                return STALE_CACHE  # this stream missed the last compute step
+            if stream is None or stream.residual is None:
+                return WINDOW_NO_CACHE if getattr(key, "window", None) is not None else NO_CACHE
+        return None
 
     def end_call(self) -> None:
-        call, self.call = self.call, None
-        if call is None or call.mode == PASSTHROUGH:
+        call = self.call
+        if call is None:
+            return
+        self._plan.reset(call.token)
+        if call.mode == PASSTHROUGH:
             return
         if call.mode == REUSE:
             self.reused_calls += 1
@@ -210,7 +290,9 @@ class AdaCacheRun:
         self.peak_cache_bytes = max(self.peak_cache_bytes, total)
 
     def abort_call(self) -> None:
-        self.call = None
+        call = self.call
+        if call is not None:
+            self._plan.reset(call.token)
 
     # -- hooks -----------------------------------------------------------------------------
     def block(self, position: int, args: dict, run_inner: Callable[[dict], dict]) -> dict:
@@ -222,15 +304,9 @@ class AdaCacheRun:
         if call.mode == REUSE:
             if position != 0:
                 return args  # the stored residual already holds what this block adds
-            cached = self._cached_residual({k: args[k] for k in keys})
-            if cached is None:  # no usable cache for some stream: never reuse stale data
-                self._force_compute(call)
-                return self.block(position, args, run_inner)
-            self.check_interrupt()
-            out = dict(args)
-            for k in keys:
-                out[k] = args[k] + cached[k]
-            return out
+            cached = self._reuse(call, {k: args[k] for k in keys})
+            if cached is not None:
+                return {**args, **{k: args[k] + cached[k] for k in keys}}
         if position == 0:
             call.stack_input = {k: args[k] for k in keys}
             self.stack_runs += 1
@@ -251,12 +327,9 @@ class AdaCacheRun:
             stream = self.streams.get(call.stream_keys[0])
             like = None if stream is None or stream.residual is None else stream.residual["out"]
             view = None if like is None else _crop(x, like.shape[1:])
-            cached = None if view is None else self._cached_residual({"out": view})
-            if cached is None:
-                self._force_compute(call)
-                return self.whole_model(x, run_inner)
-            self.check_interrupt()
-            return view + cached["out"]
+            cached = self._reuse(call, {"out": view} if view is not None else None)
+            if cached is not None:
+                return view + cached["out"]
         self.stack_runs += 1
         out = run_inner()
         view = _crop(x, out.shape[1:])
@@ -266,6 +339,16 @@ class AdaCacheRun:
         call.metric_residuals[0] = out - view
         self.stack_output(out)
         return out
+
+    def _reuse(self, call: CallPlan, current: dict[str, torch.Tensor] | None) -> dict | None:
+        """The reuse-or-fall-back step both reuse paths share: the stored residuals batched
+        like ``current``, or None after turning the call into a compute call."""
+        cached = None if current is None else self._cached_residual(call, current)
+        if cached is None:
+            self._force_compute(call, NO_CACHE)
+            return None
+        self.check_interrupt()
+        return cached
 
     def stack_output(self, hidden: torch.Tensor) -> None:
         """The hidden state after the whole stack (including any side-module hints)."""
@@ -285,10 +368,15 @@ class AdaCacheRun:
         metrics = {p: self._chunks(r, call.stream_keys) for p, r in call.metric_residuals.items()}
         call.metric_residuals = {}
         step = call.record.step
+        for stream in self.streams.values():  # older residuals can never be reused again
+            if stream.step is not None and stream.step < step:
+                stream.residual = None
         for i, stream_key in enumerate(call.stream_keys):
             stream = self.streams.setdefault(stream_key, StreamCache())
             stream.residual = {k: self._store(r[i]) for k, r in residuals.items()}
-            current = {p: self._store(m[i]) for p, m in metrics.items()}
+            stream.step = step
+            # metric tensors stay on the compute device: distances and motion run there
+            current = {p: m[i].detach() for p, m in metrics.items()}
             if not current or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
@@ -310,13 +398,30 @@ class AdaCacheRun:
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
         motion = None
-        if self.schedule.moreg is not None or self.calibrating:
+        moreg = self.schedule.moreg is not None
+        if (moreg or self.calibrating) and self.family.is_video:
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens)
-            if frames is not None:
-                strides = self.config.moreg.strides if self.config.moreg else (1,)
+            strides = tuple(self.config.moreg.strides) if self.config.moreg else (1,)
+            if frames is None:
+                if moreg:
+                    self.warn_once(
+                        "MoReg: the video has one latent frame (or too few tokens for its "
+                        "frames): no motion to measure; its factor stays 1"
+                    )
+            else:
                 motion = motion_score(frames, strides)
+                if motion is None and moreg:
+                    self.warn_once(
+                        f"MoReg: every frame stride {list(strides)} is as long as the video "
+                        f"({frames.shape[1]} latent frames) or longer: no motion to measure; "
+                        "its factor stays 1"
+                    )
         self.schedule.measure(distance, gap, motion)
+
+    def warn_once(self, note: str) -> None:
+        if note not in self.warnings:
+            self.warnings.append(note)
 
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
         """A module run between blocks (Family.silenced_modules): a no-op on cached evaluations,
@@ -341,9 +446,9 @@ class AdaCacheRun:
     def _chunks(tensor: torch.Tensor, keys: list) -> list[torch.Tensor]:
         return list(tensor.chunk(len(keys), dim=0)) if len(keys) > 1 else [tensor]
 
-    def _cached_residual(self, current: dict[str, torch.Tensor]) -> dict | None:
+    def _cached_residual(self, call: CallPlan, current: dict[str, torch.Tensor]) -> dict | None:
         """The stored residuals of this call's streams, batched like ``current``, or None."""
-        keys = self.call.stream_keys
+        keys = call.stream_keys
         out = {}
         for name, tensor in current.items():
             per_stream = tensor.shape[0] // max(len(keys), 1)
@@ -359,8 +464,9 @@ class AdaCacheRun:
             out[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         return out
 
-    def _force_compute(self, call: CallContext, reason: str = "no usable cache") -> None:
-        call.mode = COMPUTE
+    def _force_compute(self, call: CallPlan, reason: str = NO_CACHE) -> None:
+        call.mode, call.reason = COMPUTE, reason
+        call.log.update(mode=COMPUTE, reason=reason)
         record = call.record
         if record is not None and not record.computed:
             record.computed, record.reason = True, reason
@@ -423,6 +529,9 @@ class AdaCacheRun:
             "stack_runs": self.stack_runs,
             "reused_calls": self.reused_calls,
             "passthrough_calls": self.passthrough_calls,
+            "call_reasons": dict(Counter(
+                f"{p['mode']}: {p['reason']}" for r in s.trace for p in r.call_plans
+            )),
             "codebook": self.codebook.describe(),
             "codebook_text": self.codebook.editor_text(),  # as the Codebook Editor takes it
             "codebook_values": {
@@ -513,7 +622,7 @@ def _format_summary(summary: dict) -> str:
 
 
 def format_trace(summary: dict) -> str:
-    rows = ["step  sigma     mode      reason           distance  motion   factor  rate"]
+    rows = ["step  sigma     mode      reason           distance  motion   factor  rate  calls"]
     for r in summary.get("trace", []):
         if r["computed"] is None:
             continue
@@ -522,6 +631,13 @@ def format_trace(summary: dict) -> str:
         rows.append(
             f"{r['step']:>4}  {r['sigma']:<8.4f}  {'compute' if r['computed'] else 'reuse':<8}  "
             f"{r['reason']:<15}  {num(r['distance']):>8}  {num(r['motion']):>6}  "
-            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}"
+            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}  "
+            + _calls_column(r.get("call_plans", []))
         )
     return "\n".join(rows)
+
+
+def _calls_column(plans: list[dict]) -> str:
+    """Each call's plan, repeats counted: 'reuse (cached) x6, compute (stale cache)'."""
+    counts = Counter(f"{p['mode']} ({p['reason']})" for p in plans)
+    return ", ".join(f"{text} x{n}" if n > 1 else text for text, n in counts.items())

@@ -25,6 +25,7 @@ from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io, ui
 
 from ..adacache import CalibrationSample, Codebook, CodebookError, MoRegSettings, calibrate
+from .patch import RUNS
 
 log = logging.getLogger("AdaCache")
 RECORDER_KEY = "adacache.calibration"
@@ -88,16 +89,18 @@ def attach_recorder(model, node_id) -> None:
     """Records every finished sampling run of ``model`` (patched, preset calibrate) in STORE.
 
     An OUTER_SAMPLE wrapper inside AdaCache's own: when sampling returns normally the run is
-    still the handle's current one, with every step's distance measured. Interrupted or failed
-    runs record nothing.
+    still registered in the guider's options (patch.RUNS), with every step measured.
+    Interrupted or failed runs record nothing.
     """
     handle = model.model_options["transformer_options"]["adacache_handle"]
 
     def adacache_calibration_recorder(executor, *args, **kwargs):
         prompt_id = _prompt_id()
         out = executor(*args, **kwargs)
-        run = handle.run
         try:
+            # this sampling call's run, still registered by AdaCache's own (outer) wrapper
+            options = executor.class_obj.model_options.get("transformer_options", {})
+            run = (options.get(RUNS) or {}).get(handle)
             if run is not None:
                 run.schedule.close()  # the last step's change is final only now
                 noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
