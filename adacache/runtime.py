@@ -492,7 +492,6 @@ class AdaCacheRun:
     def finish(self) -> dict:
         """Closes the run and returns its summary; never raises (reporting must not fail a
         finished run nor replace an interrupt's exception)."""
-        self.call = None
         try:
             self.schedule.close()
             summary = self.summary()
