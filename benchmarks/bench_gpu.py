@@ -72,6 +72,10 @@ METHODS = {  # "custom" takes its codebook from --codebook
     "adacache-fast-offload": dict(preset="fast", offload_cache=True),
     "adacache-custom": dict(preset="custom"),
     "adacache-custom-offload": dict(preset="custom", offload_cache=True),
+    # the calibrated plan: one calibration run of this model (preset "calibrate"), then
+    # calibrate(speed=--plan-speed) (docs/calibration.md)
+    "adacache-plan": dict(preset="plan"),
+    "adacache-plan-offload": dict(preset="plan", offload_cache=True),
 }
 DEFAULT_METHODS = "uncached,adacache-fast,adacache-slow,adacache-fast-offload"
 
@@ -121,8 +125,8 @@ class StoreProbe:
         self.devices: set[str] = set()
         original = runtime.AdaCacheRun._store
 
-        def store(run, tensor):
-            out = original(run, tensor)
+        def store(run, tensor, *args, **kwargs):
+            out = original(run, tensor, *args, **kwargs)
             self.devices.add(str(out.device))
             return out
 
@@ -184,7 +188,7 @@ class CallTimer:
                                "seconds": time.perf_counter() - start})
 
 
-def make_variants(h, base, timer: CallTimer, methods: list[str], codebook) -> dict:
+def make_variants(h, base, timer: CallTimer, methods: list[str], codebook, plan=None) -> dict:
     from comfy.patcher_extension import WrappersMP
 
     timed = base.clone()
@@ -197,6 +201,8 @@ def make_variants(h, base, timer: CallTimer, methods: list[str], codebook) -> di
             continue
         if options["preset"] == "custom":
             options = dict(options, codebook=codebook)
+        if options["preset"] == "plan":
+            options = dict(options, preset="custom", codebook=plan)
         variants[name] = h.apply_adacache(timed, h.AdaCacheConfig(**options))
     return variants
 
@@ -255,7 +261,19 @@ def run_config(h, name: str, args, probe: StoreProbe) -> dict:
     hidden_bytes = tokens * dm.dim * torch.empty((), dtype=dtype).element_size()
     timer = CallTimer()
     codebook = parse_codebook(h, args.codebook)
-    variants = make_variants(h, base, timer, args.methods, codebook)
+    plan = None
+    if any(m.startswith("adacache-plan") for m in args.methods):
+        from comfyui_adacache.adacache import CalibrationSample, calibrate
+
+        calibrating = h.apply_adacache(base, h.AdaCacheConfig(preset="calibrate"))
+        sample(h, calibrating, noise, latent, positive, negative, args.steps, args.cfg,
+               args.seed + 1)  # another seed than the measured runs
+        summary = calibrating.model_options["transformer_options"]["adacache_handle"].last_summary
+        result = calibrate([CalibrationSample.from_dict(summary["calibration_sample"])],
+                           args.plan_speed)
+        plan = result.codebook
+        print(f"[{name}] {result.describe()}", flush=True)
+    variants = make_variants(h, base, timer, args.methods, codebook, plan)
     names = list(variants)
     print(f"[{name}] WanModel dim {dm.dim}, ffn {cfg['ffn']}, {len(dm.blocks)} blocks, "
           f"{params / 1e9:.2f} B params, {dtype}; latent {list(latent.shape)} -> {tokens} tokens; "
@@ -554,6 +572,8 @@ def main(argv=None):
                         help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--codebook", default=None,
                         help="for adacache-custom: threshold:rate pairs, e.g. 0.69:6,...,1.6:1")
+    parser.add_argument("--plan-speed", type=float, default=3.0,
+                        help="speed target of the calibrated plan (adacache-plan methods)")
     parser.add_argument("--label", default="", help="appended to the configuration's name")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="earlier bench_gpu.json files whose configurations to keep")
