@@ -98,10 +98,10 @@ def next_seed(page) -> None:
         const w = n.widgets?.find((w) => w.name === 'seed'); if (w) w.value += 1; } }""")
 
 
-def plot_state(page) -> dict:
+def plot_state(page, node_id: int) -> dict:
     return page.evaluate(
-        "() => ({...document.querySelector('canvas.adacache-adacache_schedule').dataset})"
-    )
+        "(id) => ({...window.app.graph.getNodeById(id).widgets"
+        ".find(w => w.name === 'adacache_schedule').canvas.dataset})", node_id)
 
 
 def main() -> None:
@@ -112,7 +112,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     workflow = json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
-    apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply")
+    # the Apply that runs (not the one calibrating, when the demo shows calibrate -> run)
+    apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply"
+                    and n["widgets_values"][0] != "calibrate")
     with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
         server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT}).start()
         try:
@@ -121,32 +123,39 @@ def main() -> None:
             with sync_playwright() as p:
                 browser, page = open_frontend(p, server.url)
                 load_workflow(page, workflow)
+                page.evaluate(  # the plot shown: selectors below use this class
+                    "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
+                    "'adacache_schedule').canvas.classList.add('adacache-target')", apply_id)
                 focus(page, apply_id, 1.0)
                 queue(page)  # the first run also loads the model
                 page.wait_for_function(
-                    "() => document.querySelector('canvas.adacache-adacache_schedule')"
+                    "() => document.querySelector('canvas.adacache-target')"
                     "?.dataset.state === 'done'", timeout=120_000)
                 next_seed(page)  # same seed: ComfyUI would serve the cached result
                 queue(page)  # the second run: catch it half-way
                 page.wait_for_function(
                     "() => { const d = document.querySelector("
-                    "'canvas.adacache-adacache_schedule').dataset;"
+                    "'canvas.adacache-target').dataset;"
                     " return d.state === 'live' && Number(d.points) >= 14; }",
                     timeout=120_000, polling=20)
                 page.screenshot(path=str(args.out / "live_trace.png"),
                                 clip=node_box(page, apply_id))
                 page.wait_for_function(
-                    "() => document.querySelector('canvas.adacache-adacache_schedule')"
+                    "() => document.querySelector('canvas.adacache-target')"
                     "?.dataset.state === 'done'", timeout=120_000)
                 page.wait_for_timeout(500)
-                hover_step(page, 19)  # the tooltip: every field of one step
+                hover_step(page, 22)  # the tooltip: every field of one (computed) step
                 box = node_box(page, apply_id)
-                page.screenshot(path=str(args.out / "trace_done.png"),
-                                clip={**box, "width": box["width"] + 190})
+                tip = page.evaluate("() => { const r = document.querySelector("
+                                    "'.adacache-tooltip').getBoundingClientRect();"
+                                    " return {x: r.right, y: r.bottom}; }")
+                page.screenshot(path=str(args.out / "trace_done.png"), clip={
+                    **box, "width": max(box["width"], tip["x"] + 8 - box["x"]),
+                    "height": max(box["height"], tip["y"] + 8 - box["y"])})
                 what_if(page)
                 page.screenshot(path=str(args.out / "what_if.png"),
                                 clip=node_box(page, apply_id))
-                print(json.dumps(plot_state(page), indent=1))
+                print(json.dumps(plot_state(page, apply_id), indent=1))
                 browser.close()
         finally:
             server.stop()
@@ -155,16 +164,16 @@ def main() -> None:
 
 
 def hover_step(page, step: int) -> None:
-    canvas = page.locator("canvas.adacache-adacache_schedule")
+    canvas = page.locator("canvas.adacache-target")
     box = canvas.bounding_box()
     x = page.evaluate(STEP_X, step)
-    page.mouse.move(box["x"] + x, box["y"] + box["height"] * 0.45)
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] * 0.81)  # on the run strip
     page.wait_for_timeout(200)
 
 
 def what_if(page) -> None:
     """Drags the first threshold down to the middle of the recorded distances, raises band 1."""
-    canvas = page.locator("canvas.adacache-adacache_schedule")
+    canvas = page.locator("canvas.adacache-target")
     box = canvas.bounding_box()
     line_y = page.evaluate(THRESHOLD_Y, 0)
     target = page.evaluate(DISTANCE_Y, 0.6)
@@ -180,17 +189,17 @@ def what_if(page) -> None:
 # Screen offsets (CSS px from the canvas top) of a threshold line / a distance quantile, read
 # from the drawn layout through the state the widget exposes.
 STEP_X = """(t) => {
-    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const cv = document.querySelector('canvas.adacache-target');
     const k = cv.getBoundingClientRect().width / cv.clientWidth;
     return window.adacache.plotLayout(cv).x(t) * k;
 }"""
 THRESHOLD_Y = """(i) => {
-    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const cv = document.querySelector('canvas.adacache-target');
     const k = cv.getBoundingClientRect().height / cv.clientHeight;
     return window.adacache.plotLayout(cv).Y.y(Number(cv.dataset.thresholds.split(',')[i])) * k;
 }"""
 DISTANCE_Y = """(q) => {
-    const cv = document.querySelector('canvas.adacache-adacache_schedule');
+    const cv = document.querySelector('canvas.adacache-target');
     const k = cv.getBoundingClientRect().height / cv.clientHeight;
     const L = window.adacache.plotLayout(cv);
     const ds = window.adacache.distances(cv).sort((a, b) => a - b);

@@ -241,7 +241,7 @@ function yScale(values, top, bottom) {
 function layoutOf(w, h, st) {
   const withFactor = st.moreg || st.records.some((r) => r?.moreg_factor != null);
   const left = 52, right = w - 40;
-  const top = 50;
+  const top = st.summary?.warnings?.length && !st.stale ? 64 : 50; // room for a warning line
   const xAxis = h - 28;
   const whatifStrip = xAxis - 14;
   const runStrip = whatifStrip - 12;
@@ -463,7 +463,9 @@ function drawPlot(ctx, w, h, node) {
   ctx.globalAlpha = 1;
   if (st.summary?.warnings?.length && !st.stale) {
     ctx.fillStyle = COLORS.warn;
-    ctx.fillText(`⚠ ${st.summary.warnings[0]}`, L.left + 4, L.top + 10, L.right - L.left - 8);
+    let text = `⚠ ${st.summary.warnings[0]}`;
+    while (text.length > 8 && ctx.measureText(text).width > w - 16) text = `${text.slice(0, -2)}…`;
+    ctx.fillText(text, 8, 52); // the whole warning is in the console log
   }
   return L;
 }
