@@ -100,8 +100,9 @@ class CacheSchedule:
         self.first_step = first_step
         whole = round(schedule_steps) if schedule_steps else self.n_steps
         self.moreg = MotionRegularizer(moreg, whole) if moreg and moreg.enabled else None
+        # a calibrated plan is made for the whole schedule (a slice is planned as its part)
         self.planner = (
-            Planner.for_run(codebook.profile, self.n_steps, codebook.speed)
+            Planner.for_run(codebook.profile, max(whole, self.n_steps), codebook.speed)
             if codebook.planned and self.n_steps > 4 else None
         )
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
@@ -167,10 +168,12 @@ class CacheSchedule:
     def _rate(self, record: StepRecord, gap: int) -> int:
         if self.planner is None:
             return self.codebook.rate_for(record.regularized_distance)
-        reference = self.planner.reference(record.step, gap)
+        step = self.first_step + record.step  # in the whole schedule
+        reference = self.planner.reference(step, gap)
         record.reference_distance = reference
         ratio = record.regularized_distance / reference if reference > 0 else 1.0
-        return self.planner.gap(record.step, ratio)
+        final = self.first_step + self.n_steps - 2
+        return self.planner.gap(step, ratio, final)
 
     def close(self) -> None:
         if self.current is not None:
