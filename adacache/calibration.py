@@ -28,6 +28,7 @@ from .moreg import MoRegSettings
 
 MAX_GAP = 24  # longest gap a calibration run measures (covers 6x at 30 steps, 2x at 50)
 SUBSAMPLE = 1 << 16  # metric residuals are kept as at most this many evenly strided values
+MOREG_EXPONENT = 4.0  # calibrated MoReg: m' = clamp((m / reference) ** 4, 1, max_factor)
 
 
 def _finite_or_none(value) -> float | None:
@@ -194,7 +195,7 @@ def calibrate(
         if known:
             reference = tuple(max(m if m is not None else known[0], 1e-6) for m in motions)
             moreg_settings = MoRegSettings(
-                enabled=True, norm_p=1.0, norm_b=1.0, gradient_scale=0.0,
+                enabled=True, norm_p=MOREG_EXPONENT, norm_b=1.0, gradient_scale=0.0,
                 reference=reference, max_factor=max_factor,
             )
     predicted = [

@@ -45,7 +45,6 @@ CAL_SEEDS = (0, 1, 2, 3)
 HELD_SEEDS = (100, 101, 102, 103)
 PLAN_SPEEDS = (2.0, 3.0, 4.0, 5.0, 6.0)
 PLAN_MOREG_SPEEDS = (2.0, 3.0, 4.0)
-MOREG_P = 4.0  # calibrated MoReg exponent (docs/calibration.md)
 
 
 def _load(name: str, path: Path):
@@ -193,11 +192,9 @@ def main():
         methods[f"calibrated plan {speed:g}x"] = {
             "config": {"preset": "custom", "codebook": result.codebook}, "plan": speed}
         if speed in PLAN_MOREG_SPEEDS:
-            import dataclasses
-
-            moreg = dataclasses.replace(result.moreg, norm_p=MOREG_P)
             methods[f"calibrated plan {speed:g}x + MoReg"] = {
-                "config": {"preset": "custom", "codebook": result.codebook, "moreg": moreg},
+                "config": {"preset": "custom", "codebook": result.codebook,
+                           "moreg": result.moreg},
                 "plan": speed}
     for kind, thresholds in (("easycache", (0.1, 0.2, 0.3)), ("lazycache", (0.2, 0.5))):
         for threshold in thresholds:

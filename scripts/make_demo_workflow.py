@@ -75,9 +75,12 @@ def build(calibrate: bool | None = None) -> dict:
     unet = g.add("UNETLoader", (20, 60), [demo.MODEL_NAME, "default"])
     scene = g.add("AdaCacheDemoScene", (20, 200), ["fast motion"])
     latent = g.add("EmptyHunyuanLatentVideo", (20, 330), [64, 64, 29, 1])
-    moreg = g.add("AdaCacheMoRegSettings", (20, 510),
-                  [True, m["frame_strides"], m["norm_a"], m["norm_p"], m["norm_b"],
-                   m["gradient_scale"], m["window_start"], m["window_end"]], colors=ex.ADACACHE)
+    moreg = None
+    if not calibrate:  # the calibrated path takes MoReg normalised to the model from Calibrate
+        moreg = g.add("AdaCacheMoRegSettings", (20, 510),
+                      [True, m["frame_strides"], m["norm_a"], m["norm_p"], m["norm_b"],
+                       m["gradient_scale"], m["window_start"], m["window_end"]],
+                      colors=ex.ADACACHE)
 
     def sampler(model, pos, seed_control="fixed"):
         ks = g.add("KSampler", pos, [0, seed_control, 30, 3.0, "euler", "simple", 1.0])
@@ -90,19 +93,21 @@ def build(calibrate: bool | None = None) -> dict:
     y = 60
     codebook_source = None
     if calibrate:
-        # MoReg connected here too: the calibration run records motion either way, and the
-        # plot then shows the MoReg factor the run would apply
-        cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate", moreg=moreg,
+        # the calibration run records distances over every gap and motion, MoReg or not
+        cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate",
                                 title="AdaCache Apply (1 · calibrate)")
         cal_ks = sampler(cal_apply, (880, y), "increment")  # each queue: one more seed
-        cal = g.add("AdaCacheCalibrate", (1240, y), [3.0, False, "demo", "all recorded"],
+        cal = g.add("AdaCacheCalibrate", (1240, y), [3.0, True, "demo", "all recorded"],
                     colors=ex.ADACACHE)
         g.link(cal_apply, 0, cal, "model")
         g.link(cal_ks, 0, cal, "latent")
         codebook_source = cal
         y += ex.SIZES["AdaCacheApply"][1] + 80
-    apply = ex.adacache(g, (380, y), (unet, 0), "fast", moreg=moreg, codebook=codebook_source,
+    apply = ex.adacache(g, (380, y), (unet, 0), "custom" if calibrate else "fast", moreg=moreg,
+                        codebook=codebook_source,
                         title="AdaCache Apply (2 · run)" if calibrate else None)
+    if calibrate:
+        g.link(codebook_source, 1, apply, "moreg")  # MoReg normalised to the model
     ks = sampler(apply, (880, y))
     decode = g.add("AdaCacheDemoDecode", (1240, y), [8])
     save = g.add("SaveAnimatedPNG", (1240, y + 130), ["adacache_demo", 6.0, 4])
