@@ -378,8 +378,10 @@ def test_settings_round_trip_through_save_and_reload(page):  # noqa: F811
               "end_percent": 0.85, "verbose": True, "offload_cache": True}
     for name, value in values.items():
         set_widget(page, apply, name, value)
+    # the demo's run takes MoReg from Calibrate: add a MoReg Settings node as a user would
     moreg = page.evaluate(
-        "() => window.app.graph._nodes.find(n => n.type === 'AdaCacheMoRegSettings').id")
+        "() => { const n = window.LiteGraph.createNode('AdaCacheMoRegSettings');"
+        " n.pos = [20, 1400]; window.app.graph.add(n); return n.id; }")
     set_widget(page, moreg, "norm_a", 0.25)
     set_widget(page, moreg, "frame_strides", "1, 2")
     saved = page.evaluate("() => window.app.graph.serialize()")
