@@ -427,14 +427,18 @@ def test_adacache_placement(path):
         targets = {nodes[links[i][3]]["type"] for i in node["outputs"][0].get("links") or []}
         assert targets and targets <= MODEL_SINKS, (
             f"AdaCache Apply {node['id']} feeds {targets}, not (only) samplers/guiders")
-        if video:
+        # MoReg and a custom codebook come from their settings nodes or from AdaCache Calibrate
+        # (the demo's calibrate -> run path); a calibration run needs neither
+        if video and node["widgets_values"][0] != "calibrate":
             moreg = _source(node, "moreg", nodes, links)
-            assert moreg is not None and moreg["type"] == "AdaCacheMoRegSettings", (
+            assert moreg is not None and moreg["type"] in (
+                "AdaCacheMoRegSettings", "AdaCacheCalibrate"), (
                 f"video workflow: AdaCache Apply {node['id']} has no MoReg Settings connected")
         if node["widgets_values"][0] == "custom":
             codebook = _source(node, "codebook", nodes, links)
-            assert codebook is not None and codebook["type"] == "AdaCacheCodebookEditor", (
-                f"AdaCache Apply {node['id']}: preset custom without a Codebook Editor")
+            assert codebook is not None and codebook["type"] in (
+                "AdaCacheCodebookEditor", "AdaCacheCalibrate"), (
+                f"AdaCache Apply {node['id']}: preset custom without a codebook source")
     if path.name != DEMO:
         notes = [n["widgets_values"][0] for n in graph["nodes"]
                  if n["type"] in ("Note", "MarkdownNote")]
