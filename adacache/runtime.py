@@ -108,6 +108,7 @@ class CallContext:
     record: StepRecord | None = None
     stack_input: dict[str, torch.Tensor] | None = None
     metric_residuals: dict[int, torch.Tensor] = field(default_factory=dict)
+    tail_tokens: int = 0  # tokens after the video tokens (Family.tail_tokens), not frames
 
 
 class AdaCacheRun:
@@ -153,7 +154,13 @@ class AdaCacheRun:
 
     # -- calls -----------------------------------------------------------------------------
     def begin_call(
-        self, sigma: float, stream_keys: list, latent_shape, stack_intact=True, compute_reason=None
+        self,
+        sigma: float,
+        stream_keys: list,
+        latent_shape,
+        stack_intact=True,
+        compute_reason=None,
+        tail_tokens: int = 0,
     ):
         """Starts one model evaluation; returns its mode.
 
@@ -169,7 +176,9 @@ class AdaCacheRun:
         step = step_of_sigma(self.schedule.sigmas, sigma)
         record = self.schedule.enter(step)
         mode = COMPUTE if record.computed else REUSE
-        self.call = CallContext(mode, list(stream_keys), tuple(latent_shape), record)
+        self.call = CallContext(
+            mode, list(stream_keys), tuple(latent_shape), record, tail_tokens=tail_tokens
+        )
         if compute_reason and mode == REUSE:
             self._force_compute(self.call, compute_reason)
             note = f"{compute_reason}: those steps are computed instead of reused"
@@ -195,28 +204,25 @@ class AdaCacheRun:
         call = self.call
         if call is None or call.mode == PASSTHROUGH:
             return run_inner(args)
-        keys = self.family.stream_keys
+        family = self.family
         if call.mode == REUSE:
             if position != 0:
                 return args  # the stored residual already holds what this block adds
-            cached = self._cached_residual({k: args[k] for k in keys})
+            carried = family.carried(args)
+            cached = self._cached_residual(carried)
             if cached is None:  # no usable cache for some stream: never reuse stale data
                 self._force_compute(call)
                 return self.block(position, args, run_inner)
             self.check_interrupt()
-            out = dict(args)
-            for k in keys:
-                out[k] = args[k] + cached[k]
-            return out
+            return family.with_carried(args, {k: v + cached[k] for k, v in carried.items()})
         if position == 0:
-            call.stack_input = {k: args[k] for k in keys}
+            call.stack_input = family.carried(args)
             self.stack_runs += 1
         out = run_inner(args)
         if position in self.metric_positions:
-            key = self.family.hidden_key
-            call.metric_residuals[position] = out[key] - args[key]
-        if self.family.output_module is None and position == self.n_blocks - 1:
-            self.stack_output(out[self.family.hidden_key])
+            call.metric_residuals[position] = family.metric_part(out) - family.metric_part(args)
+        if family.output_module is None and position == self.n_blocks - 1:
+            self.stack_output(out[family.hidden_key])
         return out
 
     def whole_model(self, x: torch.Tensor, run_inner: Callable[[], torch.Tensor]):
@@ -244,7 +250,7 @@ class AdaCacheRun:
         self.stack_output(out)
         return out
 
-    def stack_output(self, hidden: torch.Tensor) -> None:
+    def stack_output(self, hidden) -> None:
         """The hidden state after the whole stack (including any side-module hints)."""
         call = self.call
         if call is None or call.mode != COMPUTE or call.stack_input is None:
@@ -271,11 +277,14 @@ class AdaCacheRun:
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
-                self._measure(stream, current, step, call.latent_shape, img_tokens)
+                self._measure(
+                    stream, current, step, call.latent_shape, img_tokens, call.tail_tokens
+                )
             stream.metric, stream.metric_step = current, step
 
     def _measure(
-        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None
+        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None,
+        tail_tokens=0,
     ) -> None:
         gap = step - stream.metric_step
         distance = sum(
@@ -284,7 +293,7 @@ class AdaCacheRun:
         motion = None
         if self.schedule.moreg is not None:
             hidden = current[self.metric_positions[0]]
-            frames = self.family.frames(hidden, latent_shape, img_tokens)
+            frames = self.family.frames(hidden, latent_shape, img_tokens, tail_tokens)
             if frames is not None:
                 motion = motion_score(frames, self.config.moreg.strides)
         self.schedule.measure(distance, gap, motion)

@@ -21,6 +21,7 @@ from ..adacache import (
     format_trace,
     parse_metric_blocks,
 )
+from ..adacache.families import video_latent_shape
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
@@ -106,13 +107,15 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
         x, sigma = args[0], args[1]
         transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
         streams = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond")
+        family = handle.family
         run.begin_call(
             float(sigma.max()),
             list(streams or [0]),
-            tuple(x.shape),
-            _stack_intact(handle, transformer_options),
-            # ControlNet hints are added between blocks, outside block replacement
-            compute_reason="ControlNet hints" if _control(args, kwargs) else None,
+            video_latent_shape(x, kwargs),
+            _stack_intact(handle, transformer_options)
+            and not any(k in transformer_options for k in family.bypass_options),
+            compute_reason=_compute_reason(args, kwargs, transformer_options),
+            tail_tokens=family.tail_tokens(kwargs),
         )
         try:
             return executor(*args, **kwargs)
@@ -124,6 +127,18 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
 
 def _control(args, kwargs):
     return args[4] if len(args) > 4 else kwargs.get("control")
+
+
+def _compute_reason(args, kwargs, transformer_options) -> str | None:
+    """Why this evaluation must run the stack, or None: what it adds between blocks outside
+    block replacement would be counted twice on top of a stored residual."""
+    if _control(args, kwargs):
+        return "ControlNet hints"
+    patches = transformer_options.get("patches") or {}
+    if any(patches.get(kind) for kind in ("double_block", "single_block")):
+        # e.g. Uni3C on Wan: newer hosts run them even when the blocks are replaced
+        return "per-block model patches (patches['double_block'])"
+    return None
 
 
 def _outer_sample_wrapper(handle: AdaCacheHandle):
@@ -223,9 +238,10 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
     if family.mode == WHOLE:
         name = "diffusion_model.forward"
         model.add_object_patch(name, _whole_model_hook(handle, _unhooked(model, name)))
-    if family.output_module:
-        name = f"diffusion_model.{family.output_module}.forward"
-        model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
+    for path in family.output_modules:  # e.g. WanDancer runs head or head_global
+        if _module_names(diffusion_model, path):
+            name = f"diffusion_model.{path}.forward"
+            model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
     for path, returns in family.silenced_modules:
         for name in _module_names(diffusion_model, path):
             name = f"diffusion_model.{name}.forward"
