@@ -249,6 +249,8 @@ def _module_at(root, path: str):
 
 
 def block_keys(family: Family, diffusion_model) -> list[tuple[str, int]]:
+    if family.mode == WHOLE:
+        return []  # e.g. Kandinsky 5 while its block replacement is broken
     keys: list[tuple[str, int]] = []
     for attr, kind in family.stacks:
         keys += [(kind, i) for i in range(len(getattr(diffusion_model, attr)))]

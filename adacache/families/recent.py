@@ -71,18 +71,24 @@ COGVIDEOX = Family(
 def kandinsky5_block_replace_works(diffusion_model) -> bool:
     """Whether Kandinsky 5's block loop can run a block replacement.
 
-    ComfyUI 0.33's loop unwraps the replacement's result with ``["x"]`` while the
-    ``original_block`` it hands over returns a bare tensor, so any replacement that calls it
-    fails (with or without this pack). Read from the loop's source: ``block_wrap`` must return
-    a dict. Unreadable source counts as broken (whole-model mode is always safe).
+    In ComfyUI 0.33 the ``original_block`` its loop hands over calls the block with ``x=``
+    (the block's argument is ``visual_embed``) and returns a bare tensor that the loop then
+    indexes with ``["x"]``, so any replacement fails, with or without this pack. Read from the
+    loop's source: ``block_wrap`` must return a dict and pass only keywords the block takes.
+    Unreadable source counts as broken (whole-model mode is always safe).
     """
     try:
         source = inspect.getsource(type(diffusion_model).forward_orig)
-    except (OSError, TypeError, AttributeError):
+        block_params = inspect.signature(diffusion_model.visual_transformer_blocks[0].forward)
+    except (OSError, TypeError, ValueError, AttributeError, IndexError):
         return False
     wrap = re.search(r"def block_wrap\(args\):(.*?)blocks_replace\[", source, re.S)
-    returns_dict = r"return\s*\{|out\[\s*[\"']x[\"']\s*\]\s*="
-    return wrap is not None and re.search(returns_dict, wrap[1]) is not None
+    if wrap is None or re.search(r"return\s*\{|out\[\s*[\"']x[\"']\s*\]\s*=", wrap[1]) is None:
+        return False
+    params = block_params.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    passed = re.findall(r"(\w+)\s*=\s*args\b", wrap[1])
+    return takes_any or all(name in params for name in passed)
 
 
 KANDINSKY5 = Family(

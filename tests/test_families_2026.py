@@ -1,0 +1,171 @@
+"""Families added to ComfyUI after 0.3.75, on tiny random-initialised real classes.
+
+Each case runs where the host has the class (ComfyUI 0.33.0 has them all) and skips, naming
+the class, where it does not (the pinned 0.3.75). As in test_families_video: a never-reusing
+codebook is bit-identical to the unpatched model; an always-reusing one runs the block stack
+(real block modules counted) exactly on the computed steps, and MoReg measures finite motion
+on video tokens only.
+
+The models are built from their ``supported_models`` config (``direct``), so the real
+``model_base`` class, its conds and model sampling are ComfyUI's.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import comfy.model_management
+import pytest
+import torch
+from comfy_host import host_class
+from comfyui_adacache.adacache import AdaCacheConfig, MoRegSettings
+from comfyui_adacache.adacache.families import family_for
+from comfyui_adacache.nodes.patch import apply_adacache
+from test_families_video import ALWAYS_REUSE, NEVER_REUSE, STEPS, cond_pair, direct, g, run
+from wan_fixtures import BlockCounter
+
+SM = "comfy.supported_models"
+
+
+def wan_config(model_type: str, **kw) -> dict:
+    config = dict(image_model="wan2.1", model_type=model_type, dim=128, ffn_dim=256,
+                  num_heads=1, num_layers=2, in_dim=16, out_dim=16, text_dim=4096)
+    return {**config, **kw}
+
+
+def needs(module: str, name: str):
+    return host_class(module, name)
+
+
+# -- the cases: () -> (model, latent, positive, negative) ------------------------------------
+def causal_wan():
+    config = needs(SM, "WAN21_CausalAR_T2V")
+    model = direct(config, wan_config("t2v", causal_ar=True))
+    return model, torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096)
+
+
+def scail():
+    config = needs(SM, "WAN21_SCAIL")
+    model = direct(config, wan_config("scail", in_dim=20))
+    pose = torch.randn(1, 16, 3, 4, 4, generator=g(7))  # half resolution: 12 tail tokens
+    return model, torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096, pose_video_latent=pose)
+
+
+def wan_animate2():
+    config = needs(SM, "WAN_Animate2")
+    model = direct(config, wan_config("animate2", in_dim=36))
+    return model, torch.zeros(1, 16, 4, 8, 8), cond_pair(6, 4096)  # frame 0: reference slot
+
+
+def wan_dancer():
+    config = needs(SM, "WAN22_WanDancer")
+    model = direct(config, wan_config("wandancer", in_dim=36))
+    return model, torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 4096, fps=16)  # head_global
+
+
+def cogvideox():
+    config = needs(SM, "CogVideoX_T2V")
+    model = direct(config, dict(
+        image_model="cogvideox", num_attention_heads=2, attention_head_dim=64, in_channels=16,
+        out_channels=16, text_embed_dim=64, num_layers=2, time_embed_dim=64, sample_width=16,
+        sample_height=16, sample_frames=9, use_rotary_positional_embeddings=True,
+    ))
+    return model, torch.zeros(1, 16, 3, 8, 8), cond_pair(6, 64)
+
+
+def kandinsky5():
+    config = needs(SM, "Kandinsky5")
+    model = direct(config, dict(
+        image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=32,
+        in_text_dim2=32, time_dim=64, model_dim=64, ff_dim=128, visual_embed_dim=132,
+        num_text_blocks=1, num_visual_blocks=2, axes_dims=(8, 12, 12),
+    ))
+    return (model, torch.zeros(1, 16, 3, 8, 8),
+            cond_pair(6, 32, pooled_output=torch.randn(1, 32, generator=g(3))))
+
+
+def joyimage():
+    config = needs(SM, "JoyImage")
+    model = direct(config, dict(
+        image_model="joyimage", in_channels=16, hidden_size=128, num_attention_heads=1,
+        text_dim=64, num_layers=2,
+    ))
+    return model, torch.zeros(1, 16, 1, 8, 8), cond_pair(6, 64)
+
+
+CASES = {  # name: (build, block lists counted, family, mode)
+    "causal_wan": (causal_wan, ("blocks",), "Wan causal (AR)", "block stack"),
+    "scail": (scail, ("blocks",), "Wan SCAIL", "block stack"),
+    # its blocks run forward_gen (and forward_pose with pose latents, none here), not forward:
+    # count their cross-attention
+    "wan_animate2": (wan_animate2, ("blocks/cross_attn",), "Wan Animate 2", "block stack"),
+    "wan_dancer": (wan_dancer, ("blocks",), "WanDancer", "block stack"),
+    "cogvideox": (cogvideox, ("blocks",), "CogVideoX", "whole model"),
+    "kandinsky5": (kandinsky5, ("visual_transformer_blocks",), "Kandinsky 5", None),
+    "joyimage": (joyimage, ("double_blocks",), "JoyImage", "block stack"),
+}
+
+
+class SubmoduleCounter(BlockCounter):
+    """Counts runs of one submodule (``"blocks/cross_attn"``) of every block."""
+
+    def __init__(self, diffusion_model, spec: str):
+        stack, sub = spec.split("/")
+        blocks = [getattr(b, sub) for b in getattr(diffusion_model, stack)]
+        self.n_blocks, self.calls = len(blocks), 0
+        self.handles = [b.register_forward_pre_hook(self._hook) for b in blocks]
+
+
+@functools.cache
+def case(name):
+    build = CASES[name][0]
+    model, lat, (positive, negative) = build()
+    return model, lat, positive, negative
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_recent_family(name):
+    _, stacks, family_name, mode = CASES[name]
+    model, lat, positive, negative = case(name)
+    dm = model.model.diffusion_model
+    family = family_for(dm)
+    assert family.name == family_name
+    if mode is not None:
+        assert family.support == mode
+
+    vanilla = run(model, lat, positive, negative)
+    assert vanilla.shape == lat.shape and torch.isfinite(vanilla).all()
+
+    never = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=NEVER_REUSE))
+    assert torch.equal(run(never, lat, positive, negative), vanilla)
+    s = never.model_options["transformer_options"]["adacache_handle"].last_summary
+    assert s["reused_steps"] == 0 and s["computed_steps"] == STEPS
+
+    moreg = MoRegSettings(window_start=0.0, window_end=1.0)
+    fast = apply_adacache(
+        model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE, moreg=moreg)
+    )
+    nested = "/" in stacks[0]
+    counter = SubmoduleCounter(dm, stacks[0]) if nested else BlockCounter(dm, stacks)
+    try:
+        out = run(fast, lat, positive, negative)
+    finally:
+        counter.close()
+    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    assert s["family"] == family_name and s["mode"] == family.support
+    assert s["pattern"] == "CC...C..CC"
+    if family.mode == "blocks":  # whole mode: the blocks run inside the skipped forward
+        assert counter.calls == counter.n_blocks * s["stack_runs"]
+    calls_per_step = s["stack_runs"] // s["computed_steps"]  # 1 with CFG batched
+    assert s["stack_runs"] == calls_per_step * s["computed_steps"] > 0
+    assert s["reused_calls"] == calls_per_step * s["reused_steps"] > 0
+    assert out.shape == vanilla.shape and out.dtype == vanilla.dtype
+    assert torch.isfinite(out).all() and not torch.equal(out, vanilla)
+
+    measured = [r for r in s["trace"] if r["distance"] is not None]
+    assert measured and all(math.isfinite(r["distance"]) for r in measured)
+    if family.is_video:
+        assert all(r["motion"] is not None for r in measured), "MoReg found no frames"
+        assert all(math.isfinite(r["motion"]) for r in measured)
+    comfy.model_management.soft_empty_cache()
