@@ -214,6 +214,8 @@ class AdaCacheRun:
                 self._force_compute(call)
                 return self.block(position, args, run_inner)
             self.check_interrupt()
+            if family.reuse_runs_first_block:
+                run_inner(args)  # for the state it leaves behind (Family.reuse_runs_first_block)
             return family.with_carried(args, {k: v + cached[k] for k, v in carried.items()})
         if position == 0:
             call.stack_input = family.carried(args)

@@ -15,7 +15,8 @@ what the adapter relies on (its block lists, output module, required attributes)
 
 Hidden states may be tuples (LTX-2's block argument ``img`` is ``(video, audio)``): every part
 is cached, keyed ``img.0``, ``img.1``; the decision and MoReg use part 0. Packed 2-D hidden
-states ``[B * L, D]`` (SeedVR2, MiniMax H3) are viewed as ``[B, L, D]`` for MoReg.
+states ``[tokens, D]`` (SeedVR2, MiniMax H3) are cached per stream along dim 0 like batches;
+MoReg reads a stream's first sample.
 
 Nothing here imports ComfyUI. Family modules register themselves with ``register``.
 """
@@ -59,6 +60,9 @@ class Family:
     # (e.g. CausalWan's frame-by-frame ar_state): such calls run unpatched
     bypass_options: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # further diffusion-model attributes the adapter relies on
+    # the model reads state its first block leaves behind (SeedVR2's per-call Cache feeds its
+    # output layer): on cached evaluations block 0 still runs, its output unused
+    reuse_runs_first_block: bool = False
     # whether block replacement works on this instance; if not, the family runs whole-model
     block_replace_works: Callable[[object], bool] | None = None
     note: str = ""
@@ -138,7 +142,7 @@ class Family:
     ) -> torch.Tensor | None:
         """The video part of a residual as [B, T, tokens per frame, D], or None (no frames).
 
-        ``hidden`` is [B, L, D] or packed [B * L, D] (blocks mode) or the latent-shaped
+        ``hidden`` is [B, L, D] or packed [L, D] (blocks mode) or the latent-shaped
         [B, C, T, H, W] output residual (whole mode). ``img_tokens`` is the length of the
         ``img`` stream at the stack input: a joined single-stream residual is first cut to its
         img part, in which the video tokens sit at ``video_tokens``. ``tail_tokens`` follow the
@@ -151,8 +155,8 @@ class Family:
             if hidden.shape[2] < 2:
                 return None
             return hidden.flatten(3).permute(0, 2, 3, 1)
-        if hidden.ndim == 2 and latent_shape[0] and hidden.shape[0] % latent_shape[0] == 0:
-            hidden = hidden.reshape(latent_shape[0], -1, hidden.shape[-1])  # packed sequence
+        if hidden.ndim == 2:  # one stream's packed sequence: its first sample's tokens lead
+            hidden = hidden.unsqueeze(0)
         if hidden.ndim != 3:
             return None
         if self.joined is not None and img_tokens and hidden.shape[1] > img_tokens:

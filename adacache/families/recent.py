@@ -131,8 +131,10 @@ SEEDVR2 = Family(
     hidden_key="vid",
     patch_size=(1, 2, 2),
     video_tokens="head",
-    note="NaDiT: packed video tokens [B * L, D]; the text stream is not needed after the "
-    "stack, so only vid is carried",
+    reuse_runs_first_block=True,
+    note="NaDiT: packed video tokens [tokens, D]; the text stream is not needed after the "
+    "stack, so only vid is carried; its output layer (vid_out_norm, 3B) reads the modulation "
+    "its blocks leave in a per-call cache, so block 0 also runs on cached steps (1/N blocks)",
 )
 
 ANIMA = replace(
