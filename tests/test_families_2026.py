@@ -118,6 +118,18 @@ def ltx2_audio_video():
     return model, latent, cond_pair(6, 64)  # text already through the connectors: 2 x 32
 
 
+def minimax_h3():
+    config = needs(SM, "MiniMaxH3")
+    model = direct(config, dict(  # rope: 3 axes x 8 frequencies x 2 = head dim 48
+        image_model="minimax_h3", hidden_size=96, num_layers=2, token_refiner_num_layers=1,
+        num_attention_heads=2, attention_head_dim=48, ffn_hidden_size=128, latents_dim=24,
+        audio_latents_dim=32, text_dim=32, timestep_input_dim=64, time_embed_hidden_size=96,
+        time_embed_dim=64, rope_inv_freq_len=8,
+    ))
+    video, audio = torch.zeros(1, 24, 3, 8, 8), torch.zeros(1, 32, 2, 10)  # audio: 2 channels
+    return model, comfy.nested_tensor.NestedTensor([video, audio]), cond_pair(6, 32)
+
+
 CASES = {  # name: (build, block lists counted, family, mode)
     "causal_wan": (causal_wan, ("blocks",), "Wan causal (AR)", "block stack"),
     "scail": (scail, ("blocks",), "Wan SCAIL", "block stack"),
@@ -130,6 +142,7 @@ CASES = {  # name: (build, block lists counted, family, mode)
     "seedvr2": (seedvr2, ("blocks",), "SeedVR2", "block stack"),
     "ltx2_audio_video": (ltx2_audio_video, ("transformer_blocks",), "LTX-2 (audio+video)",
                          "block stack"),
+    "minimax_h3": (minimax_h3, ("blocks",), "MiniMax H3", "block stack"),
     "joyimage": (joyimage, ("double_blocks",), "JoyImage", "block stack"),
 }
 
