@@ -130,6 +130,20 @@ def minimax_h3():
     return model, comfy.nested_tensor.NestedTensor([video, audio]), cond_pair(6, 32)
 
 
+def anima():
+    config = needs(SM, "Anima")
+    model = direct(config, dict(  # MiniTrainDIT options as Cosmos predict2; LLM adapter 1024
+        image_model="anima", max_img_h=240, max_img_w=240, max_frames=128, in_channels=16,
+        out_channels=16, patch_spatial=2, patch_temporal=1, concat_padding_mask=True,
+        model_channels=128, num_blocks=2, num_heads=2, crossattn_emb_channels=1024,
+        pos_emb_cls="rope3d", pos_emb_learnable=True, pos_emb_interpolation="crop",
+        use_adaln_lora=True, adaln_lora_dim=64, extra_per_block_abs_pos_emb=False,
+        rope_h_extrapolation_ratio=4.0, rope_w_extrapolation_ratio=4.0,
+        rope_t_extrapolation_ratio=1.0, rope_enable_fps_modulation=False,
+    ))
+    return model, torch.zeros(1, 16, 1, 8, 8), cond_pair(6, 1024)
+
+
 CASES = {  # name: (build, block lists counted, family, mode)
     "causal_wan": (causal_wan, ("blocks",), "Wan causal (AR)", "block stack"),
     "scail": (scail, ("blocks",), "Wan SCAIL", "block stack"),
@@ -143,6 +157,7 @@ CASES = {  # name: (build, block lists counted, family, mode)
     "ltx2_audio_video": (ltx2_audio_video, ("transformer_blocks",), "LTX-2 (audio+video)",
                          "block stack"),
     "minimax_h3": (minimax_h3, ("blocks",), "MiniMax H3", "block stack"),
+    "anima": (anima, ("blocks",), "Anima", "whole model"),
     "joyimage": (joyimage, ("double_blocks",), "JoyImage", "block stack"),
 }
 
