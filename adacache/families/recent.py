@@ -82,7 +82,7 @@ def kandinsky5_block_replace_works(diffusion_model) -> bool:
         block_params = inspect.signature(diffusion_model.visual_transformer_blocks[0].forward)
     except (OSError, TypeError, ValueError, AttributeError, IndexError):
         return False
-    wrap = re.search(r"def block_wrap\(args\):(.*?)blocks_replace\[", source, re.S)
+    wrap = re.search(r"def block_wrap\([^)]*\):(.*?)blocks_replace\[", source, re.S)
     if wrap is None or re.search(r"return\s*\{|out\[\s*[\"']x[\"']\s*\]\s*=", wrap[1]) is None:
         return False
     params = block_params.parameters
