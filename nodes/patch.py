@@ -21,10 +21,16 @@ from ..adacache import (
     format_trace,
     parse_metric_blocks,
 )
-from ..adacache.families import video_latent_shape
+from ..adacache.families import UnsupportedModelError, video_latent_shape
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
+# MultiGPU work units (comfy/multigpu.py) run conds in threads on per-device model copies that
+# receive these object patches (bound to the primary copy's modules) and share one run.
+MULTIGPU_UNSUPPORTED = (
+    "AdaCache does not support MultiGPU work units yet (per-device model copies): remove the "
+    "MultiGPU node or AdaCache Apply from this workflow"
+)
 
 
 class AdaCacheHandle:
@@ -106,6 +112,8 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             return executor(*args, **kwargs)
         x, sigma = args[0], args[1]
         transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        if transformer_options.get("multigpu_thread_device") is not None:
+            raise UnsupportedModelError(MULTIGPU_UNSUPPORTED)
         streams = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond")
         family = handle.family
         run.begin_call(
