@@ -21,10 +21,10 @@ import pytest
 import torch
 from comfy_host import host_class
 from comfyui_adacache.adacache import AdaCacheConfig, MoRegSettings
-from comfyui_adacache.adacache.families import family_for
+from comfyui_adacache.adacache.families import Family, family_for
 from comfyui_adacache.nodes.patch import apply_adacache
 from test_families_video import ALWAYS_REUSE, NEVER_REUSE, STEPS, cond_pair, direct, g, run
-from wan_fixtures import BlockCounter
+from wan_fixtures import BlockCounter, conds, load_wan, sample
 
 SM = "comfy.supported_models"
 
@@ -245,3 +245,24 @@ def test_recent_family(name):
         assert all(r["motion"] is not None for r in measured), "MoReg found no frames"
         assert all(math.isfinite(r["motion"]) for r in measured)
     comfy.model_management.soft_empty_cache()
+
+
+def test_wan_in_context_reference_tokens_are_not_video_frames(monkeypatch):
+    """Bernini in-context references: WanModel appends their tokens after the video tokens;
+    MoReg must see only the video frames (the cond's latent: 1 frame of 8 x 8 tokens)."""
+    host_class("comfy_extras.nodes_bernini", "BerniniConditioning")
+    seen = []
+    frames = Family.frames
+
+    def spy(self, hidden, latent_shape, img_tokens=None, tail_tokens=0):
+        out = frames(self, hidden, latent_shape, img_tokens, tail_tokens)
+        seen.append((tail_tokens, None if out is None else tuple(out.shape)))
+        return out
+
+    monkeypatch.setattr(Family, "frames", spy)
+    reference = torch.randn(1, 16, 1, 16, 16, generator=g(11))
+    positive, negative = conds(context_latents=[reference])
+    moreg = MoRegSettings(window_start=0.0, window_end=1.0)
+    model = apply_adacache(load_wan("t2v", layers=2), AdaCacheConfig(preset="fast", moreg=moreg))
+    sample(model, steps=8, positive=positive, negative=negative)
+    assert seen and all(entry == (64, (1, 5, 64, 128)) for entry in seen), seen
