@@ -143,9 +143,9 @@ def _compute_reason(args, kwargs, transformer_options) -> str | None:
     if _control(args, kwargs):
         return "ControlNet hints"
     patches = transformer_options.get("patches") or {}
-    if any(patches.get(kind) for kind in ("double_block", "single_block")):
-        # e.g. Uni3C on Wan: newer hosts run them even when the blocks are replaced
-        return "per-block model patches (patches['double_block'])"
+    kinds = [kind for kind in ("double_block", "single_block") if patches.get(kind)]
+    if kinds:  # e.g. Uni3C on Wan: newer hosts run them even when the blocks are replaced
+        return f"per-block model patches ({', '.join(kinds)})"
     return None
 
 
