@@ -17,6 +17,8 @@ import math
 
 import comfy.model_management
 import comfy.nested_tensor
+import comfy.sample
+import comfy.samplers
 import pytest
 import torch
 from comfy_host import host_class
@@ -266,3 +268,24 @@ def test_wan_in_context_reference_tokens_are_not_video_frames(monkeypatch):
     model = apply_adacache(load_wan("t2v", layers=2), AdaCacheConfig(preset="fast", moreg=moreg))
     sample(model, steps=8, positive=positive, negative=negative)
     assert seen and all(entry == (64, (1, 5, 64, 128)) for entry in seen), seen
+
+
+def test_causal_wan_frame_by_frame_calls_run_unpatched():
+    """The ar_video sampler (SamplerARVideo) drives CausalWanModel through its KV-cache loop
+    (transformer_options["ar_state"]), which bypasses block replacement: those calls run
+    exactly as without AdaCache. CFG 1: its KV caches hold one batch (distilled models)."""
+    model, lat, positive, negative = case("causal_wan")
+
+    def ar_video(m):
+        sampler = comfy.samplers.ksampler("ar_video", {"num_frame_per_block": 1})
+        sigmas = comfy.samplers.calculate_sigmas(m.get_model_object("model_sampling"), "simple", 4)
+        noise = comfy.sample.prepare_noise(lat, 42)
+        return comfy.sample.sample_custom(m, noise, 1.0, sampler, sigmas, positive, negative, lat,
+                                          seed=42, disable_pbar=True)
+
+    vanilla = ar_video(model)
+    fast = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE))
+    out = ar_video(fast)
+    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    assert s["passthrough_calls"] > 0 and s["reused_calls"] == 0 and s["stack_runs"] == 0
+    assert torch.equal(out, vanilla)
