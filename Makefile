@@ -2,7 +2,7 @@
 # make demo: set up, then run the demo on the small model we ship.
 PY := .venv/bin/python
 
-.PHONY: setup test lint demo bench clean-host
+.PHONY: setup test lint demo bench bench-quality clean-host
 
 setup:
 	bash scripts/setup_host.sh
@@ -16,6 +16,9 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_wan.py
+
+bench-quality: setup
+	$(PY) benchmarks/bench_quality.py
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -31,9 +31,11 @@ from .schedule import CacheSchedule, StepRecord, equivalent_steps, preview_sched
 __all__ = [
     "BLOCKS", "WHOLE", "register",
     "COMPUTE", "FAMILIES", "METRICS", "PASSTHROUGH", "PRESETS", "PRESET_CHOICES", "REUSE",
-    "AdaCacheConfig", "AdaCacheRun", "CalibrationResult", "CalibrationSample", "CacheSchedule", "Codebook", "CodebookError", "Family",
+    "AdaCacheConfig", "AdaCacheRun", "CalibrationResult", "CalibrationSample", "CacheSchedule",
+    "Codebook", "CodebookError", "Family",
     "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord",
-    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook", "equivalent_steps",
+    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook",
+    "equivalent_steps",
     "family_for", "format_summary", "format_trace", "motion_score", "parse_metric_blocks",
     "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
 ]

@@ -20,9 +20,21 @@ class CodebookError(ValueError):
 class Codebook:
     thresholds: tuple[float, ...]
     rates: tuple[int, ...]
+    # Calibrated plan (ours, adacache/plan.py): the model's per-step change profile from
+    # calibration runs and the speed target. When set, the rate at a compute step is planned on
+    # the profile instead of looked up in thresholds/rates (which stay as the plain codebook
+    # calibrated from the same runs, shown in the editor and used when the plan is removed).
+    profile: tuple[tuple[float, ...], ...] = ()  # [step][gap - 1], adacache/plan.py
+    speed: float | None = None
 
     def __post_init__(self):
         validate(self.thresholds, self.rates)
+        if self.profile or self.speed is not None:
+            _validate_plan(self.profile, self.speed)
+
+    @property
+    def planned(self) -> bool:
+        return bool(self.profile)
 
     def rate_for(self, distance: float) -> int:
         for threshold, rate in zip(self.thresholds[:-1], self.rates[:-1], strict=True):
@@ -30,8 +42,14 @@ class Codebook:
                 return rate
         return self.rates[-1]
 
+    def to_dict(self) -> dict:
+        data = {"thresholds": list(self.thresholds), "rates": list(self.rates)}
+        if self.planned:
+            data.update(profile=[list(row) for row in self.profile], speed=self.speed)
+        return data
+
     def to_json(self) -> str:
-        return json.dumps({"thresholds": list(self.thresholds), "rates": list(self.rates)})
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Codebook:
@@ -41,7 +59,22 @@ class Codebook:
             raise CodebookError(f"codebook JSON is unparsable: {e}") from None
         if not isinstance(data, dict) or "thresholds" not in data or "rates" not in data:
             raise CodebookError('codebook JSON must be an object with "thresholds" and "rates"')
-        return cls(*_coerce(data["thresholds"], data["rates"]))
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Codebook:
+        thresholds, rates = _coerce(data["thresholds"], data["rates"])
+        profile, speed = data.get("profile") or (), data.get("speed")
+        if not profile:
+            return cls(thresholds, rates)
+        if not isinstance(profile, (list, tuple)):
+            raise CodebookError("codebook profile must be a list of rows of numbers")
+        rows = []
+        for step, row in enumerate(profile):
+            row = row if isinstance(row, (list, tuple)) else ([] if step == 0 else [row])
+            rows.append(tuple(_number(v, f"profile step {step} gap {k + 1}")
+                              for k, v in enumerate(row)))
+        return cls(thresholds, rates, tuple(rows), _number(speed, "speed"))
 
     @classmethod
     def from_text(cls, thresholds: str, rates: str) -> Codebook:
@@ -55,7 +88,43 @@ class Codebook:
 
     def describe(self) -> str:
         pairs = zip(self.thresholds, self.rates, strict=True)
-        return "{" + ", ".join(f"{t:g}: {r}" for t, r in pairs) + "}"
+        text = "{" + ", ".join(f"{t:g}: {r}" for t, r in pairs) + "}"
+        if self.planned:
+            text = (f"calibrated plan for {self.speed:g}x fewer block-stack steps "
+                    f"({len(self.profile)}-step profile; plain codebook {text})")
+        return text
+
+    def editor_text(self) -> str:
+        """The Codebook Editor's two fields, in a form it accepts as is."""
+        return (f"thresholds: {', '.join(f'{t:g}' for t in self.thresholds)} | "
+                f"rates: {', '.join(str(r) for r in self.rates)}")
+
+
+def _number(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise CodebookError(f"{name} ({value!r}) is not a number") from None
+    if not math.isfinite(number):
+        raise CodebookError(f"{name} ({value!r}) must be a finite number")
+    return number
+
+
+def _validate_plan(profile, speed) -> None:
+    if len(profile) < 5:
+        raise CodebookError(f"calibrated profile has {len(profile)} steps; need at least 5")
+    for step, row in enumerate(profile):
+        if not isinstance(row, tuple) or (step > 0 and not row):
+            raise CodebookError(f"profile step {step} must be a non-empty tuple of numbers")
+        for k, value in enumerate(row):
+            if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+                raise CodebookError(
+                    f"profile step {step} gap {k + 1} ({value!r}) must be a finite number >= 0"
+                )
+    if not any(v > 0 for row in profile[1:] for v in row):
+        raise CodebookError("calibrated profile has no positive distance")
+    if not isinstance(speed, float) or not math.isfinite(speed) or speed < 1:
+        raise CodebookError(f"speed ({speed!r}) must be a finite number >= 1")
 
 
 def _split(text: str, field: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -17,8 +18,26 @@ class MoRegSettings:
     gradient_scale: float = 10.0  # mg = g * (m' - m'_prev) / k
     window_start: float = 0.1  # fraction of steps: active for start <= step / N < end
     window_end: float = 0.9
+    # Calibrated MoReg (ours): the model's typical motion score per step from calibration runs.
+    # When set, m' = clamp((m / reference[step]) ** p / b, 1, max_factor): a video moving no
+    # more than the calibration runs gets factor 1 (no extra compute), a faster one more, in
+    # proportion to its motion, and never more than max_factor.
+    reference: tuple[float, ...] = ()
+    max_factor: float = 4.0
 
     def __post_init__(self):
+        for name in ("norm_a", "norm_p", "norm_b", "gradient_scale", "window_start",
+                     "window_end", "max_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value
+            ):
+                raise ValueError(f"MoReg {name} ({value!r}) must be a finite number")
+        for i, value in enumerate(self.reference):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"MoReg reference entry {i} ({value!r}) must be a number > 0")
+        if self.max_factor < 1:
+            raise ValueError(f"MoReg max_factor ({self.max_factor!r}) must be >= 1")
         if not self.strides or any(int(s) != s or s < 1 for s in self.strides):
             raise ValueError(f"MoReg strides must be integers >= 1, got {self.strides!r}")
         if self.norm_a <= 0 or self.norm_b <= 0:
@@ -48,9 +67,24 @@ class MotionRegularizer:
             self.previous_normalized = None
             return 1.0, None
         s = self.settings
-        normalized = (motion / s.norm_a) ** s.norm_p / s.norm_b
+        if s.reference:
+            reference = _reference_at(s.reference, step, self.n_steps)
+            normalized = min(max((motion / reference) ** s.norm_p / s.norm_b, 1.0), s.max_factor)
+        else:
+            normalized = (motion / s.norm_a) ** s.norm_p / s.norm_b
         gradient = 0.0
         if self.previous_normalized is not None:
             gradient = s.gradient_scale * (normalized - self.previous_normalized) / max(gap, 1)
         self.previous_normalized = normalized
-        return normalized + abs(gradient), normalized
+        factor = normalized + abs(gradient)
+        if s.reference:
+            factor = min(factor, s.max_factor)
+        return factor, normalized
+
+
+def _reference_at(reference: tuple[float, ...], step: int, n_steps: int) -> float:
+    """The calibrated motion at the same fraction of the schedule (motion is not per step)."""
+    position = step * (len(reference) - 1) / max(n_steps - 1, 1)
+    i = min(int(position), len(reference) - 2)
+    frac = position - i
+    return reference[i] * (1 - frac) + reference[i + 1] * frac

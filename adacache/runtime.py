@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .calibration import CalibrationSample, GapRecorder
 from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
 from .families import WHOLE, Family
 from .metrics import METRICS, motion_score, relative_distance
@@ -22,7 +23,9 @@ from .moreg import MoRegSettings
 from .schedule import CacheSchedule, StepRecord, step_of_sigma
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
-PRESET_CHOICES = ("fast", "medium", "slow", "custom")
+PRESET_CHOICES = ("fast", "medium", "slow", "custom", "calibrate")
+# preset "calibrate": every step computed, changes over every gap and motion recorded
+CALIBRATION_CODEBOOK = Codebook((1.0e9,), (1,))
 log = logging.getLogger("AdaCache")
 
 
@@ -68,6 +71,7 @@ class AdaCacheConfig:
     end_percent: float = 1.0  # ... up to this one
     verbose: bool = False
     offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
+    compute_steps: tuple[int, ...] = ()  # a fixed schedule instead of the rule (baselines)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:
@@ -82,6 +86,8 @@ class AdaCacheConfig:
             raise ValueError("need 0 <= start_percent <= end_percent <= 1")
 
     def codebook_for(self, steps: float) -> Codebook:
+        if self.preset == "calibrate":
+            return CALIBRATION_CODEBOOK
         if self.preset == "custom":
             return self.codebook
         return preset_codebook(self.preset, steps)
@@ -131,10 +137,15 @@ class AdaCacheRun:
         n_steps = max(len(sigmas) - 1, 1)
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
-        self.schedule = CacheSchedule(sigmas, self.codebook, config.moreg, cache_sigma_range)
+        self.schedule = CacheSchedule(
+            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps
+        )
         self.check_interrupt = check_interrupt
         self.cache_device = cache_device  # None: keep caches where they were computed
         self.streams: dict[object, StreamCache] = {}
+        self.calibrating = config.preset == "calibrate"
+        self.gap_recorders: dict[object, GapRecorder] = {}
+        self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
         self.call: CallContext | None = None
         self.stack_runs = 0  # calls that ran the full block stack
         self.reused_calls = 0
@@ -283,6 +294,11 @@ class AdaCacheRun:
                     stream, current, step, call.latent_shape, img_tokens, call.tail_tokens
                 )
             stream.metric, stream.metric_step = current, step
+            if self.calibrating:
+                recorder = self.gap_recorders.setdefault(
+                    stream_key, GapRecorder(self.config.metric)
+                )
+                self.gap_rows.setdefault(step, []).append(recorder.add(step, current))
 
     def _measure(
         self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None,
@@ -293,11 +309,12 @@ class AdaCacheRun:
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
         ) / (len(current) * max(gap, 1))
         motion = None
-        if self.schedule.moreg is not None:
+        if self.schedule.moreg is not None or self.calibrating:
             hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens, tail_tokens)
             if frames is not None:
-                motion = motion_score(frames, self.config.moreg.strides)
+                strides = self.config.moreg.strides if self.config.moreg else (1,)
+                motion = motion_score(frames, strides)
         self.schedule.measure(distance, gap, motion)
 
     def silenced_module(self, returns: str, run_inner: Callable, *args, **kwargs):
@@ -347,6 +364,23 @@ class AdaCacheRun:
         if record is not None and not record.computed:
             record.computed, record.reason = True, reason
 
+    def calibration_sample(self) -> CalibrationSample:
+        """This run as a calibration sample: per step, the change over every gap (streams
+        averaged, as the schedule averages them) and the motion score."""
+        trace = self.schedule.trace
+        rows: list[tuple] = []
+        for step in range(len(trace)):
+            per_stream = self.gap_rows.get(step, [])
+            width = max((len(r) for r in per_stream), default=0)
+            row = []
+            for k in range(width):
+                values = [r[k] for r in per_stream if k < len(r) and r[k] is not None]
+                row.append(sum(values) / len(values) if values else None)
+            rows.append(tuple(row))
+        return CalibrationSample(
+            tuple(r.distance for r in trace), tuple(r.motion for r in trace), tuple(rows)
+        )
+
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:
         self.schedule.close()
@@ -394,6 +428,7 @@ class AdaCacheRun:
                 v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
             ],
             "warnings": warnings,
+            "calibration_sample": self.calibration_sample().to_dict() if self.calibrating else None,
             "trace": [r.as_dict() for r in s.trace],
         }
 

@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
+from .plan import Planner
 
 # Reasons a step is computed.
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
+FIXED = "fixed schedule"
 CACHED = "cached"
 
 
@@ -27,6 +29,7 @@ class StepRecord:
     moreg_factor: float | None = None  # m' + |mg| (1.0 outside the MoReg window)
     regularized_distance: float | None = None
     rate: int | None = None  # tau chosen here: next compute = step + tau
+    reference_distance: float | None = None  # calibrated plan: the profile's change here
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,11 +76,18 @@ class CacheSchedule:
         codebook: Codebook,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
+        fixed_steps: tuple[int, ...] = (),
     ):
+        # fixed_steps: compute exactly these steps (plus warm-up and final), for baselines
+        self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.codebook = codebook
         self.moreg = MotionRegularizer(moreg, self.n_steps) if moreg and moreg.enabled else None
+        self.planner = (
+            Planner.for_run(codebook.profile, self.n_steps, codebook.speed)
+            if codebook.planned and self.n_steps > 4 else None
+        )
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
         self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
         self.current: int | None = None
@@ -106,6 +116,8 @@ class CacheSchedule:
         sigma = self.sigmas[step]
         if not (self.cache_sigma_low <= sigma <= self.cache_sigma_high):
             return True, OUTSIDE_RANGE
+        if self.fixed_steps is not None:
+            return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
         if step >= self.next_compute:
             return True, SCHEDULED
         return False, CACHED
@@ -133,8 +145,16 @@ class CacheSchedule:
         record.distance, record.motion = distance, motion
         record.moreg_factor = factor if self.moreg is not None else None
         record.regularized_distance = distance * factor
-        record.rate = self.codebook.rate_for(record.regularized_distance)
+        record.rate = self._rate(record, gap)
         self.next_compute = step + record.rate
+
+    def _rate(self, record: StepRecord, gap: int) -> int:
+        if self.planner is None:
+            return self.codebook.rate_for(record.regularized_distance)
+        reference = self.planner.reference(record.step, gap)
+        record.reference_distance = reference
+        ratio = record.regularized_distance / reference if reference > 0 else 1.0
+        return self.planner.gap(record.step, ratio)
 
     def close(self) -> None:
         if self.current is not None:
@@ -155,15 +175,31 @@ class CacheSchedule:
         return "".join({True: "C", False: ".", None: " "}[r.computed] for r in self.trace)
 
 
-def preview_schedule(distances: list[float], codebook: Codebook, n_steps: int) -> list[int]:
-    """The compute steps the rule gives when step i's distance is ``distances[i]``."""
-    schedule = CacheSchedule([float(n_steps - i) for i in range(n_steps + 1)], codebook)
-    computed = []
+def preview_schedule(
+    distances: list[float | None], codebook: Codebook, n_steps: int, gap_distances=None
+) -> list[int]:
+    """The compute steps the rule gives when step i's distance is ``distances[i]``.
+
+    With ``gap_distances`` (a calibration run's ``[step][gap - 1]`` changes), a compute step
+    reached after a gap of k sees the change over k steps, as a cached run measures it.
+    """
+    sigmas = [float(n_steps - i) for i in range(n_steps + 1)]
+    schedule = CacheSchedule(sigmas, codebook)
+    computed: list[int] = []
     for step in range(n_steps):
         record = schedule.enter(step)
-        if record.computed:
-            computed.append(step)
-            if step > 0 and distances[step] is not None:
-                schedule.measure(distances[step], 1, None)
+        if not record.computed:
+            continue
+        gap = step - computed[-1] if computed else 0
+        computed.append(step)
+        if gap < 1:
+            continue
+        distance = distances[step] if step < len(distances) else None
+        if gap_distances is not None and step < len(gap_distances):
+            row = gap_distances[step]
+            value = row[min(gap, len(row)) - 1] if row else None
+            distance = value if value is not None else distance
+        if distance is not None:
+            schedule.measure(distance, gap, None)
     schedule.close()
     return computed

@@ -1,0 +1,203 @@
+"""Tier 1: the calibrated plan, calibration and calibrated MoReg (pure core, no model)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from comfyui_adacache.adacache import (
+    AdaCacheConfig,
+    AdaCacheRun,
+    CacheSchedule,
+    CalibrationSample,
+    Codebook,
+    CodebookError,
+    MoRegSettings,
+    MotionRegularizer,
+    calibrate,
+    preview_schedule,
+)
+from comfyui_adacache.adacache.calibration import MAX_GAP, GapRecorder
+from comfyui_adacache.adacache.families import FAMILIES
+from comfyui_adacache.adacache.plan import Planner, resample_profile
+
+N = 30
+
+
+def rising_profile(n=N, low=0.02, high=0.3, shrink=0.85):
+    """A change profile like the demo model's: small early, large at the end; a change
+    measured over a longer gap is smaller per step."""
+    rows = [()]
+    for step in range(1, n):
+        per_step = low + (high - low) * (step / (n - 1)) ** 3
+        rows.append(tuple(per_step * shrink ** math.log2(gap) for gap in range(1, step + 1)))
+    return tuple(rows)
+
+
+def sample_from(profile, scale=1.0, motion=0.15):
+    return CalibrationSample(
+        distances=(None, *(row[0] * scale for row in profile[1:])),
+        motions=(None, *([motion] * (len(profile) - 1))),
+        gap_distances=((), *(tuple(v * scale for v in row) for row in profile[1:])),
+    )
+
+
+@pytest.mark.parametrize("speed", [2.0, 3.0, 4.0, 5.0, 6.0])
+def test_the_plan_on_its_own_profile_meets_the_speed_target(speed):
+    planner = Planner.for_run(rising_profile(), N, speed)
+    steps = planner.baseline_steps()
+    assert steps[:2] == [0, 1] and steps[-2:] == [N - 2, N - 1]
+    assert len(steps) <= N / speed
+    assert len(steps) >= N / speed - 2  # close to the target, not far below it
+    assert steps == sorted(set(steps))
+
+
+def test_the_plan_is_dense_where_the_model_changes_and_never_wastes_the_final_steps():
+    steps = Planner.for_run(rising_profile(), N, 3.0).baseline_steps()
+    gaps = [b - a for a, b in zip(steps[1:-2], steps[2:-1], strict=True)]
+    assert gaps[0] > gaps[-1]  # long early gaps (little change), short late ones
+    assert N - 3 not in steps  # no compute right before the always-computed final steps
+
+
+def test_a_video_that_changes_faster_than_the_profile_gets_shorter_gaps():
+    planner = Planner.for_run(rising_profile(), N, 3.0)
+    gaps = [planner.gap(5, ratio) for ratio in (0.25, 0.5, 1.0, 2.0, 4.0, 16.0)]
+    assert gaps == sorted(gaps, reverse=True)
+    assert gaps[0] > gaps[-1] >= 1
+    assert planner.gap(5, float("nan")) == planner.gap(5, 1.0)
+
+
+@pytest.mark.parametrize("n_steps", [20, 30, 50, 100])
+def test_profiles_resample_to_other_step_counts(n_steps):
+    profile = rising_profile()
+    rows = resample_profile(profile, n_steps)
+    assert len(rows) == n_steps and rows[0] == []
+    assert all(len(rows[s]) == s for s in range(1, n_steps))
+    # the same share of the schedule, scaled by the step density
+    assert rows[n_steps - 1][0] == pytest.approx(profile[N - 1][0] * N / n_steps, rel=0.15)
+    steps = Planner.for_run(profile, n_steps, 3.0).baseline_steps()
+    assert len(steps) <= n_steps / 3.0 + 1e-9
+
+
+def test_calibrate_returns_a_planned_codebook_that_round_trips():
+    profile = rising_profile()
+    samples = [sample_from(profile, s) for s in (0.9, 1.0, 1.1)]
+    result = calibrate(samples, 3.0, moreg=True)
+    codebook = result.codebook
+    assert codebook.planned and codebook.speed == 3.0 and len(codebook.profile) == N
+    assert all(p <= N / 3 + 1 for p in result.predicted_computed)
+    again = Codebook.from_json(codebook.to_json())
+    assert again == codebook
+    assert "calibrated plan" in codebook.describe()
+    # the editor's form is accepted by the editor as is
+    thresholds, rates = codebook.editor_text().split(" | ")
+    plain = Codebook.from_text(thresholds.split(": ")[1], rates.split(": ")[1])
+    assert (plain.thresholds, plain.rates) == (codebook.thresholds, codebook.rates)
+    assert result.moreg is not None and len(result.moreg.reference) == N
+    assert "calibrated plan" in result.describe()
+
+
+def test_calibration_predictions_match_the_schedule_on_the_calibration_run():
+    profile = rising_profile()
+    sample = sample_from(profile)
+    result = calibrate([sample], 4.0)
+    predicted = preview_schedule(list(sample.distances), result.codebook, N,
+                                 sample.gap_distances)
+    # a schedule fed with the same gap distances reaches the same steps
+    schedule = CacheSchedule([float(N - i) for i in range(N + 1)], result.codebook)
+    last = None
+    for step in range(N):
+        record = schedule.enter(step)
+        if record.computed and last is not None:
+            gap = step - last
+            schedule.measure(sample.gap_distances[step][gap - 1], gap, None)
+        if record.computed:
+            last = step
+    schedule.close()
+    assert schedule.computed_steps == predicted
+    assert len(predicted) == result.predicted_computed[0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.5, True, "3"])
+def test_calibrate_rejects_a_bad_speed(bad):
+    with pytest.raises(CodebookError, match="speed target"):
+        calibrate([sample_from(rising_profile())], bad)
+
+
+def test_calibrate_rejects_runs_without_distances():
+    with pytest.raises(CodebookError, match="at least one"):
+        calibrate([], 3.0)
+    empty = CalibrationSample(tuple([None] * N))
+    with pytest.raises(CodebookError, match="no distances"):
+        calibrate([empty], 3.0)
+
+
+def test_calibration_without_gap_distances_falls_back_to_per_step_changes():
+    profile = rising_profile()
+    per_step_only = CalibrationSample(sample_from(profile).distances)
+    result = calibrate([per_step_only], 3.0)
+    assert all(len(row) == min(step, MAX_GAP) for step, row in enumerate(result.codebook.profile))
+    assert result.codebook.profile[10][4] == pytest.approx(profile[10][0])
+
+
+@pytest.mark.parametrize("profile, message", [
+    ([[], [0.1], [float("nan"), 0.1], [0.1], [0.1], [0.1]], "profile step 2 gap 1"),
+    ([[], [0.1], [0.1]], "need at least 5"),
+    ([[], [0.0], [0.0], [0.0], [0.0]], "no positive"),
+])
+def test_planned_codebooks_name_the_bad_entry(profile, message):
+    data = {"thresholds": [1.0], "rates": [1], "profile": profile, "speed": 3}
+    with pytest.raises(CodebookError, match=message):
+        Codebook.from_json(json.dumps(data).replace("NaN", '"nan"'))
+
+
+def test_gap_recorder_measures_every_gap_per_step():
+    recorder = GapRecorder()
+    base = torch.ones(2, 8, 4)
+    assert recorder.add(0, {1: base}) == ()
+    row = recorder.add(1, {1: base * 1.1})
+    assert row == pytest.approx((0.1,))
+    row = recorder.add(2, {1: base * 1.2})
+    assert row[0] == pytest.approx(0.1 / 1.1) and row[1] == pytest.approx(0.2 / 2)
+
+
+def test_calibrated_moreg_gives_no_extra_compute_below_the_reference_and_is_bounded():
+    settings = MoRegSettings(norm_p=4.0, gradient_scale=0.0, window_start=0.0, window_end=1.0,
+                             reference=tuple([0.2] * N), max_factor=4.0)
+    regularizer = MotionRegularizer(settings, N)
+    assert regularizer.factor(10, 0.1, 1)[0] == 1.0  # a static video: factor 1
+    assert regularizer.factor(11, 0.2, 1)[0] == 1.0
+    assert regularizer.factor(12, 0.24, 1)[0] == pytest.approx(1.2**4)
+    assert regularizer.factor(13, 1.0, 1)[0] == 4.0  # bounded
+
+
+@pytest.mark.parametrize("field, value", [("norm_a", float("nan")), ("norm_p", float("inf")),
+                                          ("max_factor", 0.5), ("window_end", float("nan"))])
+def test_moreg_rejects_non_finite_constants(field, value):
+    with pytest.raises(ValueError, match=field):
+        MoRegSettings(**{field: value})
+
+
+def test_a_fixed_schedule_computes_exactly_those_steps():
+    codebook = Codebook((1.0,), (3,))
+    schedule = CacheSchedule([float(N - i) for i in range(N + 1)], codebook,
+                             fixed_steps=(0, 1, 9, 20, 28, 29))
+    for step in range(N):
+        schedule.enter(step)
+    schedule.close()
+    assert schedule.computed_steps == [0, 1, 9, 20, 28, 29]
+
+
+def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():
+    family = next(f for f in FAMILIES if f.is_video)
+    run = AdaCacheRun(AdaCacheConfig(preset="calibrate"), family, 4,
+                      [float(10 - i) / 10 for i in range(11)])
+    assert run.codebook.rates == (1,)
+    for step in range(10):
+        run.schedule.enter(step)
+        run.gap_rows.setdefault(step, []).append(tuple(0.1 / k for k in range(1, step + 1)))
+    sample = run.calibration_sample()
+    assert len(sample.gap_distances) == 10 and sample.gap_distances[3] == pytest.approx(
+        (0.1, 0.05, 0.1 / 3))
