@@ -21,21 +21,31 @@ from .runtime import (
     REUSE,
     AdaCacheConfig,
     AdaCacheRun,
+    CallPlan,
     MetricBlocksError,
+    StreamKey,
     format_summary,
     format_trace,
     parse_metric_blocks,
 )
-from .schedule import CacheSchedule, StepRecord, equivalent_steps, preview_schedule, step_of_sigma
+from .schedule import (
+    CONTROL_HINTS,
+    MODEL_PATCHES,
+    CacheSchedule,
+    StepRecord,
+    equivalent_steps,
+    preview_schedule,
+    step_of_sigma,
+)
 
 __all__ = [
     "BLOCKS", "WHOLE", "register",
-    "COMPUTE", "FAMILIES", "METRICS", "PASSTHROUGH", "PRESETS", "PRESET_CHOICES", "REUSE",
+    "COMPUTE", "CONTROL_HINTS", "MODEL_PATCHES", "FAMILIES", "METRICS", "PASSTHROUGH",
+    "PRESETS", "PRESET_CHOICES", "REUSE",
     "AdaCacheConfig", "AdaCacheRun", "CalibrationResult", "CalibrationSample", "CacheSchedule",
-    "Codebook", "CodebookError", "Family",
-    "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord",
-    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook",
-    "equivalent_steps",
+    "CallPlan", "Codebook", "CodebookError", "Family",
+    "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord", "StreamKey",
+    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook", "equivalent_steps",
     "family_for", "format_summary", "format_trace", "motion_score", "parse_metric_blocks",
     "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
 ]

@@ -78,8 +78,17 @@ class Codebook:
 
     @classmethod
     def from_text(cls, thresholds: str, rates: str) -> Codebook:
-        """Parses the Codebook Editor's comma-separated fields."""
-        return cls(*_coerce(_split(thresholds, "thresholds"), _split(rates, "rates")))
+        """Parses the Codebook Editor's comma-separated fields.
+
+        Also accepts the labelled form the log prints (``thresholds: 0.03, 1 | rates: 6, 1``),
+        pasted whole into either field or split over both.
+        """
+        return cls(
+            *_coerce(
+                _split(_field(thresholds, rates, "thresholds"), "thresholds"),
+                _split(_field(rates, thresholds, "rates"), "rates"),
+            )
+        )
 
     @classmethod
     def from_pairs(cls, pairs: dict[float, int] | list[tuple[float, int]]) -> Codebook:
@@ -95,9 +104,27 @@ class Codebook:
         return text
 
     def editor_text(self) -> str:
-        """The Codebook Editor's two fields, in a form it accepts as is."""
-        return (f"thresholds: {', '.join(f'{t:g}' for t in self.thresholds)} | "
+        """The Codebook Editor's two fields, in a form it accepts as is (one line per field,
+        or pasted whole); thresholds keep every digit they need."""
+        return (f"thresholds: {', '.join(_short(t) for t in self.thresholds)} | "
                 f"rates: {', '.join(str(r) for r in self.rates)}")
+
+
+def _short(value: float) -> str:
+    """``value`` as short as ``:g`` writes it, with all digits where that would round it."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
+
+
+def _field(text, other, name: str) -> str:
+    """The ``name`` part of a labelled ``thresholds: ... | rates: ...`` text, else ``text``."""
+    for source in (text, other):
+        parts = [p.strip() for p in str(source).split("|")]
+        for part in parts:
+            label, sep, rest = part.partition(":")
+            if sep and label.strip().lower() == name:
+                return rest
+    return str(text)
 
 
 def _number(value, name: str) -> float:
@@ -227,12 +254,30 @@ def preset_codebook(name: str, steps: float) -> Codebook:
 
 
 def calibrated_codebook(distances: list[float], rates: tuple[int, ...]) -> Codebook | None:
-    """Supplement A.2: split the observed distance range uniformly over the given rates."""
-    finite = sorted(d for d in distances if d is not None and math.isfinite(d) and d > 0)
-    if len(finite) < 2 or len(rates) < 2 or finite[-1] <= finite[0]:
+    """Supplement A.2: split the observed distance range uniformly over the given rates.
+
+    A suggestion for reports: returns None (never raises) when the distances give no range,
+    when the rates never reuse a step (all 1), or when rounding would merge thresholds.
+    """
+    try:
+        finite = sorted(
+            float(d) for d in distances if d is not None and math.isfinite(float(d)) and d > 0
+        )
+        rates = tuple(int(r) for r in rates)
+    except (TypeError, ValueError):
+        return None
+    if len(finite) < 2 or len(rates) < 2 or finite[-1] <= finite[0] or max(rates) <= 1:
         return None
     lo, hi = finite[0], finite[-1]
     n = len(rates)
-    thresholds = [lo + (hi - lo) * (i + 1) / n for i in range(n - 1)]
-    thresholds.append(max(1.0, hi * 2))
-    return Codebook(tuple(float(f"{t:.4g}") for t in thresholds), tuple(rates))
+    raw = [lo + (hi - lo) * (i + 1) / n for i in range(n - 1)]
+    raw.append(max(1.0, hi * 2))
+    for digits in (4, 6, 8, 12, 17):  # as short as possible, but never two equal thresholds
+        thresholds = tuple(float(f"{t:.{digits}g}") for t in raw)
+        increasing = all(b > a for a, b in zip(thresholds, thresholds[1:], strict=False))
+        if increasing and thresholds[0] > 0:
+            try:
+                return Codebook(thresholds, rates)
+            except CodebookError:
+                return None
+    return None

@@ -16,7 +16,7 @@ class MoRegSettings:
     norm_p: float = 8.0
     norm_b: float = 1.0
     gradient_scale: float = 10.0  # mg = g * (m' - m'_prev) / k
-    window_start: float = 0.1  # fraction of steps: active for start <= step / N < end
+    window_start: float = 0.1  # fractions of the whole schedule; see window_steps
     window_end: float = 0.9
     # Calibrated MoReg (ours): the model's typical motion score per step from calibration runs.
     # When set, m' = clamp((m / reference[step]) ** p / b, 1, max_factor): a video moving no
@@ -49,7 +49,16 @@ class MoRegSettings:
             )
 
     def window_steps(self, n_steps: int) -> tuple[int, int]:
-        return round(self.window_start * n_steps), round(self.window_end * n_steps)
+        """The 0-based steps ``[start, end)`` of an ``n_steps`` schedule where MoReg acts.
+
+        The reference counts steps from 1 and applies MoReg on steps a..b inclusive: (10, 90)
+        at 100 steps, (4, 26) at 30. Here a = round(window_start * N) and
+        b = round(window_end * N), kept off the first three and the last four steps
+        (a >= 4, b <= N - 4), which reproduces both reference configurations.
+        """
+        first = max(round(self.window_start * n_steps), 4)
+        last = min(round(self.window_end * n_steps), n_steps - 4)
+        return first - 1, max(last, first - 1)
 
 
 @dataclass

@@ -98,9 +98,11 @@ class Planner:
         return row[min(max(gap, 1), len(row)) - 1]
 
     # -- the plan --------------------------------------------------------------------------
-    def _plan_from(self, start: int, ratio: float, cost: float) -> list[int]:
-        """Optimal compute steps after ``start``, ending at the first always-computed final step."""
-        final = self.n_steps - 2
+    def _plan_from(self, start: int, ratio: float, cost: float, final: int | None = None
+                   ) -> list[int]:
+        """Optimal compute steps after ``start``, ending at the first always-computed final step
+        (``final``: of a slice of the schedule, e.g. one expert's KSamplerAdvanced part)."""
+        final = self.n_steps - 2 if final is None else min(final, self.n_steps - 2)
         if start >= final:
             return []
         best: dict[int, tuple[float, int]] = {final: (0.0, final)}
@@ -116,11 +118,12 @@ class Planner:
             steps.append(p)
         return steps
 
-    def gap(self, step: int, ratio: float) -> int:
-        """Steps until the next compute, planned at compute step ``step``."""
+    def gap(self, step: int, ratio: float, final: int | None = None) -> int:
+        """Steps until the next compute, planned at compute step ``step`` (of the whole
+        schedule; ``final``: the first always-computed final step of the part being run)."""
         if not math.isfinite(ratio) or ratio <= 0:
             ratio = 1.0
-        planned = self._plan_from(step, ratio, self.cost_per_compute)
+        planned = self._plan_from(step, ratio, self.cost_per_compute, final)
         return max(1, (planned[0] if planned else step + 1) - step)
 
     def baseline_steps(self, cost: float | None = None) -> list[int]:

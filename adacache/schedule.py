@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
 from .plan import Planner
 
-# Reasons a step is computed.
+# Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
 FIXED = "fixed schedule"
-CACHED = "cached"
+CACHED = "cached"  # ... or reuses it
+# Why one model call on a reused step runs the stack anyway (AdaCacheRun.plan_call).
+NO_CACHE = "no usable cache"  # this stream has no stored residual (or one of another shape)
+WINDOW_NO_CACHE = "context window without its own cache"
+STALE_CACHE = "stale cache"  # stored at a step other than the last compute step
+CONTROL_HINTS = "ControlNet hints"  # added between blocks: a stored residual holds them
+MODEL_PATCHES = "model patches between blocks"  # transformer_options["patches"], same
+# A call whose blocks another patch replaced: run as asked, nothing stored or reused.
+FOREIGN_BLOCKS = "blocks replaced by another patch"
 
 
 @dataclass
@@ -24,6 +32,7 @@ class StepRecord:
     computed: bool | None = None  # None: the sampler never reached this step
     reason: str = ""
     calls: int = 0
+    call_plans: list[dict] = field(default_factory=list)  # per model call: mode and reason
     distance: float | None = None  # relative change per step at this compute step
     motion: float | None = None  # raw motion score m
     moreg_factor: float | None = None  # m' + |mg| (1.0 outside the MoReg window)
@@ -77,15 +86,23 @@ class CacheSchedule:
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
         fixed_steps: tuple[int, ...] = (),
+        schedule_steps: float | None = None,
+        first_step: int = 0,
     ):
-        # fixed_steps: compute exactly these steps (plus warm-up and final), for baselines
+        """``fixed_steps``: compute exactly these steps (plus warm-up and final), for baselines.
+        ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
+        first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
+        schedule's, not the slice's."""
         self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.codebook = codebook
-        self.moreg = MotionRegularizer(moreg, self.n_steps) if moreg and moreg.enabled else None
+        self.first_step = first_step
+        whole = round(schedule_steps) if schedule_steps else self.n_steps
+        self.moreg = MotionRegularizer(moreg, whole) if moreg and moreg.enabled else None
+        # a calibrated plan is made for the whole schedule (a slice is planned as its part)
         self.planner = (
-            Planner.for_run(codebook.profile, self.n_steps, codebook.speed)
+            Planner.for_run(codebook.profile, max(whole, self.n_steps), codebook.speed)
             if codebook.planned and self.n_steps > 4 else None
         )
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
@@ -141,7 +158,7 @@ class CacheSchedule:
         motion = sum(motions) / len(motions) if motions else None
         factor = 1.0
         if self.moreg is not None:
-            factor, _ = self.moreg.factor(step, motion, gap)
+            factor, _ = self.moreg.factor(self.first_step + step, motion, gap)
         record.distance, record.motion = distance, motion
         record.moreg_factor = factor if self.moreg is not None else None
         record.regularized_distance = distance * factor
@@ -151,15 +168,25 @@ class CacheSchedule:
     def _rate(self, record: StepRecord, gap: int) -> int:
         if self.planner is None:
             return self.codebook.rate_for(record.regularized_distance)
-        reference = self.planner.reference(record.step, gap)
+        step = self.first_step + record.step  # in the whole schedule
+        reference = self.planner.reference(step, gap)
         record.reference_distance = reference
         ratio = record.regularized_distance / reference if reference > 0 else 1.0
-        return self.planner.gap(record.step, ratio)
+        final = self.first_step + self.n_steps - 2
+        return self.planner.gap(step, ratio, final)
 
     def close(self) -> None:
         if self.current is not None:
             self._finalize(self.current)
             self.current = None
+
+    def last_compute_step(self, before: int) -> int | None:
+        """The latest step before ``before`` that ran the stack: the only step whose stored
+        residuals a reused step may add."""
+        for record in reversed(self.trace[:before]):
+            if record.computed:
+                return record.step
+        return None
 
     # -- summaries -------------------------------------------------------------------------
     @property

@@ -1,7 +1,11 @@
-"""The pack's nodes (V3 schema): AdaCache Apply, Codebook Editor, MoReg Settings."""
+"""The pack's nodes (V3 schema): AdaCache Apply, Codebook Editor, MoReg Settings; AdaCache
+Calibrate (calibration_nodes.py) and AdaCache Report (report.py)."""
 
 from __future__ import annotations
 
+import math
+
+from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import ComfyExtension, io
 
 from ..adacache import (
@@ -9,8 +13,16 @@ from ..adacache import (
     PRESET_CHOICES,
     AdaCacheConfig,
     Codebook,
+    CodebookError,
     MoRegSettings,
     preset_codebook,
+)
+from .calibration_nodes import (
+    CALIBRATION_NODES,
+    USE_VALUES_ABOVE,
+    load_saved,
+    saved_fingerprint,
+    saved_names,
 )
 from .patch import apply_adacache
 
@@ -18,6 +30,46 @@ CATEGORY = "AdaCache"
 Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
 MoReg_IO = io.Custom("ADACACHE_MOREG")
 _FAST30 = preset_codebook("fast", 30)
+
+
+def _preset_help() -> str:
+    """What each preset does, with its codebook at 30 steps (it scales with the step count)."""
+    lines = []
+    for name, what in (
+        ("fast", "skips the most steps"),
+        ("medium", "between fast and slow"),
+        ("slow", "closest to uncached"),
+    ):
+        cb30, cb50 = preset_codebook(name, 30), preset_codebook(name, 50)
+        lines.append(
+            f"{name}: {what}. At 30 steps a per-step distance under "
+            f"{', '.join(f'{t:g}' for t in cb30.thresholds[:-1])} (else above) waits "
+            f"{', '.join(map(str, cb30.rates))} steps until the next full computation "
+            f"(at 50 steps: rates {', '.join(map(str, cb50.rates))})."
+        )
+    lines.append(
+        "custom: the connected codebook (Codebook Editor or AdaCache Calibrate). A connected "
+        "codebook is used with any preset except calibrate; the log says so."
+    )
+    lines.append(
+        "calibrate: computes every step (no speedup) and records each step's distance and "
+        "motion, so AdaCache Calibrate can fit a codebook to your model; queue a few seeds."
+    )
+    return "\n".join(lines)
+
+
+def _check_finite(node: str, **values) -> None:
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{node}: {name} ({value!r}) must be a finite number")
+
+
+def _check_connected(value, expected: type, name: str, source: str):
+    if value is not None and not isinstance(value, expected):
+        raise ValueError(
+            f"AdaCache Apply: '{name}' got {type(value).__name__} {str(value)[:60]!r}; connect "
+            f"the output of {source} (literal values are not accepted)"
+        )
 
 
 class AdaCacheApply(io.ComfyNode):
@@ -42,9 +94,9 @@ class AdaCacheApply(io.ComfyNode):
                     "preset",
                     options=list(PRESET_CHOICES),
                     default="fast",
-                    tooltip="Speed/quality preset from the paper, scaled to your step count. "
-                    "fast skips most, slow keeps quality closest to uncached; custom uses the "
-                    "connected Codebook Editor.",
+                    tooltip="Speed/quality preset (the paper's codebooks, scaled to your step "
+                    "count). A step whose features changed little waits longer before the "
+                    "block stack runs again.\n" + _preset_help(),
                 ),
                 io.Combo.Input(
                     "metric",
@@ -93,7 +145,9 @@ class AdaCacheApply(io.ComfyNode):
                 Codebook_IO.Input(
                     "codebook",
                     optional=True,
-                    tooltip="A codebook from Codebook Editor; used when preset is 'custom'.",
+                    tooltip="A codebook from Codebook Editor or AdaCache Calibrate. When "
+                    "connected it is used whatever the preset (the log says it replaces the "
+                    "preset), except with preset 'calibrate', which computes every step.",
                 ),
                 MoReg_IO.Input(
                     "moreg",
@@ -120,6 +174,22 @@ class AdaCacheApply(io.ComfyNode):
         codebook=None,
         moreg=None,
     ) -> io.NodeOutput:
+        from .calibration_nodes import RECORDER_KEY, attach_recorder
+
+        _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
+        _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
+        _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        if preset not in PRESET_CHOICES:
+            raise CodebookError(f"unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
+        notes = ()
+        if codebook is not None and preset not in ("custom", "calibrate"):
+            notes = (f"the connected codebook replaces preset '{preset}' (a connected codebook "
+                     "is always used)",)
+            preset = "custom"
+        elif codebook is not None and preset == "calibrate":
+            notes = ("preset 'calibrate' computes every step; the connected codebook is not "
+                     "used",)
         config = AdaCacheConfig(
             preset=preset,
             codebook=codebook if preset == "custom" else None,
@@ -130,8 +200,13 @@ class AdaCacheApply(io.ComfyNode):
             end_percent=end_percent,
             verbose=verbose,
             offload_cache=offload_cache,
+            notes=notes,
         )
-        return io.NodeOutput(apply_adacache(model, config, node_id=cls.hidden.unique_id))
+        patched = apply_adacache(model, config, node_id=node_id)
+        patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
+        if preset == "calibrate":
+            attach_recorder(patched, node_id)
+        return io.NodeOutput(patched)
 
 
 class AdaCacheCodebookEditor(io.ComfyNode):
@@ -141,7 +216,8 @@ class AdaCacheCodebookEditor(io.ComfyNode):
             node_id="AdaCacheCodebookEditor",
             display_name="AdaCache Codebook Editor",
             category=CATEGORY,
-            description="A custom codebook: a distance below threshold i selects cache rate i.",
+            description="A custom codebook: a distance below threshold i selects cache rate i. "
+            "Pick a codebook saved by AdaCache Calibrate in 'saved', or type/paste values.",
             inputs=[
                 io.String.Input(
                     "thresholds",
@@ -155,12 +231,30 @@ class AdaCacheCodebookEditor(io.ComfyNode):
                     tooltip="Cache rate per threshold (integer >= 1): steps until the next "
                     "full computation. Bigger = faster.",
                 ),
+                io.Combo.Input(
+                    "saved",
+                    options=[USE_VALUES_ABOVE, *saved_names()],
+                    default=USE_VALUES_ABOVE,
+                    optional=True,  # API prompts written before it keep working
+                    tooltip="A codebook saved by AdaCache Calibrate (user directory, "
+                    "adacache/codebooks). When one is picked, its file's values are used and "
+                    f"the fields above only display them; '{USE_VALUES_ABOVE}' uses the fields.",
+                ),
             ],
             outputs=[Codebook_IO.Output(tooltip="The codebook, for AdaCache Apply (custom).")],
         )
 
     @classmethod
-    def execute(cls, thresholds, rates) -> io.NodeOutput:
+    def fingerprint_inputs(cls, thresholds, rates, saved=USE_VALUES_ABOVE):
+        if saved and saved != USE_VALUES_ABOVE:
+            return saved_fingerprint(saved)  # re-run when the saved file changes
+        return f"{thresholds}|{rates}"
+
+    @classmethod
+    def execute(cls, thresholds, rates, saved=USE_VALUES_ABOVE) -> io.NodeOutput:
+        if saved and saved != USE_VALUES_ABOVE:
+            codebook, _ = load_saved(saved)
+            return io.NodeOutput(codebook)
         return io.NodeOutput(Codebook.from_text(thresholds, rates))
 
 
@@ -219,6 +313,10 @@ class AdaCacheMoRegSettings(io.ComfyNode):
             strides = tuple(int(s) for s in frame_strides.replace(";", ",").split(",") if s.strip())
         except ValueError:
             raise ValueError(f"frame_strides {frame_strides!r} must be integers >= 1") from None
+        _check_finite(
+            "AdaCache MoReg Settings", norm_a=norm_a, norm_p=norm_p, norm_b=norm_b,
+            gradient_scale=gradient_scale, window_start=window_start, window_end=window_end,
+        )
         return io.NodeOutput(
             MoRegSettings(
                 enabled=enabled,
@@ -233,7 +331,10 @@ class AdaCacheMoRegSettings(io.ComfyNode):
         )
 
 
-NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings]
+from .report import REPORT_NODES  # noqa: E402
+
+NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings, *CALIBRATION_NODES,
+         *REPORT_NODES]
 from .demo_nodes import DEMO_NODES  # noqa: E402  (AdaCache Demo category, optional)
 
 NODES += DEMO_NODES

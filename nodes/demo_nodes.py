@@ -6,8 +6,8 @@ Category "AdaCache Demo". Nothing else in the pack depends on these nodes.
   ``[1, 8, 4096]`` scene embeddings; the negative is all zeros, as in training).
 * AdaCache Demo Decode - LATENT -> IMAGE frames with the exactly invertible latent mapping of
   ``demo_latent.py`` (Wan 2.1 latent format undone first); optional nearest-neighbour upscale.
-* AdaCache Demo Trace  - output node: shows the AdaCache per-step trace of the last sampling run
-  of a patched model (the ``latent`` input only orders it after the sampler).
+
+The per-step trace of a run is shown by the pack's own output node AdaCache Report (report.py).
 """
 
 from __future__ import annotations
@@ -99,37 +99,4 @@ class AdaCacheDemoDecode(io.ComfyNode):
         return io.NodeOutput(frames.contiguous())
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-class AdaCacheDemoTrace(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="AdaCacheDemoTrace",
-            display_name="AdaCache Demo Trace",
-            category=CATEGORY,
-            description="Shows the per-step AdaCache trace of the model's last sampling run "
-            "(connect the sampler's LATENT so it runs after the sampler).",
-            inputs=[io.Model.Input("model"), io.Latent.Input("latent")],
-            outputs=[],
-            is_output_node=True,
-        )
-
-    @classmethod
-    def execute(cls, model, latent) -> io.NodeOutput:
-        handle = model.model_options.get("transformer_options", {}).get("adacache_handle")
-        summary = getattr(handle, "last_summary", None) if handle is not None else None
-        return io.NodeOutput(ui={"adacache_trace": [_jsonable(summary or {})]})
-
-
-DEMO_NODES = [AdaCacheDemoScene, AdaCacheDemoDecode, AdaCacheDemoTrace]
+DEMO_NODES = [AdaCacheDemoScene, AdaCacheDemoDecode]

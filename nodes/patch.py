@@ -1,7 +1,18 @@
-"""Patches a cloned ModelPatcher with AdaCache: wrappers, block replacements, object hooks."""
+"""Patches a cloned ModelPatcher with AdaCache: wrappers, block replacements, object hooks.
+
+Where a run lives: the OUTER_SAMPLE wrapper creates one AdaCacheRun per sampling call and puts
+it in that call's own ``transformer_options`` (the guider's per-sample copy of the model
+options, which ComfyUI copies into every model call's options), keyed by the Apply node's
+handle. The APPLY_MODEL wrapper takes it from its call's options and, for the duration of the
+call, makes it visible to the block / object hooks through a context variable (thread-local),
+since object hooks do not receive ``transformer_options``. No run is ever kept on the handle or
+the model, which every clone shares, so two samplers on one patched model (threads) each see
+only their own run.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 import comfy.model_management
@@ -11,9 +22,12 @@ from comfy.patcher_extension import WrappersMP
 
 from ..adacache import (
     BLOCKS,
+    CONTROL_HINTS,
+    MODEL_PATCHES,
     WHOLE,
     AdaCacheConfig,
     AdaCacheRun,
+    StreamKey,
     block_keys,
     equivalent_steps,
     family_for,
@@ -25,6 +39,13 @@ from ..adacache.families import UnsupportedModelError, video_latent_shape
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
+RUNS = "adacache_runs"  # transformer_options entry of a sampling call: {handle: its run}
+# transformer_options["patches"] lists that run before the first block (part of the stack
+# input, so a reused residual is added on top of them); any other non-empty list runs between
+# or inside blocks outside block replacement, and forces compute.
+PATCHES_BEFORE_STACK = frozenset({"post_input"})
+# ((handle, run), ...) of the model calls in progress in this context (thread)
+_ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("adacache_active", default=())
 # MultiGPU work units (comfy/multigpu.py) run conds in threads on per-device model copies that
 # receive these object patches (bound to the primary copy's modules) and share one run.
 MULTIGPU_UNSUPPORTED = (
@@ -34,15 +55,19 @@ MULTIGPU_UNSUPPORTED = (
 
 
 class AdaCacheHandle:
-    """Shared by the patches of one AdaCache Apply; holds the run in progress, if any."""
+    """Shared by the patches of one AdaCache Apply (and by every clone of the patched model)."""
 
     def __init__(self, config: AdaCacheConfig, family, keys, node_id=None):
         self.config = config
         self.family = family
         self.keys = keys
         self.node_id = node_id
-        self.run: AdaCacheRun | None = None
         self.last_summary: dict | None = None
+
+    @property
+    def run(self) -> AdaCacheRun | None:
+        """The run of the model call in progress in this thread, if any (read-only)."""
+        return _active_run(self)
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options; every clone shares this one handle,
@@ -57,7 +82,7 @@ def _block_patch(handle: AdaCacheHandle, position: int, previous):
                 return previous(a, extra)
         else:
             run_inner = extra["original_block"]
-        run = handle.run
+        run = _active_run(handle)
         if run is None:
             return run_inner(args)
         return run.block(position, args, run_inner)
@@ -69,7 +94,7 @@ def _block_patch(handle: AdaCacheHandle, position: int, previous):
 
 def _output_hook(handle: AdaCacheHandle, original):
     def adacache_stack_output(x, *args, **kwargs):
-        run = handle.run
+        run = _active_run(handle)
         if run is not None:
             run.stack_output(x)
         return original(x, *args, **kwargs)
@@ -80,7 +105,7 @@ def _output_hook(handle: AdaCacheHandle, original):
 
 def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
     def adacache_silenced_module(*args, **kwargs):
-        run = handle.run
+        run = _active_run(handle)
         if run is None:
             return original(*args, **kwargs)
         return run.silenced_module(returns, original, *args, **kwargs)
@@ -91,7 +116,7 @@ def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
 
 def _whole_model_hook(handle: AdaCacheHandle, original):
     def adacache_whole_model(x, *args, **kwargs):
-        run = handle.run
+        run = _active_run(handle)
         if run is None:
             return original(x, *args, **kwargs)
         return run.whole_model(x, lambda: original(x, *args, **kwargs))
@@ -105,48 +130,78 @@ def _stack_intact(handle: AdaCacheHandle, transformer_options: dict) -> bool:
     return all(getattr(replaced.get(k), "adacache_handle", None) is handle for k in handle.keys)
 
 
+def _active_run(handle: AdaCacheHandle) -> AdaCacheRun | None:
+    for owner, run in reversed(_ACTIVE.get()):
+        if owner is handle:
+            return run
+    return None
+
+
 def _apply_model_wrapper(handle: AdaCacheHandle):
     def adacache_apply_model(executor, *args, **kwargs):
-        run = handle.run
-        if run is None:
-            return executor(*args, **kwargs)
         x, sigma = args[0], args[1]
         transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        run = (transformer_options.get(RUNS) or {}).get(handle)
+        if run is None:
+            return executor(*args, **kwargs)
         if transformer_options.get("multigpu_thread_device") is not None:
             raise UnsupportedModelError(MULTIGPU_UNSUPPORTED)
-        streams = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond")
         family = handle.family
-        run.begin_call(
-            float(sigma.max()),
-            list(streams or [0]),
-            video_latent_shape(x, kwargs),
-            _stack_intact(handle, transformer_options)
-            and not any(k in transformer_options for k in family.bypass_options),
-            compute_reason=_compute_reason(args, kwargs, transformer_options),
-            tail_tokens=family.tail_tokens(kwargs),
-        )
+        patches = _between_block_patches(transformer_options)
+        reason = CONTROL_HINTS if _control(args, kwargs) else MODEL_PATCHES if patches else None
+        if patches:
+            run.warn_once(f"model patches between blocks ({', '.join(patches)}) run on every "
+                          "call that carries them: those calls run the whole stack")
+        active = _ACTIVE.set((*_ACTIVE.get(), (handle, run)))
         try:
-            return executor(*args, **kwargs)
+            run.begin_call(
+                float(sigma.max()),
+                _stream_keys(transformer_options, x),
+                video_latent_shape(x, kwargs),  # packed audio+video latents: the video's
+                _stack_intact(handle, transformer_options)
+                and not any(k in transformer_options for k in family.bypass_options),
+                compute_reason=reason,
+                tail_tokens=family.tail_tokens(kwargs),
+            )
+            try:
+                return executor(*args, **kwargs)
+            finally:
+                run.end_call()
         finally:
-            run.end_call()
+            _ACTIVE.reset(active)
 
     return adacache_apply_model
 
 
+def _stream_keys(transformer_options: dict, x: torch.Tensor) -> list[StreamKey]:
+    """One key per batch entry: its cond uuid, the context window the host sliced the latent
+    to (comfy/context_windows.py calls the model once per window with the same uuids) and the
+    per-entry latent shape."""
+    conds = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond") or [0]
+    window = transformer_options.get("context_window")
+    if window is not None:
+        index_list = getattr(window, "index_list", None)
+        window = (
+            (getattr(window, "dim", None), tuple(int(i) for i in index_list))
+            if index_list is not None else ("window", id(window))  # unknown kind: never shared
+        )
+    return [StreamKey(c, window, tuple(x.shape[1:])) for c in conds]
+
+
+def _between_block_patches(transformer_options: dict) -> list[str]:
+    """Names of the non-empty ``transformer_options["patches"]`` lists that do not run before
+    the stack (Qwen-Image's DiffSynth ControlNet ``double_block``, Lumina2 / Z-Image control
+    patches, newer WanModel's per-block patches): their output would be in a stored residual
+    and added again by the patch on a reused call."""
+    patches = transformer_options.get("patches") or {}
+    return sorted(
+        str(name) for name, entries in patches.items()
+        if entries and name not in PATCHES_BEFORE_STACK
+    )
+
+
 def _control(args, kwargs):
     return args[4] if len(args) > 4 else kwargs.get("control")
-
-
-def _compute_reason(args, kwargs, transformer_options) -> str | None:
-    """Why this evaluation must run the stack, or None: what it adds between blocks outside
-    block replacement would be counted twice on top of a stored residual."""
-    if _control(args, kwargs):
-        return "ControlNet hints"
-    patches = transformer_options.get("patches") or {}
-    kinds = [kind for kind in ("double_block", "single_block") if patches.get(kind)]
-    if kinds:  # e.g. Uni3C on Wan: newer hosts run them even when the blocks are replaced
-        return f"per-block model patches ({', '.join(kinds)})"
-    return None
 
 
 def _outer_sample_wrapper(handle: AdaCacheHandle):
@@ -159,7 +214,8 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         high = float(sampling.percent_to_sigma(config.start_percent))
         low = float(sampling.percent_to_sigma(config.end_percent))
 
-        steps = equivalent_steps([_schedule_position(sampling, s) for s in sigmas], 1.0)
+        positions = [_schedule_position(sampling, s) for s in sigmas]
+        steps = equivalent_steps(positions, 1.0)
         run = AdaCacheRun(
             config,
             handle.family,
@@ -171,12 +227,16 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             cache_device=(
                 comfy.model_management.unet_offload_device() if config.offload_cache else None
             ),
+            # where this run starts in the whole schedule (KSamplerAdvanced, denoise < 1)
+            first_step=round((1.0 - positions[0]) * steps) if positions else 0,
         )
-        previous, handle.run = handle.run, run
+        # the guider's per-sample copy of the model options: this sampling call's own
+        options = guider.model_options.setdefault("transformer_options", {})
+        runs = options[RUNS] = {**options.get(RUNS, {}), handle: run}
         try:
             return executor(*args, **kwargs)
         finally:
-            handle.run = previous
+            runs.pop(handle, None)
             summary = run.finish()
             handle.last_summary = summary
             log.info(format_summary(summary))

@@ -2,18 +2,20 @@
 
 Starts ComfyUI (``.host/ComfyUI``, set up by ``scripts/setup_host.sh``) with only this pack,
 queues the demo graph (UNETLoader -> [AdaCache Apply (+ MoReg Settings)] -> KSampler ->
-AdaCache Demo Decode -> SaveImage, plus AdaCache Demo Trace) over its HTTP API for each scene and
-seed in three modes - uncached, AdaCache (preset fast), AdaCache + MoReg - and writes to
-``demo_output/``:
+AdaCache Demo Decode -> SaveImage, plus AdaCache Report -> SaveImage) over its HTTP API for
+each scene and seed in three modes - uncached, AdaCache (preset fast), AdaCache + MoReg - and
+writes to ``demo_output/``:
 
 * ``<scene>.gif``             side by side: uncached | AdaCache | AdaCache + MoReg (seed 0)
-* ``trace_<scene>_<mode>.png`` per-step distance, MoReg factor, chosen cache rate, computed steps
+* ``trace_<scene>_<mode>.png`` the AdaCache Report image: per-step distance with the codebook's
+  thresholds and rates, MoReg factor, computed steps
 * ``summary.md`` / ``summary.json`` wall-time speedup measured in this run, computed steps,
   PSNR / SSIM against the uncached output of the same seed, motion of the decoded frames.
 
-How the trace comes back: the graph ends in the demo output node "AdaCache Demo Trace", which
-returns the patched model's ``last_summary`` as UI data, so it is in ``/history/<prompt_id>``
-with the images - no websocket client needed, and it is tied to the prompt that produced it.
+How the trace comes back: the graph ends in the pack's output node "AdaCache Report", which
+returns the patched model's ``last_summary`` as UI data (and its plot as an IMAGE, saved), so
+it is in ``/history/<prompt_id>`` with the images - no websocket client needed, and it is tied
+to the prompt that produced it.
 Wall time is the server's own ``execution_start`` -> ``execution_success`` timestamps of each
 prompt (model loading is done once by a warm-up prompt first and then cached by ComfyUI).
 
@@ -96,8 +98,10 @@ def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: st
                       "inputs": {"enabled": True, **MOREG_DEMO}}
             g["4"]["inputs"]["moreg"] = ["6", 0]
         g["5"]["inputs"]["model"] = ["4", 0]
-        g["9"] = {"class_type": "AdaCacheDemoTrace",
+        g["9"] = {"class_type": "AdaCacheReport",
                   "inputs": {"model": ["4", 0], "latent": ["5", 0]}}
+        g["11"] = {"class_type": "SaveImage",
+                   "inputs": {"images": ["9", 0], "filename_prefix": f"demo/report_{tag}"}}
     return g
 
 
@@ -123,6 +127,15 @@ def load_frames(entry: dict, output_dir: Path) -> np.ndarray:
     images = entry["outputs"]["8"]["images"]
     files = sorted(output_dir / im["subfolder"] / im["filename"] for im in images)
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # [T, H, W, 3]
+
+
+def report_image(entry: dict, output_dir: Path) -> Image.Image | None:
+    """The AdaCache Report plot of this prompt (saved by node 11), if it has one."""
+    images = entry["outputs"].get("11", {}).get("images", [])
+    if not images:
+        return None
+    im = images[0]
+    return Image.open(output_dir / im["subfolder"] / im["filename"]).convert("RGB")
 
 
 # --------------------------------------------------------------------------- metrics, outputs
@@ -160,38 +173,6 @@ def side_by_side_gif(path: Path, videos: list[np.ndarray], labels: list[str], sc
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=180, loop=0)
 
 
-def trace_plot(path: Path, summary: dict, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in summary.get("trace", []) if r.get("computed") is not None]
-    steps = [r["step"] for r in rows]
-    comp = [bool(r["computed"]) for r in rows]
-
-    def series(key):
-        return [r.get(key) if r.get(key) is not None else np.nan for r in rows]
-
-    fig, ax = plt.subplots(4, 1, figsize=(7, 8), sharex=True)
-    ax[0].plot(steps, series("distance"), "o-", ms=3)
-    ax[0].set_ylabel("distance c_t")
-    ax[1].plot(steps, series("moreg_factor"), "o-", ms=3, color="tab:orange")
-    ax[1].set_ylabel("MoReg factor")
-    ax[2].step(steps, series("rate"), where="post", color="tab:green")
-    ax[2].plot(steps, series("rate"), "o", ms=3, color="tab:green")
-    ax[2].set_ylabel("cache rate")
-    ax[3].bar(steps, [1 if c else 0.25 for c in comp],
-              color=["tab:red" if c else "tab:gray" for c in comp])
-    ax[3].set_yticks([0.25, 1], ["reused", "computed"])
-    ax[3].set_xlabel("sampling step")
-    fig.suptitle(f"{title}: {summary.get('computed_steps')}/{summary.get('steps')} steps computed"
-                 f"  ({summary.get('pattern', '')})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def fmt(v, spec="{:.2f}"):
     if v is None:
         return "-"
@@ -227,7 +208,7 @@ def main():
         print(f"  ready after {server.wait_ready():.0f}s", flush=True)
         info = server.request("/object_info", timeout=120)[1]
         missing = [n for n in ("AdaCacheApply", "AdaCacheDemoScene", "AdaCacheDemoDecode",
-                               "AdaCacheDemoTrace") if n not in info]
+                               "AdaCacheReport") if n not in info]
         if missing:
             raise RuntimeError(f"pack nodes not loaded: {missing}; see {out / 'comfyui.log'}")
         if MODEL_NAME not in info["UNETLoader"]["input"]["required"]["unet_name"][0]:
@@ -248,6 +229,7 @@ def main():
                     res = {"scene": scene, "seed": seed, "mode": mode,
                            "seconds": prompt_seconds(entry),
                            "frames": load_frames(entry, server.output_dir), "summary": summary,
+                           "report": report_image(entry, server.output_dir),
                            "computed": summary.get("computed_steps", args.steps)}
                     results.append(res)
                     print(f"  {scene:<12} seed {seed} {MODE_LABEL[mode]:<22} "
@@ -291,9 +273,9 @@ def main():
         side_by_side_gif(out / f"{scene.replace(' ', '_')}.gif", [vids[m] for m in MODES],
                          [MODE_LABEL[m] for m in MODES])
         for r in results:
-            if r["scene"] == scene and r["seed"] == 0 and r["mode"] != "uncached":
-                trace_plot(out / f"trace_{scene.replace(' ', '_')}_{r['mode'].replace('+', '_')}"
-                           ".png", r["summary"], f"{scene} / {MODE_LABEL[r['mode']]}")
+            if r["scene"] == scene and r["seed"] == 0 and r.get("report") is not None:
+                r["report"].save(out / f"trace_{scene.replace(' ', '_')}_"
+                                 f"{r['mode'].replace('+', '_')}.png")
     header = ("| scene | mode | s/run | speedup | computed steps (mean; per seed) | "
               "PSNR dB | SSIM | motion |")
     lines = [header, "|" + "---|" * 8]
@@ -309,7 +291,7 @@ def main():
             "PSNR/SSIM against the uncached frames of the same seed; motion = mean |frame "
             "difference| of the decoded 16x16 frames (0..1).\n")
     (out / "summary.md").write_text("# AdaCache demo summary\n\n" + md + note)
-    runs = [{k: v for k, v in r.items() if k != "frames"} for r in results]
+    runs = [{k: v for k, v in r.items() if k not in ("frames", "report")} for r in results]
     (out / "summary.json").write_text(json.dumps(
         {"steps": args.steps, "cfg": args.cfg, "seeds": args.seeds, "table": table,
          "runs": runs}, indent=1, default=float))

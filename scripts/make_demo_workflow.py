@@ -4,7 +4,7 @@ The same graph that ``scripts/demo.py`` queues in API format (its AdaCache + MoR
 Load Diffusion Model (adacache_demo_wan) -> AdaCache Apply (fast, MoReg Settings connected) ->
 KSampler (30 steps, euler/simple, cfg 3) with AdaCache Demo Scene conditioning on an
 Empty HunyuanLatentVideo 64x64x29 (= 8x8 latent, 8 frames) -> AdaCache Demo Decode (8x) ->
-Save Animated PNG, plus AdaCache Demo Trace.
+Save Animated PNG, plus AdaCache Report (the trace plot, previewed on the node).
 
     .venv/bin/python scripts/make_demo_workflow.py
 """
@@ -52,8 +52,8 @@ def build() -> dict:
          [("samples", "LATENT")], [("frames", "IMAGE")]),
         (8, "SaveAnimatedPNG", (1040, 180), (300, 360), ["adacache_demo", 6.0, 4],
          [("images", "IMAGE")], []),
-        (9, "AdaCacheDemoTrace", (700, 380), (300, 80), [],
-         [("model", "MODEL"), ("latent", "LATENT")], []),
+        (9, "AdaCacheReport", (700, 380), (320, 300), [],
+         [("model", "MODEL"), ("latent", "LATENT")], [("report", "IMAGE"), ("summary", "STRING")]),
     ]
     # (from id, from slot) -> (to id, input name)
     edges = [(1, 0, 4, "model"), (6, 0, 4, "moreg"), (4, 0, 5, "model"), (2, 0, 5, "positive"),

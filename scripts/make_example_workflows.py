@@ -347,7 +347,8 @@ def wan21_t2v() -> Graph:
     shift = g.add("ModelSamplingSD3", (400, -120), [8])
     g.link(unet, 0, shift, "model")
     codebook = g.add("AdaCacheCodebookEditor", (400, 0),
-                     ["0.08, 0.16, 0.24, 0.32, 0.4, 1", "5, 4, 3, 2, 2, 1"], colors=ADACACHE)
+                     ["0.08, 0.16, 0.24, 0.32, 0.4, 1", "5, 4, 3, 2, 2, 1",
+                      "(use the values above)"], colors=ADACACHE)
     moreg = moreg_settings(g, (400, 120))
     apply = adacache(g, (760, -120), (shift, 0), "custom", moreg=moreg, codebook=codebook)
     pos, neg = text_encoders(g, (clip, 0), (400, 420), FOX, WAN_NEGATIVE)

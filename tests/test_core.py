@@ -141,7 +141,7 @@ def test_motion_score_on_frames():
 
 def test_moreg_factor_reference_constants_window_and_gradient():
     reg = MotionRegularizer(MoRegSettings(), n_steps=30)
-    assert reg.settings.window_steps(30) == (3, 27)
+    assert reg.settings.window_steps(30) == (3, 26)  # the reference's 4..26, from 1
     assert reg.factor(1, 0.5, 1) == (1.0, None)  # outside the window
     f1, m1 = reg.factor(5, 0.385, 2)
     assert m1 == pytest.approx(1.0) and f1 == pytest.approx(1.0)  # neutral motion, no gradient
@@ -222,19 +222,49 @@ def test_metric_block_parsing():
 
 
 def test_a_forced_compute_reason_turns_a_cached_step_into_a_computed_one():
-    from comfyui_adacache.adacache import REUSE, AdaCacheRun
+    from comfyui_adacache.adacache import REUSE, AdaCacheRun, StreamKey, format_trace
     from comfyui_adacache.adacache.families.wan import WAN
 
     config = AdaCacheConfig(preset="custom", codebook=Codebook((1.0,), (4,)))
     run = AdaCacheRun(config, WAN, 4, [1 - i / 10 for i in range(11)])
+    g = torch.Generator().manual_seed(0)
     modes = []
     for step in range(10):
         reason = "ControlNet hints" if step == 3 else None
-        modes.append(run.begin_call(1 - step / 10, [0], (1, 16, 2, 4, 4), compute_reason=reason))
-        if modes[-1] == "compute" and step:
-            run.schedule.measure(0.0, 1, None)  # what the stack hooks report on a compute step
+        modes.append(run.begin_call(1 - step / 10, [StreamKey(0)], (1, 16, 2, 4, 4),
+                                    compute_reason=reason))
+        args = {"img": torch.randn(1, 8, 4, generator=g)}
+        for position in range(4):  # the four blocks of the stack, each adding 1
+            args = run.block(position, args, lambda a: {"img": a["img"] + 1})
+        run.stack_output(args["img"])  # what Wan's head hook reports
         run.end_call()
     trace = run.schedule.trace
     assert modes[2] == REUSE and modes[3] == "compute"
     assert trace[3].computed and trace[3].reason == "ControlNet hints"
+    assert trace[3].call_plans == [{"mode": "compute", "reason": "ControlNet hints"}]
+    assert trace[2].call_plans == [{"mode": "reuse", "reason": "cached"}]
     assert any("ControlNet hints" in w for w in run.warnings)
+    summary = run.finish()
+    assert summary["call_reasons"]["compute: ControlNet hints"] == 1
+    assert "compute (ControlNet hints)" in format_trace(summary).splitlines()[4]
+
+
+def test_only_residuals_of_the_last_compute_step_are_reused():
+    from comfyui_adacache.adacache import AdaCacheRun, StreamKey
+    from comfyui_adacache.adacache.families.wan import WAN
+
+    config = AdaCacheConfig(preset="custom", codebook=Codebook((1.0,), (4,)))
+    run = AdaCacheRun(config, WAN, 1, [1 - i / 12 for i in range(13)])
+    cond, uncond = StreamKey("cond"), StreamKey("uncond")
+    plans = {}
+    for step in range(8):  # computes 0, 1, 5; the negative is not evaluated at step 5
+        keys = [cond] if step == 5 else [cond, uncond]
+        run.begin_call(1 - step / 12, keys, (len(keys), 16, 2, 4, 4))
+        out = run.block(0, {"img": torch.ones(len(keys), 8, 4)}, lambda a: {"img": a["img"] * 2})
+        run.stack_output(out["img"])
+        plans[step] = dict(run.schedule.trace[step].call_plans[0])
+        run.end_call()
+    assert plans[2] == {"mode": "reuse", "reason": "cached"}
+    assert plans[5] == {"mode": "compute", "reason": "scheduled"}
+    assert plans[6] == {"mode": "compute", "reason": "stale cache"}  # uncond from step 1
+    assert run.streams[uncond].step == 6

@@ -72,7 +72,7 @@ def shared_nodes() -> dict:
 
 
 def workflow(object_info) -> dict:
-    """Two AdaCache branches: preset fast + MoReg (codebook connected, unused), and custom."""
+    """Two AdaCache branches: preset fast + MoReg, and custom (Codebook Editor connected)."""
     return {
         **shared_nodes(),
         "5": {
@@ -83,7 +83,7 @@ def workflow(object_info) -> dict:
             "class_type": "AdaCacheMoRegSettings",
             "inputs": defaults(object_info, "AdaCacheMoRegSettings"),
         },
-        **sampling_branch(object_info, apply_id="10", preset="fast", codebook="5", moreg="6",
+        **sampling_branch(object_info, apply_id="10", preset="fast", moreg="6",
                           prefix="e2e/fast"),
         **sampling_branch(object_info, apply_id="20", preset="custom", codebook="5",
                           prefix="e2e/custom"),

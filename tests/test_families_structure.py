@@ -177,7 +177,7 @@ def test_calls_carrying_per_block_patches_are_computed():
     out = sample(fast, steps=10, positive=positive, negative=negative)
     s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
     assert s["reused_steps"] == 0 and s["computed_steps"] == 10
-    assert any("per-block model patches" in w for w in s["warnings"])
+    assert any("model patches between blocks" in w for w in s["warnings"])
     assert torch.equal(out, vanilla)
 
 

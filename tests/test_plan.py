@@ -201,3 +201,18 @@ def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():
     sample = run.calibration_sample()
     assert len(sample.gap_distances) == 10 and sample.gap_distances[3] == pytest.approx(
         (0.1, 0.05, 0.1 / 3))
+
+
+def test_a_slice_of_the_schedule_is_planned_as_its_part_of_the_whole():
+    """A KSamplerAdvanced part (steps 10..20 of 30) gets the whole schedule's gaps there."""
+    codebook = calibrate([sample_from(rising_profile())], 3.0).codebook
+    whole = Planner.for_run(codebook.profile, N, 3.0)
+    sigmas = [float(N - i) for i in range(10, 21)]  # 10 steps: whole-schedule steps 10..19
+    schedule = CacheSchedule(sigmas, codebook, schedule_steps=N, first_step=10)
+    assert schedule.planner.n_steps == N
+    record = schedule.enter(1)
+    schedule.measure(whole.reference(11, 1), 1, None)
+    schedule.enter(2)
+    # the gap planned at whole step 11 with ratio 1, ending at the slice's final steps
+    assert record.rate == whole.gap(11, 1.0, final=10 + 10 - 2)
+    assert record.reference_distance == whole.reference(11, 1)

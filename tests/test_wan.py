@@ -71,7 +71,7 @@ def test_cached_step_is_embeddings_plus_stored_residual_then_head(wan):
 
     def record(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kw):
         run = handle.run
-        stored = {k: s.residual["img"].clone() for k, s in run.streams.items() if s.residual}
+        stored = {k.cond: s.residual["img"].clone() for k, s in run.streams.items() if s.residual}
         out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kw)
         if run.schedule.trace[run.schedule.current].computed is False:
             seen.append((x.clone(), t.clone(), c_crossattn, list(transformer_options["uuids"]),

@@ -61,7 +61,7 @@ EXPECTED = {
 }
 MODEL_SOURCES = {"UNETLoader", "CheckpointLoaderSimple", "ModelSamplingSD3", "LoraLoaderModelOnly"}
 MODEL_SINKS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "CFGGuider",
-               "BasicScheduler", "AdaCacheDemoTrace"}
+               "BasicScheduler", "AdaCacheReport", "AdaCacheCalibrate"}
 VIDEO_LATENTS = {"EmptyHunyuanLatentVideo", "EmptyLTXVLatentVideo", "EmptyMochiLatentVideo",
                  "WanImageToVideo", "Wan22ImageToVideoLatent", "CosmosPredict2ImageToVideoLatent"}
 
