@@ -154,6 +154,7 @@ class CallPlan:
     record: StepRecord | None = None
     stack_input: dict[str, torch.Tensor] | None = None
     metric_residuals: dict[int, torch.Tensor] = field(default_factory=dict)
+    tail_tokens: int = 0  # tokens after the video tokens (Family.tail_tokens), not frames
     log: dict = field(default_factory=dict)  # this call's entry in its step's call_plans
     token: object = None  # restores the context variable in end_call
 
@@ -226,7 +227,13 @@ class AdaCacheRun:
         return self._plan.get()
 
     def begin_call(
-        self, sigma: float, stream_keys: list, latent_shape, stack_intact=True, compute_reason=None
+        self,
+        sigma: float,
+        stream_keys: list,
+        latent_shape,
+        stack_intact=True,
+        compute_reason=None,
+        tail_tokens: int = 0,
     ) -> str:
         """Starts one model evaluation; returns its mode.
 
@@ -242,6 +249,7 @@ class AdaCacheRun:
             # e.g. SkipLayerGuidance's extra pass: run it exactly as asked, keep nothing from it
             self.passthrough_calls += 1
             plan = CallPlan(PASSTHROUGH, FOREIGN_BLOCKS, list(stream_keys), tuple(latent_shape))
+        plan.tail_tokens = tail_tokens  # Family.tail_tokens: after the video, not frames
         plan.log = {"mode": plan.mode, "reason": plan.reason}
         trace = self.schedule.trace
         if trace:
@@ -301,22 +309,24 @@ class AdaCacheRun:
         call = self.call
         if call is None or call.mode == PASSTHROUGH:
             return run_inner(args)
-        keys = self.family.stream_keys
+        family = self.family
         if call.mode == REUSE:
             if position != 0:
                 return args  # the stored residual already holds what this block adds
-            cached = self._reuse(call, {k: args[k] for k in keys})
+            carried = family.carried(args)
+            cached = self._reuse(call, carried)
             if cached is not None:
-                return {**args, **{k: args[k] + cached[k] for k in keys}}
+                if family.reuse_runs_first_block:
+                    run_inner(args)  # for the state it leaves (Family.reuse_runs_first_block)
+                return family.with_carried(args, {k: v + cached[k] for k, v in carried.items()})
         if position == 0:
-            call.stack_input = {k: args[k] for k in keys}
+            call.stack_input = family.carried(args)
             self.stack_runs += 1
         out = run_inner(args)
         if position in self.metric_positions:
-            key = self.family.hidden_key
-            call.metric_residuals[position] = out[key] - args[key]
-        if self.family.output_module is None and position == self.n_blocks - 1:
-            self.stack_output(out[self.family.hidden_key])
+            call.metric_residuals[position] = family.metric_part(out) - family.metric_part(args)
+        if family.output_module is None and position == self.n_blocks - 1:
+            self.stack_output(out[family.hidden_key])
         return out
 
     def whole_model(self, x: torch.Tensor, run_inner: Callable[[], torch.Tensor]):
@@ -351,7 +361,7 @@ class AdaCacheRun:
         self.check_interrupt()
         return cached
 
-    def stack_output(self, hidden: torch.Tensor) -> None:
+    def stack_output(self, hidden) -> None:
         """The hidden state after the whole stack (including any side-module hints)."""
         call = self.call
         if call is None or call.mode != COMPUTE or call.stack_input is None:
@@ -383,7 +393,9 @@ class AdaCacheRun:
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
-                self._measure(stream, current, step, call.latent_shape, img_tokens)
+                self._measure(
+                    stream, current, step, call.latent_shape, img_tokens, call.tail_tokens
+                )
             stream.metric, stream.metric_step = current, step
             if self.calibrating:
                 recorder = self.gap_recorders.setdefault(
@@ -392,7 +404,8 @@ class AdaCacheRun:
                 self.gap_rows.setdefault(step, []).append(recorder.add(step, current))
 
     def _measure(
-        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None
+        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None,
+        tail_tokens=0,
     ) -> None:
         gap = step - stream.metric_step
         distance = sum(
@@ -402,7 +415,7 @@ class AdaCacheRun:
         moreg = self.schedule.moreg is not None
         if (moreg or self.calibrating) and self.family.is_video:
             hidden = current[self.metric_positions[0]]
-            frames = self.family.frames(hidden, latent_shape, img_tokens)
+            frames = self.family.frames(hidden, latent_shape, img_tokens, tail_tokens)
             strides = tuple(self.config.moreg.strides) if self.config.moreg else (1,)
             if frames is None:
                 if moreg:

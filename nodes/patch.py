@@ -35,6 +35,7 @@ from ..adacache import (
     format_trace,
     parse_metric_blocks,
 )
+from ..adacache.families import UnsupportedModelError, video_latent_shape
 from .live_trace import LIVE, LiveTrace
 
 log = logging.getLogger("AdaCache")
@@ -46,6 +47,12 @@ RUNS = "adacache_runs"  # transformer_options entry of a sampling call: {handle:
 PATCHES_BEFORE_STACK = frozenset({"post_input"})
 # ((handle, run), ...) of the model calls in progress in this context (thread)
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("adacache_active", default=())
+# MultiGPU work units (comfy/multigpu.py) run conds in threads on per-device model copies that
+# receive these object patches (bound to the primary copy's modules) and share one run.
+MULTIGPU_UNSUPPORTED = (
+    "AdaCache does not support MultiGPU work units yet (per-device model copies): remove the "
+    "MultiGPU node or AdaCache Apply from this workflow"
+)
 
 
 class AdaCacheHandle:
@@ -138,6 +145,9 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
         run = (transformer_options.get(RUNS) or {}).get(handle)
         if run is None:
             return executor(*args, **kwargs)
+        if transformer_options.get("multigpu_thread_device") is not None:
+            raise UnsupportedModelError(MULTIGPU_UNSUPPORTED)
+        family = handle.family
         patches = _between_block_patches(transformer_options)
         reason = CONTROL_HINTS if _control(args, kwargs) else MODEL_PATCHES if patches else None
         if patches:
@@ -149,9 +159,11 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             run.begin_call(
                 float(sigma.max()),
                 _stream_keys(transformer_options, x),
-                tuple(x.shape),
-                _stack_intact(handle, transformer_options),
+                video_latent_shape(x, kwargs),  # packed audio+video latents: the video's
+                _stack_intact(handle, transformer_options)
+                and not any(k in transformer_options for k in family.bypass_options),
                 compute_reason=reason,
+                tail_tokens=family.tail_tokens(kwargs),
             )
             live = LIVE.get(run)
             if live is not None:  # the browser's view: a step's decision is final
@@ -292,9 +304,10 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
     if family.mode == WHOLE:
         name = "diffusion_model.forward"
         model.add_object_patch(name, _whole_model_hook(handle, _unhooked(model, name)))
-    if family.output_module:
-        name = f"diffusion_model.{family.output_module}.forward"
-        model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
+    for path in family.output_modules:  # e.g. WanDancer runs head or head_global
+        if _module_names(diffusion_model, path):
+            name = f"diffusion_model.{path}.forward"
+            model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
     for path, returns in family.silenced_modules:
         for name in _module_names(diffusion_model, path):
             name = f"diffusion_model.{name}.forward"

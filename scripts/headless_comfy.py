@@ -1,5 +1,8 @@
 """A real ComfyUI server, headless on CPU, with this pack loaded: used by `make demo` and tests.
 
+The host is ``.host/ComfyUI`` (the pinned host ``make setup`` installs) unless the environment
+variable ``ADACACHE_COMFYUI`` names another ComfyUI folder; run with that host's python.
+
 The server is isolated from the development host's own ``custom_nodes``: a fresh ``base``
 folder holds its output/input/user/temp folders and a ``custom_nodes`` folder of symlinks
 (the pack, and anything else the caller names), loaded alone with ``--disable-all-custom-nodes
@@ -22,7 +25,30 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMFY = ROOT / ".host" / "ComfyUI"
+HOST_ENV = "ADACACHE_COMFYUI"
+PINNED_HOST = ROOT / ".host" / "ComfyUI"
+
+
+def comfy_dir() -> Path:
+    """The ComfyUI folder to run: ``$ADACACHE_COMFYUI`` if set, else the pinned dev host."""
+    chosen = os.environ.get(HOST_ENV)
+    path = Path(chosen).expanduser().resolve() if chosen else PINNED_HOST
+    if chosen and not (path / "main.py").is_file():
+        raise RuntimeError(f"{HOST_ENV}={chosen!r} is not a ComfyUI folder (no main.py in it)")
+    return path
+
+
+def comfy_version(comfy: Path) -> str:
+    """The host's ``comfyui_version.py`` version, or 'unknown'."""
+    version_file = comfy / "comfyui_version.py"
+    text = version_file.read_text() if version_file.is_file() else ""
+    for line in text.splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return "unknown"
+
+
+COMFY = comfy_dir()
 START_TIMEOUT = 240.0
 RUN_TIMEOUT = 300.0
 

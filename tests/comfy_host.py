@@ -1,5 +1,7 @@
-"""Test helpers: the real ComfyUI 0.3.75 host in-process, and tiny Wan checkpoints.
+"""Test helpers: the real ComfyUI host in-process.
 
+The host is the pinned ``.host/ComfyUI`` (0.3.75, installed by ``make setup``) unless
+``ADACACHE_COMFYUI`` names another ComfyUI folder (run pytest with that host's python then).
 Imported by conftest.py. Puts the host (never the pack root) on sys.path and imports the pack
 as the package ``comfyui_adacache``, the way ComfyUI imports it from custom_nodes.
 """
@@ -11,8 +13,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMFY = ROOT / ".host" / "ComfyUI"
+sys.path.insert(0, str(ROOT / "scripts"))
+from headless_comfy import COMFY, comfy_version  # noqa: E402  (one host choice for all)
+
 PACK = "comfyui_adacache"
+VERSION = comfy_version(COMFY)
 
 
 def boot_host():
@@ -38,3 +43,28 @@ def import_pack():
     sys.modules[PACK] = module
     spec.loader.exec_module(module)
     return module
+
+
+def host_class(module: str, name: str):
+    """``module.name`` from the host, or a pytest skip naming the class this host lacks."""
+    import importlib
+
+    import pytest
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        pytest.skip(f"ComfyUI {VERSION} has no {module}.{name}")
+
+
+def with_host_fields(params_cls, config: dict, **values) -> dict:
+    """``config`` plus those of ``values`` that the host's params dataclass has as fields.
+
+    Newer hosts added required fields (FluxParams.txt_ids_dims, ChromaParams.vec_in_dim,
+    HunyuanVideoParams.meanflow_sum) that model detection fills when loading a file; a tiny
+    model built by hand passes them only where the installed class has them.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(params_cls)}
+    return {**{k: v for k, v in values.items() if k in names}, **config}

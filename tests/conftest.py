@@ -16,6 +16,10 @@ import comfy_server  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_report_header(config):
+    return f"ComfyUI host: {comfy_host.COMFY} (version {comfy_host.VERSION})"
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One real headless ComfyUI server with the pack, shared by every module of the session."""

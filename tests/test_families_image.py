@@ -25,6 +25,9 @@ import comfy.patcher_extension
 import comfy.sd
 import pytest
 import torch
+from comfy.ldm.chroma.model import ChromaParams
+from comfy.ldm.flux.model import FluxParams
+from comfy_host import with_host_fields
 from comfyui_adacache.adacache import (
     AdaCacheConfig,
     Codebook,
@@ -80,16 +83,16 @@ def sd3_through_loader(seed: int = 0):
 
 
 # (hidden 64 = 2 heads x 32, rope axes summing to 32)
-FLUX_CONFIG = dict(
+FLUX_CONFIG = with_host_fields(FluxParams, dict(
     image_model="flux", guidance_embed=True, in_channels=16, out_channels=16, vec_in_dim=32,
     context_in_dim=32, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=1,
     depth_single_blocks=1, axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True,
-)
-CHROMA_CONFIG = dict(
+), txt_ids_dims=[])
+CHROMA_CONFIG = with_host_fields(ChromaParams, dict(
     image_model="chroma", in_channels=64, out_channels=64, context_in_dim=32, hidden_size=64,
     mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[8, 12, 12],
     theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=1,
-)
+), txt_ids_dims=[], vec_in_dim=None)
 QWEN_CONFIG = dict(
     image_model="qwen_image", in_channels=64, out_channels=16, num_layers=2,
     attention_head_dim=32, num_attention_heads=2, joint_attention_dim=32,

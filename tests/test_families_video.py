@@ -28,6 +28,7 @@ import comfy.sd
 import comfy.supported_models as sm
 import pytest
 import torch
+from comfy_host import with_host_fields
 from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 from comfyui_adacache.adacache.families import family_for
 from comfyui_adacache.nodes.patch import apply_adacache
@@ -66,14 +67,20 @@ def cond_pair(length: int, dim: int, **extra):
     return [[pos, dict(extra)]], [[neg, dict(extra)]]
 
 
+def hunyuan_fields(config: dict, meanflow_sum: bool = False) -> dict:
+    """HunyuanVideo kwargs plus ``meanflow_sum`` where the host's params have it (newer hosts;
+    detection sets it True exactly when there is a vision_in projection, i.e. 1.5)."""
+    return with_host_fields(hunyuan.HunyuanVideoParams, config, meanflow_sum=meanflow_sum)
+
+
 # -- the families: (loader, latent, conds, block module lists) -------------------------------
 def hunyuan_video():
-    m = hunyuan.HunyuanVideo(
+    m = hunyuan.HunyuanVideo(**hunyuan_fields(dict(
         in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=32, hidden_size=128,
         mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
         theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False,
         meanflow=False, use_cond_type_embedding=False, vision_in_dim=None, operations=OPS,
-    )
+    )))
     pooled = torch.randn(1, 768, generator=g(3))
     return (
         saved("hunyuan_video", m),
@@ -83,12 +90,12 @@ def hunyuan_video():
 
 
 def hunyuan_video_15():
-    m = hunyuan.HunyuanVideo(
+    m = hunyuan.HunyuanVideo(**hunyuan_fields(dict(
         in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=32, hidden_size=128,
         mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
         theta=256, patch_size=[1, 1, 1], qkv_bias=True, guidance_embed=False, byt5=False,
         meanflow=False, use_cond_type_embedding=True, vision_in_dim=1152, operations=OPS,
-    )
+    ), meanflow_sum=True))
     # HunyuanVideo15.encode_adm still reads pooled_output (unused without vector_in)
     return (
         saved("hunyuan_video_15", m),

@@ -1,7 +1,9 @@
 """Tier 3: the pack's widgets in the real ComfyUI frontend, in headless Chromium.
 
-The frontend (comfyui-frontend-package 1.32.9) is served by the real server of the session
-fixture; Debian's Chromium is driven by Playwright (never `playwright install`).
+The frontend (comfyui-frontend-package 1.32.9 on the pinned host, 1.49.6 on ComfyUI 0.33) is
+served by the real server of the session fixture; Debian's Chromium is driven by Playwright
+(never `playwright install`). Node ids are compared as strings (numbers on 1.32.9, strings on
+newer frontends).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.console_lines = []
+        page.script_urls = []
+        page.on("console", lambda msg: page.console_lines.append(msg.text))
+        page.on("request", lambda req: page.script_urls.append(req.url))
         page.goto(server.url, wait_until="domcontentloaded", timeout=120_000)
         page.wait_for_function(
             "() => window.app && window.app.graph && window.LiteGraph", timeout=120_000
@@ -104,8 +110,8 @@ def test_plot_renders_and_shows_a_run_queued_over_http(page, server, object_info
         " ?? sessionStorage.getItem('clientId')"
     )
     assert client_id
-    assert ids["apply"] > 4
     apply_id = str(ids["apply"])
+    assert apply_id not in {"1", "2", "3", "4"}  # the API prompt's own node ids
     prompt = {**shared_nodes(), **sampling_branch(object_info, apply_id=apply_id, preset="fast",
                                                   prefix="ui/fast")}
     status, body = server.request("/prompt", {"prompt": prompt, "client_id": client_id})
@@ -121,3 +127,12 @@ def test_plot_renders_and_shows_a_run_queued_over_http(page, server, object_info
     assert state == "done" and pattern.startswith("CC") and "." in pattern, pattern
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "adacache_widgets.png"))
+
+
+def test_the_pack_script_loads_once(page):
+    """The web folder is registered once (WEB_DIRECTORY), so the frontend imports the script
+    once and never reports the extension as registered twice."""
+    loads = [u for u in page.script_urls if u.split("?")[0].endswith("/adacache.js")]
+    assert len(loads) == 1, loads
+    twice = [line for line in page.console_lines if "already registered" in line]
+    assert not twice, twice

@@ -8,8 +8,11 @@ fixture, see conftest.py / comfy_server.py) lists every node type's inputs and o
   the frontend and are allowed explicitly);
 - each node's input and output slots exist on the server with the same types;
 - ``widgets_values`` has one value per widget input (required, then optional; inputs that take
-  links only have none), plus the frontend's extra value after a widget with
-  ``control_after_generate`` (seeds) and after an upload combo (LoadImage's upload button);
+  links only have none; optional widgets a newer host added at the end, e.g. CreateVideo's
+  ``bit_depth``, may be absent), plus the frontend's extra value after a widget with
+  ``control_after_generate`` (seeds) and after an upload combo (LoadImage's upload button); a
+  V3 DynamicCombo (newer hosts' ``SaveVideo.format``) is followed by the widgets of the option
+  its value selects (named ``format.codec`` in API prompts), hidden inputs have no widget;
 - every widget value is valid: combo values are among the options, except model-file combos of
   loaders (their options are the files present on this server) which must be file names with a
   model extension — and for the pack's own demo, whose model ships with the pack, really
@@ -42,7 +45,8 @@ WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.json"))
 DEMO = "adacache_demo.json"  # the pack's own demo: its model ships with the pack
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # V3 combo whose option brings its own inputs
+WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", DYNAMIC_COMBO}
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
@@ -82,7 +86,15 @@ class Input:
             self.type, self.options = "COMBO", kind
         else:  # V3 combos: ["COMBO", {"options": [...]}]
             self.type, self.options = str(kind), self.opts.get("options")
-        self.is_widget = self.type in WIDGET_TYPES and not self.opts.get("forceInput")
+        self.choices = {}  # DynamicCombo: option key -> its inputs (as /object_info nests them)
+        if self.type == DYNAMIC_COMBO:
+            self.choices = {o["key"]: o.get("inputs") or {} for o in self.options or []}
+            self.options = list(self.choices)
+        self.is_widget = (
+            self.type in WIDGET_TYPES
+            and not self.opts.get("forceInput")
+            and not self.opts.get("hidden")
+        )
         category = str(node_info.get("category", "")).lower()
         self.is_upload = any(self.opts.get(flag) for flag in UPLOAD_FLAGS)
         # Options that are the files on this server: loaders' *_name combos, upload combos.
@@ -97,6 +109,15 @@ class Input:
         return int(bool(self.opts.get("control_after_generate"))) + int(self.is_upload)
 
 
+    def chosen(self, key, node_info: dict) -> list[Input]:
+        """A DynamicCombo's inputs for the option ``key``, named ``<self>.<input>``."""
+        nested = {"input": self.choices.get(key) or {}, "category": node_info.get("category")}
+        inputs = node_inputs(nested)
+        for inp in inputs:
+            inp.name = f"{self.name}.{inp.name}"
+        return inputs
+
+
 def node_inputs(node_info: dict) -> list[Input]:
     order = node_info.get("input_order") or {}
     out = []
@@ -105,6 +126,33 @@ def node_inputs(node_info: dict) -> list[Input]:
         names = order.get(section) or list(specs)
         out += [Input(name, specs[name], section, node_info) for name in names if name in specs]
     return out
+
+
+def widget_slots(values: list, info: dict) -> tuple[list[tuple[Input, object, list]], str | None]:
+    """(widget, its value, the frontend's extra values) for a list of ``widgets_values``, and
+    what is wrong with the count (None if nothing).
+
+    DynamicCombo widgets are followed by the widgets of the option their value selects; the
+    list may end early when every widget left is optional (added by a newer host).
+    """
+    pending = [i for i in node_inputs(info) if i.is_widget]
+    slots, pos = [], 0
+    while pending:
+        widget = pending.pop(0)
+        if pos >= len(values):
+            if widget.section == "optional" and all(w.section == "optional" for w in pending):
+                break
+            names = [w.name for w in (widget, *pending)]
+            return slots, f"{len(values)} widgets_values {values!r}, none left for {names}"
+        value = values[pos]
+        slots.append((widget, value, values[pos + 1:pos + 1 + widget.extra_values]))
+        pos += 1 + widget.extra_values
+        if widget.choices:
+            pending = [i for i in widget.chosen(value, info) if i.is_widget] + pending
+    if pos != len(values):
+        names = [w.name + "(+1)" * w.extra_values for w, _, _ in slots]
+        return slots, f"{len(values)} widgets_values {values!r}, expected {pos} for {names}"
+    return slots, None
 
 
 def types_match(source: str, target: str) -> bool:
@@ -119,7 +167,7 @@ def types_match(source: str, target: str) -> bool:
 def check_value(inp: Input, value, *, demo: bool) -> str | None:
     """None when ``value`` is valid for ``inp``, else what is wrong."""
     t, o = inp.type, inp.opts
-    if t == "COMBO":
+    if t in ("COMBO", DYNAMIC_COMBO):
         options = inp.options or []
         if inp.is_file_list:
             exts = IMAGE_EXTENSIONS if inp.is_upload else MODEL_EXTENSIONS
@@ -163,19 +211,15 @@ def check_widgets(node: dict, info: dict, *, demo: bool) -> list[str]:
         if missing:
             problems.append(f"{where}: widgets_values has no {missing}")
     else:
-        expected = sum(1 + w.extra_values for w in widgets)
-        if len(values) != expected:
-            names = [w.name + "(+1)" * w.extra_values for w in widgets]
-            return [f"{where}: {len(values)} widgets_values {values!r}, expected {expected} "
-                    f"for {names}"]
-        pairs, pos = [], 0
-        for w in widgets:
-            pairs.append((w, values[pos]))
-            extras = values[pos + 1:pos + 1 + w.extra_values]
+        slots, count_problem = widget_slots(values, info)
+        if count_problem:
+            return [f"{where}: {count_problem}"]
+        pairs = []
+        for w, value, extras in slots:
+            pairs.append((w, value))
             if w.opts.get("control_after_generate") and extras[0] not in CONTROL_VALUES:
                 problems.append(f"{where}.{w.name}: control_after_generate value {extras[0]!r} "
                                 f"not in {sorted(CONTROL_VALUES)}")
-            pos += 1 + w.extra_values
     for w, value in pairs:
         if w.name in linked:
             continue  # converted to an input and driven by a link
@@ -298,15 +342,11 @@ def validate(path: Path, object_info: dict) -> list[str]:
 
 def widget_pairs(node: dict, info: dict) -> list[tuple[Input, object]]:
     """(widget input, saved value) pairs of a node whose widgets_values are well-formed."""
-    widgets = [i for i in node_inputs(info) if i.is_widget]
     values = node.get("widgets_values", [])
     if isinstance(values, dict):
+        widgets = [i for i in node_inputs(info) if i.is_widget]
         return [(w, values[w.name]) for w in widgets if w.name in values]
-    pairs, pos = [], 0
-    for w in widgets:
-        pairs.append((w, values[pos]))
-        pos += 1 + w.extra_values
-    return pairs
+    return [(w, value) for w, value, _ in widget_slots(values, info)[0]]
 
 
 def to_api(graph: dict, object_info: dict) -> dict:
@@ -377,13 +417,14 @@ def test_workflow_against_object_info(path, object_info):
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+NEEDS_MODELS = [p for p in FILES if p.name != DEMO]  # the demo's files ship with the pack
+
+
+@pytest.mark.parametrize("path", NEEDS_MODELS, ids=[p.name for p in NEEDS_MODELS])
 def test_server_prompt_validation(path, server, object_info):
     graph = load(path)
-    if validate(path, object_info):
-        pytest.skip("invalid as saved (see test_workflow_against_object_info)")
-    if not missing_files(graph, object_info):
-        pytest.skip("every file is installed: /prompt would run it")
+    assert not validate(path, object_info), "invalid as saved (test_workflow_against_object_info)"
+    assert missing_files(graph, object_info), "every file is installed: /prompt would run it"
     status, body = server.queue(to_api(graph, object_info))
     assert status == 400, f"/prompt queued it (or failed otherwise): {status} {body}"
     problems = []

@@ -52,9 +52,8 @@ QWEN_IMAGE = Family(
     stacks=(("transformer_blocks", "double_block"),),
     stream_keys=("img",),
     is_video=False,
-    note="Qwen-Image and Qwen-Image-Edit (reference-latent tokens ride in img); per-block "
-    "patches['double_block'] (model patches) run on cached steps on the passed-through "
-    "hidden state; " + _JOINED_NOTE,
+    note="Qwen-Image and Qwen-Image-Edit (reference-latent tokens ride in img); evaluations "
+    "carrying per-block model patches (patches['double_block']) are computed; " + _JOINED_NOTE,
 )
 
 SD3 = Family(
