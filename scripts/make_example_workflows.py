@@ -508,7 +508,7 @@ def wan22_5b() -> Graph:
                   ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"])
     vae = loader(g, "VAELoader", (0, 280), ["wan2.2_vae.safetensors"])
     image = g.add("LoadImage", (0, 380), ["example.png", "image"], mode=4,
-                  title="Load Image (optional start frame: un-bypass for image-to-video)")
+                  title="Start frame (optional: un-bypass)")
     shift = g.add("ModelSamplingSD3", (400, -120), [8])
     g.link(unet, 0, shift, "model")
     moreg = moreg_settings(g, (400, 0))

@@ -7,6 +7,7 @@ unique id as the executor does) and sample the shipped demo model with ComfyUI's
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -53,7 +54,10 @@ def user_dir(tmp_path):
 
 def node(cls, unique_id=None):
     """The node class as ComfyUI's executor runs it (hidden inputs set on a clone)."""
-    return cls.PREPARE_CLASS_CLONE({"UNIQUE_ID": unique_id})
+    hidden = {"UNIQUE_ID": unique_id}
+    if "v3_data" in inspect.signature(cls.PREPARE_CLASS_CLONE).parameters:  # newer hosts
+        return cls.PREPARE_CLASS_CLONE({"hidden_inputs": hidden})
+    return cls.PREPARE_CLASS_CLONE(hidden)
 
 
 def apply(pack, model, unique_id, preset, codebook=None, moreg=None, **overrides):

@@ -8,6 +8,7 @@ own residual from the run's last compute step.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 
@@ -146,20 +147,27 @@ def probed_sample(model, **kw):
 
 
 # -- context windows ---------------------------------------------------------------------------
+def _windows_node(node_cls, model, **kwargs):
+    """The host's context-window node; newer hosts require ``freenoise`` (off here)."""
+    if "freenoise" in inspect.signature(node_cls.execute).parameters:
+        kwargs.setdefault("freenoise", False)
+    return node_model(node_cls.execute(model, **kwargs))
+
+
 def _manual_windows(model):  # 9 latent frames -> windows of 5 overlapping by 2, along dim 2
-    return node_model(ContextWindowsManualNode.execute(
-        model, context_length=5, context_overlap=2,
+    return _windows_node(
+        ContextWindowsManualNode, model, context_length=5, context_overlap=2,
         context_schedule=comfy.context_windows.ContextSchedules.STATIC_STANDARD,
         context_stride=1, closed_loop=False,
-        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2))
+        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2)
 
 
 def _wan_windows(model):  # pixel-frame sizes: 17 -> 5 latent frames, 8 -> overlap 2
-    return node_model(WanContextWindowsManualNode.execute(
-        model, context_length=17, context_overlap=8,
+    return _windows_node(
+        WanContextWindowsManualNode, model, context_length=17, context_overlap=8,
         context_schedule=comfy.context_windows.ContextSchedules.STATIC_STANDARD,
         context_stride=1, closed_loop=False,
-        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID))
+        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID)
 
 
 @pytest.mark.parametrize("windows", [_manual_windows, _wan_windows], ids=["manual", "wan"])
@@ -182,11 +190,11 @@ def test_context_windows_that_move_every_step_compute_where_a_window_is_new(wan)
     """Uniform schedules shift their windows with the step: a window without a residual of its
     own from the last compute step computes; nothing is ever reused across windows."""
     lat = latent(frames=9, size=8)
-    windowed = node_model(ContextWindowsManualNode.execute(
-        wan, context_length=5, context_overlap=2,
+    windowed = _windows_node(
+        ContextWindowsManualNode, wan, context_length=5, context_overlap=2,
         context_schedule=comfy.context_windows.ContextSchedules.UNIFORM_LOOPED,
         context_stride=1, closed_loop=False,
-        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2))
+        fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2)
     fast = patched(windowed)
     out, probe = probed_sample(fast, lat=lat)
     s = summary_of(fast)

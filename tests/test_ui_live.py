@@ -385,7 +385,7 @@ def test_settings_round_trip_through_save_and_reload(page):  # noqa: F811
     set_widget(page, moreg, "norm_a", 0.25)
     set_widget(page, moreg, "frame_strides", "1, 2")
     saved = page.evaluate("() => window.app.graph.serialize()")
-    node = next(n for n in saved["nodes"] if n["id"] == apply)
+    node = next(n for n in saved["nodes"] if str(n["id"]) == str(apply))
     assert node["widgets_values"] == list(values.values())  # the plot is not serialised
     load(page, json.loads(json.dumps(saved)))
     for name, value in values.items():
