@@ -215,6 +215,8 @@ def register_routes() -> bool:
         routes = PromptServer.instance.routes
     except Exception:
         return False
+    if any(getattr(route, "path", None) == "/adacache/codebooks" for route in routes):
+        return True  # the pack imported twice (two custom_nodes folders): one route only
 
     @routes.get("/adacache/codebooks")
     async def adacache_codebooks(request):

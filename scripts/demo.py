@@ -38,7 +38,7 @@ import numpy as np
 from headless_comfy import COMFY, ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
 from PIL import Image, ImageDraw
 
-PACK_DIR_NAME = "ComfyUI-AdaCache"
+PACK_DIR_NAME = "adacache_demo_pack"  # not the host's own custom_nodes link (loaded twice)
 MODEL_NAME = "adacache_demo_wan.safetensors"
 MODES = ["uncached", "adacache", "adacache+moreg"]
 # MoReg for this model: the reference's normalisation a = 0.385 was fitted to Open-Sora's motion
