@@ -40,7 +40,9 @@ from PIL import Image, ImageDraw
 
 PACK_DIR_NAME = "adacache_demo_pack"  # not the host's own custom_nodes link (loaded twice)
 MODEL_NAME = "adacache_demo_wan.safetensors"
-MODES = ["uncached", "adacache", "adacache+moreg"]
+MODES = ["uncached", "adacache", "adacache+moreg", "calibrated"]
+CALIBRATION_SEEDS = (100, 101)  # per scene; never the demo's own seeds
+CALIBRATED_NAME = "demo"  # the saved codebook the "calibrated" mode picks by name
 # MoReg for this model: the reference's normalisation a = 0.385 was fitted to Open-Sora's motion
 # scores; this model's metric-block residuals score far lower, which would make m' ~ 0 (MoReg
 # would then *suppress* recomputation). a is re-fitted to this model (docs/demo.md): between the
@@ -52,7 +54,8 @@ MOREG_DEMO = {"frame_strides": "1", "norm_a": 0.2, "norm_p": 8.0, "norm_b": 1.0,
 # Codebook: None = the paper's "fast, 30 steps" preset; or (thresholds, rates) strings for a
 # codebook calibrated to this model (supplement A.2), used through AdaCache Codebook Editor.
 CODEBOOK_DEMO: tuple[str, str] | None = None
-MODE_LABEL = {"uncached": "uncached", "adacache": "AdaCache fast",
+MODE_LABEL = {"uncached": "uncached", "adacache": "AdaCache fast", "calibrated":
+              "calibrated plan 3x",
               "adacache+moreg": "AdaCache fast + MoReg"}
 
 
@@ -93,6 +96,10 @@ def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: st
             g["10"] = {"class_type": "AdaCacheCodebookEditor",
                        "inputs": {"thresholds": CODEBOOK_DEMO[0], "rates": CODEBOOK_DEMO[1]}}
             g["4"]["inputs"].update(preset="custom", codebook=["10", 0])
+        if mode == "calibrated":  # the plan AdaCache Calibrate saved, picked by name
+            g["10"] = {"class_type": "AdaCacheCodebookEditor",
+                       "inputs": {"saved": CALIBRATED_NAME}}
+            g["4"]["inputs"].update(preset="custom", codebook=["10", 0])
         if mode == "adacache+moreg":
             g["6"] = {"class_type": "AdaCacheMoRegSettings",
                       "inputs": {"enabled": True, **MOREG_DEMO}}
@@ -102,6 +109,18 @@ def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: st
                   "inputs": {"model": ["4", 0], "latent": ["5", 0]}}
         g["11"] = {"class_type": "SaveImage",
                    "inputs": {"images": ["9", 0], "filename_prefix": f"demo/report_{tag}"}}
+    return g
+
+
+def calibration_graph(scene: str, seed: int, steps: int, cfg: float) -> dict:
+    """A calibration run (preset 'calibrate') and AdaCache Calibrate, which saves the plan."""
+    g = demo_graph(scene, "adacache", seed, steps, cfg, f"calibration_{seed}")
+    g["4"]["inputs"]["preset"] = "calibrate"
+    for key in ("8", "9", "11"):  # no frames or report needed from calibration runs
+        g.pop(key, None)
+    g["12"] = {"class_type": "AdaCacheCalibrate",
+               "inputs": {"model": ["4", 0], "latent": ["5", 0], "speed": 3.0, "moreg": False,
+                          "name": CALIBRATED_NAME, "runs": "all recorded"}}
     return g
 
 
@@ -213,6 +232,15 @@ def main():
             raise RuntimeError(f"pack nodes not loaded: {missing}; see {out / 'comfyui.log'}")
         if MODEL_NAME not in info["UNETLoader"]["input"]["required"]["unet_name"][0]:
             raise RuntimeError("UNETLoader does not list the demo model")
+        # calibration: every step computed on seeds the demo does not use; AdaCache Calibrate
+        # saves the plan (user/default/adacache/codebooks/demo.json) for the "calibrated" mode
+        for scene in args.scenes:
+            for seed in CALIBRATION_SEEDS:
+                entry = run_prompt(server, fill_defaults(
+                    calibration_graph(scene, seed, args.steps, args.cfg), info))
+        calibration = entry["outputs"].get("12", {}).get("text", [""])[0]
+        print(f"  calibrated on {len(args.scenes) * len(CALIBRATION_SEEDS)} runs: "
+              f"{calibration.splitlines()[0] if calibration else '(no summary)'}", flush=True)
         # warm-up: loads the model once (ComfyUI caches the loader output for later prompts)
         # and runs every mode once at full length so first-call costs stay out of the timings
         for mode in MODES:
