@@ -269,9 +269,13 @@ function drawPlot(ctx, w, h, node) {
   const cb = codebookOf(st);
   const lines = cb ? cb.thresholds.slice(0, -1) : [];
   const shown = st.records.map((r) => r?.distance ?? null);
+  // A calibrated plan compares c_t with the model's expected change at that step (its
+  // profile), not with thresholds: that line is drawn, the thresholds only faintly.
+  const planned = !st.whatif && !!st.codebook?.planned;
+  const expected = planned ? st.records.map((r) => r?.reference_distance ?? null) : [];
   // MoReg-regularised distances can be 100x the raw ones: they are drawn clamped to the plot
   // and never set its range (the factor has its own lane below).
-  const Y = st.frozenY ?? yScale([...shown, ...lines], L.top, L.bottom);
+  const Y = st.frozenY ?? yScale([...shown, ...lines, ...expected], L.top, L.bottom);
   L.Y = Y;
 
   // header: progress, or the finished run's numbers
@@ -288,7 +292,6 @@ function drawPlot(ctx, w, h, node) {
     // Exact only where every step's own distance was recorded (calibration, gap 1) and no
     // MoReg factor depends on the schedule's gaps.
     const exact = st.calibration && !st.moreg && !prediction.approximate;
-    const planned = !st.whatif && st.codebook?.planned;
     ctx.fillText(
       `${edited ? "what-if codebook" : planned ? "thresholds of this plan" : "this codebook"}: ` +
         "block stack would run " +
@@ -321,6 +324,8 @@ function drawPlot(ctx, w, h, node) {
 
   // thresholds with each band's rate
   ctx.textAlign = "left";
+  const alpha = ctx.globalAlpha;
+  if (planned) ctx.globalAlpha = alpha * 0.4;
   if (cb) {
     lines.forEach((t, i) => {
       const py = Y.y(t);
@@ -346,6 +351,20 @@ function drawPlot(ctx, w, h, node) {
       ctx.fillText(`τ=${cb.rates[k]}`, L.right + 6, cy);
       L.bands.push({ k, x0: L.right + 2, x1: w, y0: cy - 11, y1: cy + 4 });
     }
+  }
+  ctx.globalAlpha = alpha;
+  if (planned) {
+    const refs = [];
+    expected.forEach((v, t) => { if (v != null) refs.push([L.x(t), Y.y(v)]); });
+    ctx.strokeStyle = COLORS.text;
+    ctx.setLineDash([2, 2]);
+    ctx.beginPath();
+    refs.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = COLORS.dim;
+    ctx.fillText("┄ white: the plan's expected change (above it: shorter gaps)", L.left + 4,
+      L.top + 10);
   }
 
   // raw distance at compute steps (and regularised, with MoReg)
@@ -615,6 +634,9 @@ function addPlotWidget(node) {
       state: !st.nSteps ? "empty" : st.stale ? "stale" : st.notRerun ? "earlier"
         : st.summary ? "done" : "live",
       points: String(st.records.filter((r) => r).length),
+      // a calibrated plan: compute steps drawn against the plan's expected change
+      expected: String(st.codebook?.planned && !st.whatif
+        ? st.records.filter((r) => r?.reference_distance != null).length : 0),
       pattern: st.records.map((r) => (r?.computed ? "C" : r?.computed === false ? "." : " ")).join(""),
       predicted: layout?.prediction ? layout.prediction.computed.join(",") : "",
       predictedCount: layout?.prediction ? String(layout.prediction.computed.length) : "",
