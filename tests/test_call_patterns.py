@@ -28,25 +28,19 @@ from comfy_extras.nodes_model_patch import (
     QwenImageDiffsynthControlnet,
 )
 from comfy_extras.nodes_slg import SkipLayerGuidanceDiTSimple
-from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
-from comfyui_adacache.nodes.patch import apply_adacache
+from comfyui_adacache.adacache import MoRegSettings
 from test_families_image import FLUX_CONFIG, QWEN_CONFIG, from_config
-from wan_fixtures import BlockCounter, latent, load_wan, random_state_dict, sample
-
-NEVER_REUSE = Codebook((1.0,), (1,))
-ALWAYS_REUSE = Codebook((1.0,), (4,))  # next compute 4 steps after each compute step
-
-
-def patched(model, codebook=ALWAYS_REUSE, **kw):
-    return apply_adacache(model, AdaCacheConfig(preset="custom", codebook=codebook, **kw))
-
-
-def summary_of(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
-
-
-def node_model(output):
-    return output.result[0] if hasattr(output, "result") else output[0]
+from wan_fixtures import (
+    NEVER_REUSE,
+    BlockCounter,
+    latent,
+    load_wan,
+    node_model,
+    patched,
+    random_state_dict,
+    sample,
+    summary_of,
+)
 
 
 @pytest.fixture(scope="module")

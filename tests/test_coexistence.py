@@ -8,25 +8,18 @@ import torch
 from comfy_api.torch_helpers import set_torch_compile_wrapper
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 from comfy_extras.nodes_slg import SkipLayerGuidanceDiT, SkipLayerGuidanceDiTSimple
-from comfyui_adacache.adacache import AdaCacheConfig, Codebook
+from comfyui_adacache.adacache import AdaCacheConfig
 from comfyui_adacache.nodes.patch import apply_adacache
-from wan_fixtures import BlockCounter, load_wan, sample
-
-NEVER_REUSE = Codebook((1.0,), (1,))
-ALWAYS_REUSE = Codebook((1.0,), (4,))
-
-
-def patched(model, codebook=ALWAYS_REUSE, **kw):
-    return apply_adacache(model, AdaCacheConfig(preset="custom", codebook=codebook, **kw))
-
-
-def summary_of(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
-
-
-def node_model(output):
-    """The MODEL from a V3 node's NodeOutput."""
-    return output.result[0] if hasattr(output, "result") else output[0]
+from wan_fixtures import (
+    ALWAYS_REUSE,
+    NEVER_REUSE,
+    BlockCounter,
+    load_wan,
+    node_model,
+    patched,
+    sample,
+    summary_of,
+)
 
 
 @pytest.fixture(scope="module")

@@ -269,21 +269,6 @@ VALUE_Y = """([id, v]) => { const w = window.app.graph.getNodeById(id).widgets
 HIT = """([x, y]) => document.elementFromPoint(x, y)?.classList.contains(
     'adacache-adacache_schedule')"""
 
-COMPARED = """(id) => { const n = window.app.graph.getNodeById(id);
-    const st = window.adacache.stateOf(n);
-    const rows = st.summary?.calibration_sample?.gap_distances ?? [];
-    return [...st.records.map(r => r?.distance), ...rows.flat()]
-        .filter(v => v !== null && v !== undefined && v > 0); }"""
-
-VALUE_Y = """([id, v]) => { const w = window.app.graph.getNodeById(id).widgets
-    .find(w => w.name === 'adacache_schedule');
-    const k = w.canvas.getBoundingClientRect().height / w.canvas.clientHeight;
-    return w.canvas.getBoundingClientRect().top
-        + window.adacache.plotLayout(w.canvas).Y.y(v) * k; }"""
-
-HIT = """([x, y]) => document.elementFromPoint(x, y)?.classList.contains(
-    'adacache-adacache_schedule')"""
-
 DISTANCES = """(id) => window.adacache.distances(window.app.graph.getNodeById(id).widgets
     .find(w => w.name === 'adacache_schedule').canvas)"""
 

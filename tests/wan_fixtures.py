@@ -12,6 +12,8 @@ import comfy.sample
 import comfy.samplers
 import comfy.sd
 import torch
+from comfyui_adacache.adacache import AdaCacheConfig, Codebook
+from comfyui_adacache.nodes.patch import apply_adacache
 from safetensors.torch import save_file
 
 TMP = Path(tempfile.mkdtemp(prefix="adacache-tests-"))
@@ -75,6 +77,24 @@ def sample(model, *, steps=12, cfg=5.0, sampler="euler", scheduler="simple", lat
         start_step=start_step, last_step=last_step, force_full_denoise=force_full_denoise,
         seed=seed, disable_pbar=True,
     )
+
+
+# Codebooks and helpers shared by the tests that patch a tiny Wan with AdaCache
+NEVER_REUSE = Codebook((1.0,), (1,))
+ALWAYS_REUSE = Codebook((1.0,), (4,))  # next compute 4 steps after each compute step
+
+
+def patched(model, codebook=ALWAYS_REUSE, **kw):
+    return apply_adacache(model, AdaCacheConfig(preset="custom", codebook=codebook, **kw))
+
+
+def summary_of(model) -> dict:
+    return model.model_options["transformer_options"]["adacache_handle"].last_summary
+
+
+def node_model(output):
+    """The MODEL from a V3 node's NodeOutput."""
+    return output.result[0] if hasattr(output, "result") else output[0]
 
 
 class BlockCounter:
