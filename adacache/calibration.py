@@ -107,12 +107,6 @@ class CalibrationResult:
     predicted_computed: list[int] = field(default_factory=list)  # per sample, on its trace
     n_steps: int = 0
 
-    def predicted_speed(self) -> float:
-        if not self.predicted_computed:
-            return 1.0
-        mean = sum(self.predicted_computed) / len(self.predicted_computed)
-        return self.n_steps / mean if mean else 1.0
-
     def describe(self) -> str:
         counts = ", ".join(str(c) for c in self.predicted_computed)
         text = (

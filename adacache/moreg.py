@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .plan import lerp
+
 
 @dataclass(frozen=True)
 class MoRegSettings:
@@ -93,7 +95,4 @@ class MotionRegularizer:
 
 def _reference_at(reference: tuple[float, ...], step: int, n_steps: int) -> float:
     """The calibrated motion at the same fraction of the schedule (motion is not per step)."""
-    position = step * (len(reference) - 1) / max(n_steps - 1, 1)
-    i = min(int(position), len(reference) - 2)
-    frac = position - i
-    return reference[i] * (1 - frac) + reference[i + 1] * frac
+    return lerp(reference, step * (len(reference) - 1) / max(n_steps - 1, 1))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 GapProfile = tuple[tuple[float, ...], ...]  # [step][gap - 1]; row 0 is empty
 
 
-def _lerp(values, x: float) -> float:
+def lerp(values, x: float) -> float:
     """Linear interpolation in a non-empty sequence at fractional index ``x`` (clamped)."""
     x = min(max(x, 0.0), len(values) - 1.0)
     i = min(int(math.floor(x)), len(values) - 1)
@@ -57,7 +57,7 @@ def resample_profile(profile: GapProfile, n_steps: int) -> list[list[float]]:
         row = []
         for gap in range(1, step + 1):
             y = (gap * scale) - 1  # index of the same share of the schedule
-            value = _lerp(lower, y) * (1 - frac) + _lerp(upper, y) * frac
+            value = lerp(lower, y) * (1 - frac) + lerp(upper, y) * frac
             row.append(value * cal_steps / n_steps)
         out.append(row)
     return out
