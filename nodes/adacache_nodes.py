@@ -24,6 +24,7 @@ from .calibration_nodes import (
     saved_fingerprint,
     saved_names,
 )
+from .calibration_store import RECORDER_KEY, attach_recorder
 from .patch import apply_adacache
 
 CATEGORY = "AdaCache"
@@ -174,8 +175,6 @@ class AdaCacheApply(io.ComfyNode):
         codebook=None,
         moreg=None,
     ) -> io.NodeOutput:
-        from .calibration_nodes import RECORDER_KEY, attach_recorder
-
         _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
@@ -205,7 +204,7 @@ class AdaCacheApply(io.ComfyNode):
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
         if preset == "calibrate":
-            attach_recorder(patched, node_id)
+            attach_recorder(patched)
         return io.NodeOutput(patched)
 
 

@@ -1,11 +1,9 @@
-"""Calibration in ComfyUI: the recorder behind preset "calibrate", saved codebooks, the
-``GET /adacache/codebooks`` route and the node "AdaCache Calibrate".
+"""Calibration in ComfyUI: saved codebooks, the ``GET /adacache/codebooks`` route and the node
+"AdaCache Calibrate".
 
-A sampling run of a model patched by AdaCache Apply with preset ``calibrate`` computes every
-step; when it finishes, its per-step changes and motion scores are appended as a
-``CalibrationSample`` (a batch averaged, as the schedule averages it) to a process-wide store
-keyed by the Apply node's id, so the runs of several queued prompts (seeds, prompts)
-accumulate. AdaCache Calibrate fits a codebook to them (``adacache.calibrate``) and saves it as
+Runs of a model patched by AdaCache Apply with preset ``calibrate`` are recorded per model
+(``calibration_store.py``), so the runs of several queued prompts (seeds, prompts) accumulate.
+AdaCache Calibrate fits a plan to them (``adacache.calibrate``) and saves it as
 ``<user dir>/default/adacache/codebooks/<name>.json``, which the Codebook Editor lists by name.
 """
 
@@ -16,103 +14,23 @@ import logging
 import math
 import os
 import re
-import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io, ui
 
-from ..adacache import CalibrationSample, Codebook, CodebookError, MoRegSettings, calibrate
-from .patch import RUNS
+from ..adacache import Codebook, CodebookError, MoRegSettings, calibrate
+from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
+from .run_setup import store_key
 
 log = logging.getLogger("AdaCache")
-RECORDER_KEY = "adacache.calibration"
 USE_VALUES_ABOVE = "(use the values above)"
-MAX_RUNS_PER_NODE = 256
 RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET = (
     "all recorded",
     "latest run only",
     "all recorded, then start over",
 )
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
-
-
-# --------------------------------------------------------------------------- the sample store
-@dataclass
-class RecordedRun:
-    """One finished calibration run."""
-
-    sample: CalibrationSample
-    prompt_id: str | None
-    recorded: float  # time.time()
-    run: str  # a uuid4 hex per sampling run
-    batch: int = 1  # videos in the batch (the sample averages them)
-
-
-class CalibrationStore:
-    """Calibration runs per AdaCache Apply node id, in the order they finished."""
-
-    def __init__(self):
-        self._runs: dict[str, list[RecordedRun]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, node_id, run: RecordedRun) -> None:
-        with self._lock:
-            runs = self._runs.setdefault(str(node_id), [])
-            runs.append(run)
-            del runs[:-MAX_RUNS_PER_NODE]
-
-    def runs(self, node_id) -> list[RecordedRun]:
-        with self._lock:
-            return list(self._runs.get(str(node_id), []))
-
-    def clear(self, node_id) -> None:
-        with self._lock:
-            self._runs.pop(str(node_id), None)
-
-
-STORE = CalibrationStore()
-
-
-def _prompt_id() -> str | None:
-    try:
-        from server import PromptServer
-
-        return getattr(PromptServer.instance, "last_prompt_id", None)
-    except Exception:
-        return None
-
-
-def attach_recorder(model, node_id) -> None:
-    """Records every finished sampling run of ``model`` (patched, preset calibrate) in STORE.
-
-    An OUTER_SAMPLE wrapper inside AdaCache's own: when sampling returns normally the run is
-    still registered in the guider's options (patch.RUNS), with every step measured.
-    Interrupted or failed runs record nothing.
-    """
-    handle = model.model_options["transformer_options"]["adacache_handle"]
-
-    def adacache_calibration_recorder(executor, *args, **kwargs):
-        prompt_id = _prompt_id()
-        out = executor(*args, **kwargs)
-        try:
-            # this sampling call's run, still registered by AdaCache's own (outer) wrapper
-            options = executor.class_obj.model_options.get("transformer_options", {})
-            run = (options.get(RUNS) or {}).get(handle)
-            if run is not None:
-                run.schedule.close()  # the last step's change is final only now
-                noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
-                batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
-                STORE.add(node_id, RecordedRun(run.calibration_sample(), prompt_id, time.time(),
-                                               uuid.uuid4().hex, batch))
-        except Exception as e:  # recording must never fail a finished run
-            log.warning("AdaCache: could not record the calibration run: %s", e)
-        return out
-
-    model.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
-    model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY, adacache_calibration_recorder)
 
 
 # --------------------------------------------------------------------------- saved codebooks
@@ -245,6 +163,14 @@ def _handle_of(model):
     return handle
 
 
+SETUP_FIELDS = ("latent", "sampler", "cfg")  # runs fitted together share these
+
+
+def _setup_of(run: RecordedRun) -> tuple:
+    setup = run.sample.setup or {}
+    return tuple(json.dumps(setup.get(k)) for k in SETUP_FIELDS)
+
+
 def _finite(value, name: str) -> float:
     value = float(value)
     if not math.isfinite(value):
@@ -326,29 +252,32 @@ class AdaCacheCalibrate(io.ComfyNode):
     def execute(cls, model, latent, speed, moreg, name, runs) -> io.NodeOutput:
         handle = _handle_of(model)
         speed = _finite(speed, "speed")
-        recorded = STORE.runs(handle.node_id)
+        key = store_key(model)
+        recorded = STORE.runs(key)
         if not recorded:
             raise ValueError(
-                "AdaCache Calibrate: no calibration run recorded yet for AdaCache Apply "
-                f"{handle.node_id}; queue the workflow (a few seeds or prompts) with preset "
+                f"AdaCache Calibrate: no calibration run recorded yet for this model ({key}); "
+                "queue the workflow (a few seeds or prompts) with AdaCache Apply's preset "
                 "'calibrate'"
             )
         if runs == RUNS_LATEST:
             recorded = recorded[-1:]
-        n_steps = recorded[-1].sample.n_steps
-        used = [r for r in recorded if r.sample.n_steps == n_steps]
+        newest = _setup_of(recorded[-1])
+        used = [r for r in recorded if _setup_of(r) == newest]
         skipped = len(recorded) - len(used)
         result = calibrate([r.sample for r in used], speed=speed, moreg=bool(moreg))
+        n_steps = result.n_steps
+        used = [used[i] for i in result.used]  # runs on another schedule are left out
         if runs == RUNS_ALL_THEN_FORGET:
-            STORE.clear(handle.node_id)
+            STORE.clear(key)
         lines = [
             f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
             f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
         ]
         if skipped:
             lines.append(
-                f"{skipped} earlier run(s) with another step count were left out (a codebook "
-                "fits one step count)"
+                f"{skipped} earlier run(s) on another setup (latent size, sampler or cfg) were "
+                "left out (a plan fits one setup)"
             )
         moreg_out = result.moreg if moreg else None
         if moreg and moreg_out is None:

@@ -37,6 +37,7 @@ from ..adacache import (
 )
 from ..adacache.families import UnsupportedModelError, video_latent_shape
 from .live_trace import LIVE, LiveTrace
+from .run_setup import continued_calibration, run_setup
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
@@ -221,6 +222,11 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
 
         positions = [_schedule_position(sampling, s) for s in sigmas]
         steps = equivalent_steps(positions, 1.0)
+        setup = _setup_or_none(guider, args, positions)
+        continued = None
+        if config.preset == "calibrate":  # the next slice of a calibration's schedule?
+            latent = tuple((setup or {}).get("latent") or ())
+            continued = continued_calibration(handle, sigmas, latent)
         run = AdaCacheRun(
             config,
             handle.family,
@@ -234,7 +240,11 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             ),
             # where this run starts in the whole schedule (KSamplerAdvanced, denoise < 1)
             first_step=round((1.0 - positions[0]) * steps) if positions else 0,
+            positions=positions,
+            setup=setup,
+            carry=continued[0] if continued else None,
         )
+        run.calibration_run_id = continued[1] if continued else None
         live = LIVE[run] = LiveTrace(
             handle.node_id, run, calibration=config.preset == "calibrate"
         )
@@ -253,6 +263,15 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             _send_to_ui(live, summary)
 
     return adacache_outer_sample
+
+
+def _setup_or_none(guider, args, positions) -> dict | None:
+    """What this run is (run_setup); None if the host's objects do not say (never raises)."""
+    try:
+        return run_setup(guider, args, positions)
+    except Exception as e:
+        log.debug("AdaCache: no run setup: %s", e)
+        return None
 
 
 def _schedule_position(sampling, sigma: float) -> float:

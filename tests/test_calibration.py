@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from comfyui_adacache.adacache import CalibrationSample
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -87,7 +88,7 @@ def sample(pack, patched, scene: str, seed: int, steps: int = STEPS, callback=No
 
 def test_calibrate_preset_computes_and_records_every_step(pack, model):
     calibration = pack[1]
-    calibration.STORE.clear("cal-1")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-1", "calibrate")
     _, summary = sample(pack, patched, "fast motion", 0)
     assert summary["calibration"] and summary["preset"] == "calibrate"
@@ -98,7 +99,7 @@ def test_calibrate_preset_computes_and_records_every_step(pack, model):
     assert all(r["distance"] is not None and r["distance"] > 0 for r in trace[1:])
     # raw motion is recorded even with MoReg off (a video family)
     assert all(r["motion"] is not None for r in trace[1:]) and not summary["moreg"]
-    runs = calibration.STORE.runs("cal-1")
+    runs = calibration.STORE.runs(calibration.store_key(model))
     assert len(runs) == 1
     sample_ = runs[0].sample
     assert sample_.n_steps == STEPS
@@ -106,12 +107,12 @@ def test_calibrate_preset_computes_and_records_every_step(pack, model):
     assert list(sample_.motions) == [r["motion"] for r in trace]
     # a fast preset on the same Apply node id records nothing
     _, summary = sample(pack, apply(pack, model, "cal-1", "fast"), "static", 0)
-    assert summary["computed_steps"] < STEPS and len(calibration.STORE.runs("cal-1")) == 1
+    assert summary["computed_steps"] < STEPS and len(calibration.STORE.runs(calibration.store_key(model))) == 1
 
 
 def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, user_dir):
     nodes, calibration = pack[0], pack[1]
-    calibration.STORE.clear("cal-2")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-2", "calibrate")
     for scene in ("static", "fast motion"):
         latent, _ = sample(pack, patched, scene, 1)
@@ -154,17 +155,17 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     assert "1 run(s) of 30 steps (1 video(s))" in text
     assert editor.fingerprint_inputs("", "", "demo model") != before
     cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL_THEN_FORGET)
-    assert calibration.STORE.runs("cal-2") == []
+    assert calibration.STORE.runs(calibration.store_key(model)) == []
     with pytest.raises(ValueError, match="no calibration run recorded"):
         cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL)
 
 
 def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir):
     calibration = pack[1]
-    calibration.STORE.clear("cal-5")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-5", "calibrate")
     latent, summary = sample(pack, patched, "camera pan", 7, steps=12, batch=3)
-    runs = calibration.STORE.runs("cal-5")
+    runs = calibration.STORE.runs(calibration.store_key(model))
     assert len(runs) == 1 and runs[0].batch == 3
     row = runs[0].sample
     assert row.n_steps == 12 and row.distances[0] is None
@@ -174,7 +175,7 @@ def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir)
     _, _, text = node(calibration.AdaCacheCalibrate).execute(
         patched, latent, 2.0, False, "", calibration.RUNS_LATEST).args
     assert "1 run(s) of 12 steps (3 video(s))" in text
-    calibration.STORE.clear("cal-5")
+    calibration.STORE.clear(calibration.store_key(model))
 
 
 def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
@@ -184,8 +185,8 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
         cal.execute(model, {}, 3.0, False, "", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="set it to 'calibrate'"):
         cal.execute(apply(pack, model, "cal-3", "fast"), {}, 3.0, False, "", calibration.RUNS_ALL)
-    calibration.STORE.add("cal-3", calibration.RecordedRun(
-        calibration.CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
+    calibration.STORE.add(calibration.store_key(model), calibration.RecordedRun(
+        CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
         "run-a"))
     patched = apply(pack, model, "cal-3", "calibrate")
     with pytest.raises(ValueError, match="speed"):
@@ -199,7 +200,7 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     (user_dir / "default").write_text("a file where the folder should be")
     codebook, _, text = cal.execute(patched, {}, 3.0, False, "mine", calibration.RUNS_ALL).args
     assert codebook.rates and "could not save 'mine'" in text
-    calibration.STORE.clear("cal-3")
+    calibration.STORE.clear(calibration.store_key(model))
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +208,7 @@ def held_out(pack, model):
     """Calibrated on seeds 0-2 of static and fast-motion scenes; the calibrated codebook (no
     MoReg) then run on held-out seeds 10 and 11 of both classes."""
     calibration = pack[1]
-    calibration.STORE.clear("cal-4")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-4", "calibrate")
     for seed in (0, 1, 2):
         for scene in ("static", "fast motion"):
