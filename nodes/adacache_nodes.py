@@ -17,15 +17,10 @@ from ..adacache import (
     MoRegSettings,
     preset_codebook,
 )
-from .calibration_nodes import (
-    CALIBRATION_NODES,
-    USE_VALUES_ABOVE,
-    load_saved,
-    saved_fingerprint,
-    saved_names,
-)
+from .calibration_nodes import CALIBRATION_NODES
 from .calibration_store import RECORDER_KEY, attach_recorder
 from .patch import apply_adacache
+from .saved_codebooks import USE_VALUES_ABOVE, load_saved, saved_fingerprint, saved_names
 
 CATEGORY = "AdaCache"
 Codebook_IO = io.Custom("ADACACHE_CODEBOOK")

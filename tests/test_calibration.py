@@ -112,6 +112,8 @@ def test_calibrate_preset_computes_and_records_every_step(pack, model):
 
 
 def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, user_dir):
+    from comfyui_adacache.nodes import saved_codebooks
+
     nodes, calibration = pack[0], pack[1]
     calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-2", "calibrate")
@@ -134,10 +136,11 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     # the Codebook Editor lists it and uses the file's values (the fields only display)
     editor = nodes.AdaCacheCodebookEditor
     options = editor.INPUT_TYPES()["optional"]["saved"][1]["options"]
-    assert options[0] == calibration.USE_VALUES_ABOVE and "demo model" in options
+    assert options[0] == saved_codebooks.USE_VALUES_ABOVE and "demo model" in options
     loaded = editor.execute("0.5, 1", "9, 1", "demo model").args[0]
     assert loaded == codebook
-    assert editor.execute("0.5, 1", "9, 1", calibration.USE_VALUES_ABOVE).args[0].rates == (9, 1)
+    fields = saved_codebooks.USE_VALUES_ABOVE
+    assert editor.execute("0.5, 1", "9, 1", fields).args[0].rates == (9, 1)
     # the log's form pastes back into the editor as is (the plain codebook: fields hold no plan)
     plain = (codebook.thresholds, codebook.rates)
     pasted = editor.execute(codebook.editor_text(), "").args[0]
@@ -147,7 +150,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     assert (pasted.thresholds, pasted.rates) == plain
     # re-saving under the same name changes the fingerprint, so ComfyUI re-runs the editor
     before = editor.fingerprint_inputs("", "", "demo model")
-    listed = calibration.list_codebooks()
+    listed = saved_codebooks.list_codebooks()
     assert [c["name"] for c in listed] == ["demo model"] and listed[0]["n_steps"] == STEPS
 
     # 'latest run only' and 'then start over'
