@@ -251,7 +251,7 @@ def validate(thresholds, rates) -> None:
 
 # --- presets ---------------------------------------------------------------------------------
 # The paper's codebooks are anchors at 30 and 100 steps (supplement A.2, Table 3f). A preset
-# for N steps is built entry by entry:
+# for N steps is built entry by entry (ours: the paper gives 30 and 100 steps only):
 #   30 <= N <= 100: geometric interpolation in log(N) between the anchors,
 #       alpha = ln(N / 30) / ln(100 / 30)
 #       threshold_i = t30_i ** (1 - alpha) * t100_i ** alpha
