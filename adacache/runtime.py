@@ -159,7 +159,6 @@ class CallPlan:
     token: object = None  # restores the context variable in end_call
 
 
-CallContext = CallPlan  # the name before issue 8
 
 
 @dataclass
@@ -347,11 +346,6 @@ class AdaCacheRun:
             self.reused_calls += 1
         total = sum(s.nbytes() for s in self.streams.values())
         self.peak_cache_bytes = max(self.peak_cache_bytes, total)
-
-    def abort_call(self) -> None:
-        call = self.call
-        if call is not None:
-            self._plan.reset(call.token)
 
     # -- hooks -----------------------------------------------------------------------------
     def block(self, position: int, args: dict, run_inner: Callable[[dict], dict]) -> dict:

@@ -260,7 +260,7 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             log.info(format_summary(summary))
             if config.verbose:
                 log.info("AdaCache trace\n" + format_trace(summary))
-            _send_to_ui(live, summary)
+            live.finish(summary)  # the trace and timings to the browser (never raises)
 
     return adacache_outer_sample
 
@@ -290,11 +290,6 @@ def _schedule_position(sampling, sigma: float) -> float:
         lo, hi = table[index - 1].item(), table[index].item()
         index = index - 1 + (sigma - lo) / max(hi - lo, 1e-12)
     return min(max(index / (len(table) - 1), 0.0), 1.0)
-
-
-def _send_to_ui(live: LiveTrace, summary: dict) -> None:
-    """The finished run's trace and timings to the browser (never raises)."""
-    live.finish(summary)
 
 
 def apply_adacache(model, config: AdaCacheConfig, node_id=None):

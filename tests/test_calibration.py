@@ -235,18 +235,6 @@ def test_calibrated_codebook_schedule_differs_by_scene_on_held_out_seeds(held_ou
         assert runs["static", seed][1] != runs["fast motion", seed][1], (text, runs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the demo model the per-step distance barely depends on the scene class (seeds "
-    "vary as much); without MoReg the calibrated plan does not spend more steps on fast motion",
-)
-def test_calibrated_codebook_computes_more_on_fast_motion_than_static(held_out):
-    text, runs = held_out
-    static = sum(runs["static", seed][0] for seed in (10, 11))
-    fast = sum(runs["fast motion", seed][0] for seed in (10, 11))
-    assert static < fast, (text, runs)
-
-
 def test_a_connected_codebook_wins_and_the_run_says_so(pack, model):
     from comfyui_adacache.adacache import Codebook
 
