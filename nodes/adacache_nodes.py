@@ -114,7 +114,8 @@ class AdaCacheApply(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Caching may start at this fraction of the noise schedule "
-                    "(0 = from the start; the first two steps are always computed).",
+                    "(0 = from the start; the first step is always computed, and the paper's presets "
+                    "also compute the second).",
                 ),
                 io.Float.Input(
                     "end_percent",
@@ -123,7 +124,8 @@ class AdaCacheApply(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Caching stops after this fraction of the noise schedule "
-                    "(1 = to the end; the last two steps are always computed).",
+                    "(1 = to the end; the paper's presets always compute the last two steps, a "
+                    "calibrated plan places its own).",
                 ),
                 io.Boolean.Input(
                     "verbose",
