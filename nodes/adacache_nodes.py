@@ -114,8 +114,8 @@ class AdaCacheApply(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Caching may start at this fraction of the noise schedule "
-                    "(0 = from the start; the first step is always computed, and the paper's presets "
-                    "also compute the second).",
+                    "(0 = from the start; the first step is always computed, the paper's "
+                    "presets also compute the second).",
                 ),
                 io.Float.Input(
                     "end_percent",
