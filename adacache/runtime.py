@@ -361,14 +361,18 @@ class AdaCacheRun:
             cached = self._reuse(call, carried)
             if cached is not None:
                 if family.reuse_runs_first_block:
+                    carried = {k: v.clone() for k, v in carried.items()}  # see below
                     run_inner(args)  # for the state it leaves (Family.reuse_runs_first_block)
                 return family.with_carried(args, {k: v + cached[k] for k, v in carried.items()})
+        # Blocks may add their output into their input tensors in place (ComfyUI's flux-style
+        # blocks, LTX-Video: ``img += ...``), so what is kept of a block's input is a copy.
         if position == 0:
-            call.stack_input = family.carried(args)
+            call.stack_input = {k: v.clone() for k, v in family.carried(args).items()}
             self.stack_runs += 1
+        before = family.metric_part(args).clone() if position in self.metric_positions else None
         out = run_inner(args)
-        if position in self.metric_positions:
-            call.metric_residuals[position] = family.metric_part(out) - family.metric_part(args)
+        if before is not None:
+            call.metric_residuals[position] = family.metric_part(out) - before
         if family.output_module is None and position == self.n_blocks - 1:
             self.stack_output(out[family.hidden_key])
         return out
