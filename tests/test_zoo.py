@@ -87,3 +87,42 @@ def test_apply_calibrate_and_fast_through_real_sampler(zoo_model):
     assert torch.isfinite(out).all()
     rgb = zoo_model.decode(out)
     assert rgb.shape == (1, 3, 8, 16, 16)
+
+
+# --- defects the zoo found -------------------------------------------------------------------
+# ComfyUI's flux-style blocks (comfy/ldm/flux/layers.py DoubleStreamBlock / SingleStreamBlock,
+# used by HunyuanVideo, and by Flux, Chroma, HunyuanImage) add their output in place into their
+# input tensors (``img += ...``). The runtime keeps references to block and stack inputs
+# (``call.stack_input = family.carried(args)``; ``metric_part(out) - metric_part(args)``), so
+# every per-block residual it measures is 0 and the stored stack residual misses the double
+# stack. Measured on the hunyuan zoo model, preset fast, 30 steps, seed 100, 8 computed steps:
+# 13.2 / 18.5 / 10.3 dB PSNR vs uncached (static / rotation / crossing) as shipped, 30.8 / 30.1 /
+# 27.1 dB when the blocks are handed copies of their inputs. Strict xfail until the runtime
+# copies what it keeps (remove the marks then).
+INPLACE = pytest.mark.xfail(strict=True, reason="runtime keeps references to block inputs "
+                            "that flux-style blocks modify in place")
+
+
+@pytest.fixture(scope="module")
+def hunyuan():
+    return _zoo().load("hunyuan")
+
+
+@INPLACE
+def test_calibration_sees_block_changes_on_inplace_blocks(hunyuan):
+    calibrating = _apply(hunyuan.model, "calibrate", "zoo-test-inplace-cal")
+    hunyuan.sample(calibrating, "rotation", 7, steps=STEPS)
+    summary = calibrating.model_options["transformer_options"]["adacache_handle"].last_summary
+    distances = [d for d in summary["calibration_sample"]["distances"] if d is not None]
+    assert distances and min(distances) > 0
+
+
+@INPLACE
+def test_reuse_replays_the_whole_stack_on_inplace_blocks(hunyuan):
+    ref = hunyuan.decode(hunyuan.sample(hunyuan.model, "rotation", 100, steps=30))
+    fast = _apply(hunyuan.model, "fast", "zoo-test-inplace-fast")
+    out = hunyuan.decode(hunyuan.sample(fast, "rotation", 100, steps=30))
+    summary = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    assert summary["computed_steps"] < 30
+    psnr = float(10 * torch.log10(1 / ((out - ref) ** 2).mean()))
+    assert psnr > 24.0, f"{psnr:.1f} dB against uncached"
