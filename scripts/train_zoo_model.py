@@ -42,8 +42,8 @@ Objectives (what ComfyUI's sampler integrates for that model type, ``comfy/model
 Both: 10 % of samples get the all-zero embedding (classifier-free guidance), AdamW, warm-up then
 cosine learning rate over ``max(step / steps, elapsed / max_minutes)``, gradient clipping, an
 EMA of the weights (saved every ``--save-every`` seconds and at the end). Everything is seeded.
-ComfyUI's flux-style blocks (HunyuanVideo) add in place; autograd gets copies of the tensors
-it saves (``saved_tensors_hooks``), the model code is untouched.
+ComfyUI's flux-style blocks (HunyuanVideo) add in place; for them autograd gets copies of the
+tensors it saves (``saved_tensors_hooks``; values unchanged), the model code is untouched.
 
 Helpers shared with the demo's training (``scripts/train_demo_model.py``: host boot, fp16 save)
 are imported from it, so the demo training is unchanged.
@@ -52,6 +52,7 @@ are imported from it, so the demo training is unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -94,7 +95,7 @@ MODELS = {
                    "qkv_bias": True, "guidance_embed": False, "byt5": False,
                    "meanflow": False, "use_cond_type_embedding": False,
                    "vision_in_dim": None},
-        "lr": 1.5e-3, "batch": 16,
+        "lr": 1.5e-3, "batch": 16, "inplace_blocks": True,
     },
     "cosmos": {
         "class": "MiniTrainDIT", "model_type": "CosmosPredict2", "objective": "cosmos_rflow",
@@ -165,6 +166,13 @@ def build_model(name: str, device):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return model
+
+
+def saved_copies(enabled: bool):
+    """Autograd keeps copies of the tensors it saves (for blocks that add in place)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autograd.graph.saved_tensors_hooks(torch.Tensor.clone, lambda t: t)
 
 
 def sampling_settings(name: str) -> dict:
@@ -265,7 +273,7 @@ def main():
                 y = pooled_dev[cls]
                 extra["y"] = torch.where(drop[:, None], torch.zeros_like(y), y)
         with (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda),
-              torch.autograd.graph.saved_tensors_hooks(torch.Tensor.clone, lambda t: t)):
+              saved_copies(spec.get("inplace_blocks", False))):
             pred = model(xt, timestep, ctx, **extra)
         loss = (pred.float() - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
