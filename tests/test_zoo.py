@@ -97,10 +97,7 @@ def test_apply_calibrate_and_fast_through_real_sampler(zoo_model):
 # every per-block residual it measures is 0 and the stored stack residual misses the double
 # stack. Measured on the hunyuan zoo model, preset fast, 30 steps, seed 100, 8 computed steps:
 # 13.2 / 18.5 / 10.3 dB PSNR vs uncached (static / rotation / crossing) as shipped, 30.8 / 30.1 /
-# 27.1 dB when the blocks are handed copies of their inputs. Strict xfail until the runtime
-# copies what it keeps (remove the marks then).
-INPLACE = pytest.mark.xfail(strict=True, reason="runtime keeps references to block inputs "
-                            "that flux-style blocks modify in place")
+# 27.1 dB when the blocks are handed copies of their inputs: the runtime now keeps copies.
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +105,6 @@ def hunyuan():
     return _zoo().load("hunyuan")
 
 
-@INPLACE
 def test_calibration_sees_block_changes_on_inplace_blocks(hunyuan):
     calibrating = _apply(hunyuan.model, "calibrate", "zoo-test-inplace-cal")
     hunyuan.sample(calibrating, "rotation", 7, steps=STEPS)
@@ -117,7 +113,6 @@ def test_calibration_sees_block_changes_on_inplace_blocks(hunyuan):
     assert distances and min(distances) > 0
 
 
-@INPLACE
 def test_reuse_replays_the_whole_stack_on_inplace_blocks(hunyuan):
     ref = hunyuan.decode(hunyuan.sample(hunyuan.model, "rotation", 100, steps=30))
     fast = _apply(hunyuan.model, "fast", "zoo-test-inplace-fast")
