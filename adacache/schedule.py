@@ -91,7 +91,7 @@ class CacheSchedule:
         positions=None,
         check_interrupt=None,
     ):
-        """``fixed_steps``: compute exactly these steps (plus warm-up and final), for baselines.
+        """``fixed_steps``: compute exactly these steps (and step 0), for baselines.
         ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
         schedule's, not the slice's. ``positions``: each step's (and the end's) place in the
@@ -137,9 +137,10 @@ class CacheSchedule:
         return record
 
     def _decide(self, step: int) -> tuple[bool, str]:
-        if step < (1 if self.planner else 2):
+        placed = self.planner is not None or self.fixed_steps is not None  # ends included
+        if step < (1 if placed else 2):
             return True, WARMUP
-        if step >= self.n_steps - 2 and self.planner is None:
+        if step >= self.n_steps - 2 and not placed:
             return True, FINAL
         if not self._in_range(step):
             return True, OUTSIDE_RANGE
