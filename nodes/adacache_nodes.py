@@ -18,7 +18,7 @@ from ..adacache import (
     preset_codebook,
 )
 from .calibration_nodes import CALIBRATION_NODES
-from .patch import apply_adacache
+from .patch import apply_adacache, check_model
 from .saved_codebooks import USE_VALUES_ABOVE, load_saved, saved_fingerprint, saved_names
 
 CATEGORY = "AdaCache"
@@ -153,6 +153,9 @@ class AdaCacheApply(io.ComfyNode):
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache patched in (a clone).")],
             hidden=[io.Hidden.unique_id],
+            # ComfyUI 0.3.75 leaves a V3 node's hidden UNIQUE_ID out of its cache key: without
+            # this, two Apply nodes with the same inputs share one output (and node id).
+            not_idempotent=True,
         )
 
     @classmethod
@@ -171,6 +174,7 @@ class AdaCacheApply(io.ComfyNode):
     ) -> io.NodeOutput:
         from .calibration_nodes import RECORDER_KEY, attach_recorder
 
+        check_model(model, "AdaCache Apply")
         _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)

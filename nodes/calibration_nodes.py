@@ -22,7 +22,8 @@ from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io, ui
 
 from ..adacache import CalibrationSample, MoRegSettings, calibrate
-from .patch import RUNS
+from .patch import RUNS, check_model
+from .report import check_latent
 from .saved_codebooks import check_name, save_codebook
 
 log = logging.getLogger("AdaCache")
@@ -207,6 +208,13 @@ class AdaCacheCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent, speed, moreg, name, runs) -> io.NodeOutput:
+        check_model(model, "AdaCache Calibrate")
+        check_latent(latent, "AdaCache Calibrate")  # a literal would let it run before sampling
+        if runs not in (RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET):  # the host does not check
+            raise ValueError(
+                f"AdaCache Calibrate: 'runs' got {str(runs)[:60]!r}; choose one of "
+                f"{RUNS_ALL!r}, {RUNS_LATEST!r}, {RUNS_ALL_THEN_FORGET!r}"
+            )
         handle = _handle_of(model)
         speed = _finite(speed, "speed")
         recorded = STORE.runs(handle.node_id)
