@@ -341,3 +341,15 @@ def test_prompt_without_client_id_is_not_broadcast(server, object_info, canary):
               and (m.get("data") or {}).get("prompt_id") == body["prompt_id"]]
     assert leaked == [], f"{len(leaked)} AdaCache messages reached another client"
     canary()
+
+
+def test_a_latent_is_recognised_through_a_lower_precision_copy():
+    from comfyui_adacache.nodes.patch import latent_fingerprint, same_latent
+
+    x = torch.randn(1, 16, 4, 60, 104, generator=torch.Generator().manual_seed(0))
+    own = latent_fingerprint(x)
+    for copy in (x.clone(), x.to(torch.bfloat16), x.to(torch.float16)):
+        assert same_latent(own, latent_fingerprint(copy))
+    near = x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert not same_latent(own, latent_fingerprint(near))  # another run's close latent
+    assert not same_latent(own, latent_fingerprint(x[:, :, :3]))
