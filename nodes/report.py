@@ -261,7 +261,7 @@ def _handle(model):
 def check_latent(latent, node: str) -> torch.Tensor:
     """The samples of a LATENT input, or a clear error naming the input."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(samples, torch.Tensor):
+    if not (isinstance(samples, torch.Tensor) or getattr(samples, "is_nested", False)):
         raise ValueError(
             f"{node}: 'latent' got {type(latent).__name__} {str(latent)[:60]!r}; connect the "
             "sampler's LATENT output (literal values are not accepted)"

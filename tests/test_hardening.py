@@ -353,3 +353,13 @@ def test_a_latent_is_recognised_through_a_lower_precision_copy():
     near = x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     assert not same_latent(own, latent_fingerprint(near))  # another run's close latent
     assert not same_latent(own, latent_fingerprint(x[:, :, :3]))
+
+
+def test_packed_audio_video_latents_are_accepted_as_latents():
+    from comfy.nested_tensor import NestedTensor
+    from comfyui_adacache.nodes.report import check_latent
+
+    nested = NestedTensor([torch.zeros(1, 16, 2, 4, 4), torch.zeros(1, 8, 5, 1)])
+    assert check_latent({"samples": nested}, "AdaCache Report") is nested
+    with pytest.raises(ValueError, match="AdaCache Report: 'latent' got list"):
+        check_latent([1, 2], "AdaCache Report")
