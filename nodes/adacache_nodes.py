@@ -19,7 +19,7 @@ from ..adacache import (
 )
 from .calibration_nodes import CALIBRATION_NODES
 from .calibration_store import RECORDER_KEY, attach_recorder
-from .patch import apply_adacache
+from .patch import apply_adacache, check_model
 from .saved_codebooks import USE_VALUES_ABOVE, load_saved, saved_fingerprint, saved_names
 
 CATEGORY = "AdaCache"
@@ -156,6 +156,9 @@ class AdaCacheApply(io.ComfyNode):
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache patched in (a clone).")],
             hidden=[io.Hidden.unique_id],
+            # ComfyUI 0.3.75 leaves a V3 node's hidden UNIQUE_ID out of its cache key: without
+            # this, two Apply nodes with the same inputs share one output (and node id).
+            not_idempotent=True,
         )
 
     @classmethod
@@ -172,6 +175,7 @@ class AdaCacheApply(io.ComfyNode):
         codebook=None,
         moreg=None,
     ) -> io.NodeOutput:
+        check_model(model, "AdaCache Apply")
         _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)

@@ -18,6 +18,8 @@ from comfy_api.latest import io, ui
 
 from ..adacache import MoRegSettings, calibrate
 from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
+from .patch import check_model
+from .report import check_latent
 from .run_setup import store_key
 from .saved_codebooks import (  # noqa: F401 (re-exported)
     USE_VALUES_ABOVE,
@@ -138,6 +140,13 @@ class AdaCacheCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent, speed, moreg, name, runs) -> io.NodeOutput:
+        check_model(model, "AdaCache Calibrate")
+        check_latent(latent, "AdaCache Calibrate")  # a literal would let it run before sampling
+        if runs not in (RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET):  # the host does not check
+            raise ValueError(
+                f"AdaCache Calibrate: 'runs' got {str(runs)[:60]!r}; choose one of "
+                f"{RUNS_ALL!r}, {RUNS_LATEST!r}, {RUNS_ALL_THEN_FORGET!r}"
+            )
         handle = _handle_of(model)
         speed = _finite(speed, "speed")
         key = store_key(model)

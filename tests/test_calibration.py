@@ -19,6 +19,7 @@ from comfyui_adacache.adacache import CalibrationSample
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
 STEPS = 30
+LATENT = {"samples": torch.zeros(1, 16, 1, 8, 8)}  # a sampler's output, for argument checks
 APPLY_DEFAULTS = dict(metric="l1", metric_blocks="middle", start_percent=0.0, end_percent=1.0,
                       verbose=False, offload_cache=False)
 
@@ -186,23 +187,24 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     nodes, calibration = pack[0], pack[1]
     cal = node(calibration.AdaCacheCalibrate)
     with pytest.raises(ValueError, match="not patched by AdaCache"):
-        cal.execute(model, {}, 3.0, False, "", calibration.RUNS_ALL)
+        cal.execute(model, LATENT, 3.0, False, "", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="set it to 'calibrate'"):
-        cal.execute(apply(pack, model, "cal-3", "fast"), {}, 3.0, False, "", calibration.RUNS_ALL)
+        cal.execute(apply(pack, model, "cal-3", "fast"), LATENT, 3.0, False, "",
+                    calibration.RUNS_ALL)
     calibration.STORE.add(calibration.store_key(model), calibration.RecordedRun(
         CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
         "run-a"))
     patched = apply(pack, model, "cal-3", "calibrate")
     with pytest.raises(ValueError, match="speed"):
-        cal.execute(patched, {}, math.nan, False, "", calibration.RUNS_ALL)
+        cal.execute(patched, LATENT, math.nan, False, "", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="not usable as a file name"):
-        cal.execute(patched, {}, 3.0, False, "../escape", calibration.RUNS_ALL)
+        cal.execute(patched, LATENT, 3.0, False, "../escape", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="not found"):
         nodes.AdaCacheCodebookEditor.execute("0.1, 1", "2, 1", "no such codebook")
     # an unwritable user directory: the fitted codebook is still output, the summary says why
     user_dir.mkdir(parents=True, exist_ok=True)
     (user_dir / "default").write_text("a file where the folder should be")
-    codebook, _, text = cal.execute(patched, {}, 3.0, False, "mine", calibration.RUNS_ALL).args
+    codebook, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
     assert codebook.rates and "could not save 'mine'" in text
     calibration.STORE.clear(calibration.store_key(model))
 
