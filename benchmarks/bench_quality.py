@@ -253,7 +253,7 @@ def run(name: str, args):
             methods[f"native {kind} {threshold:g}"] = {"native": (kind, threshold)}
 
     rows = []
-    for name, method in methods.items():
+    for method_name, method in methods.items():
         model = (b.native(*method["native"]) if "native" in method
                  else b.adacache(**method["config"]))
         for scene, seed in held:
@@ -267,7 +267,7 @@ def run(name: str, args):
             else:  # native: steps whose diffusion model ran
                 sigmas = sorted({round(s, 6) for s in b.inner_calls}, reverse=True)
                 computed, pattern = len(sigmas), None
-            row = {"method": name, "scene": scene, "seed": seed, "computed": computed,
+            row = {"method": method_name, "scene": scene, "seed": seed, "computed": computed,
                    "pattern": pattern, "psnr": psnr(rgb, ref), "ssim": ssim(rgb, ref),
                    "wall_ratio": uncached_seconds / seconds}
             if "native" not in method:
@@ -275,7 +275,7 @@ def run(name: str, args):
                 row["uniform_psnr"] = psnr(uni, ref)
                 row["uniform_ssim"] = ssim(uni, ref)
             rows.append(row)
-        print(f"{name}: done ({time.time() - t0:.0f}s)", flush=True)
+        print(f"{method_name}: done ({time.time() - t0:.0f}s)", flush=True)
 
     # 5. hindsight search on one sample per class, at the plan's budgets
     hindsight = []
@@ -297,7 +297,7 @@ def run(name: str, args):
                 print(f"hindsight {speed:g}x {scene}: {score:.2f} dB ({evals} runs)", flush=True)
 
     report(args.out, rows, hindsight, plans, scenes, held, time.time() - t0, name, b.steps,
-           failures)
+           failures, cal_seeds)
 
 
 def search(b: Bench, scene, seed, computed, ref, passes=3):
@@ -358,7 +358,7 @@ def summarise(rows, scenes, steps):
 
 
 def report(out: Path, rows, hindsight, plans, scenes, held, seconds, name="demo", steps=STEPS,
-           failures=()):
+           failures=(), cal_seeds=CAL_SEEDS):
     out.mkdir(parents=True, exist_ok=True)
     stem = result_stem(name, steps)
     table = summarise(rows, scenes, steps)
@@ -392,7 +392,7 @@ def report(out: Path, rows, hindsight, plans, scenes, held, seconds, name="demo"
                f"`benchmarks/bench_quality.py --model {name} --steps {steps}`")
     md = [f"# Quality benchmark ({name} model, held-out seeds)", "",
           f"{command}: {len(held)} held-out samples ({len(scenes)} scene classes x "
-          f"seeds {sorted({s for _, s in held})}), calibration on seeds {list(CAL_SEEDS)}; "
+          f"seeds {sorted({s for _, s in held})}), calibration on seeds {list(cal_seeds)}; "
           f"{steps} steps euler/simple, cfg {CFG}; PSNR/SSIM of decoded frames against the "
           f"uncached output of the same seed; wall speedup = median per-sample ratio of uncached "
           f"to method wall time in this process ({seconds:.0f} s in all).", "",
