@@ -220,7 +220,7 @@ def main():
     t_start = time.time()
     server_dir = Path(tempfile.mkdtemp(prefix="adacache_demo_"))
     server = HeadlessComfy(server_dir, custom_nodes={PACK_DIR_NAME: ROOT},
-                           log_path=out / "comfyui.log").start()
+                           log_path=out / "comfyui.log", demo=True).start()
     results = []
     try:
         print(f"starting ComfyUI on {server.url} (log: {out / 'comfyui.log'}) ...", flush=True)

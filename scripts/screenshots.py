@@ -116,7 +116,8 @@ def main() -> None:
     apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply"
                     and n["widgets_values"][0] != "calibrate")
     with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
-        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT}).start()
+        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT},
+                               demo=True).start()
         try:
             print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
             server.request("/settings/Comfy.TutorialCompleted", True)
