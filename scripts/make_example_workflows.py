@@ -382,7 +382,8 @@ VERBOSE_TEXT = (
 
 def preset_note(family: str, preset: str, why: str, extra: str = "") -> str:
     return (
-        f"AdaCache on {family}: preset '{preset}'.\n\n{why}\n\n{PRESETS_TEXT}\n\n"
+        f"AdaCache on {family}: preset {preset if ' ' in preset else repr(preset)}.\n\n"
+        f"{why}\n\n{PRESETS_TEXT}\n\n"
         + VERBOSE_TEXT + (f"\n\n{extra}" if extra else "")
     )
 
@@ -511,8 +512,8 @@ def wan22_14b_two_expert() -> Graph:
     g.link(k_hi, 0, k_lo, "latent_image")
     decode_and_save(g, (k_lo, 0), (vae, 0), (1480, -360), 16)
     note(g, (0, 680), preset_note(
-        "Wan 2.2 T2V 14B (two experts)", "medium on the high-noise expert, fast on the low-noise "
-        "expert",
+        "Wan 2.2 T2V 14B (two experts)", "'medium' on the high-noise expert, 'fast' on the "
+        "low-noise expert",
         "Each expert is its own model and gets its own AdaCache Apply; each sampler runs only "
         "its part of the schedule (steps 0-10 and 10-20 here), and each preset is sized for "
         "the whole 20-step schedule, not for the 10 steps its expert sees. The "
