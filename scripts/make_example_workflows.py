@@ -10,9 +10,11 @@ the sampler, a MoReg Settings node on the video models, and a Note explaining th
 ``tests/test_example_notes.py`` checks what each Note claims against the pack's behaviour.
 
 File names are the titles ComfyUI's template browser shows: frontend 1.32.9 titles (and
-describes) a custom node pack's template by its file name, and lists them in the order the
-server finds the files (its "alphabetical" sort: by title). So names are human titles, and the
-demo's (``DEMO_TITLE``, written by ``make_demo_workflow.py``) sorts first.
+describes) a custom node pack's template by its file name. So names are short human titles
+that fit a template card on one line (tests/test_ui_templates.py measures it). The server lists
+a pack's files in disk order; web/templates.js puts the demo (``DEMO_TITLE``, written by
+``make_demo_workflow.py``) first and the rest by title, which is also where the browser's
+"alphabetical" sort puts them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 OUT = Path(__file__).resolve().parents[1] / "workflows"
 # Template titles = file names (no extension). Safe in file names on every OS and in URLs:
 # letters, digits, spaces, '.', ',', '(', ')' and '-' only.
-DEMO_TITLE = "AdaCache demo, calibrate then run (tiny model on CPU)"
+DEMO_TITLE = "AdaCache demo (runs on CPU)"
 DEMO_FILE = f"{DEMO_TITLE}.json"
 FRONTEND_VERSION = "1.32.9"  # comfyui_frontend_package of the development host
 
@@ -747,28 +749,28 @@ def flux() -> Graph:
 
 # template title (= file name) -> (thumbnail title, builder, thumbnail chain, thumbnail subtitle)
 WORKFLOWS = {
-    "Wan 2.1 text to video 1.3B with AdaCache (custom codebook)": (
+    "Wan 2.1 text to video 1.3B": (
         "Wan 2.1 T2V 1.3B", wan21_t2v, ["UNET", "Shift", "AdaCache", "KSampler"],
         "custom codebook"),
-    "Wan 2.1 image to video 480p 14B with AdaCache": (
+    "Wan 2.1 image to video 14B": (
         "Wan 2.1 I2V 480p 14B", wan21_i2v, ["UNET", "Shift", "AdaCache", "KSampler"],
         "fast + MoReg"),
-    "Wan 2.2 text to video 14B, two experts, with AdaCache": (
+    "Wan 2.2 14B, two experts": (
         "Wan 2.2 T2V 14B two experts", wan22_14b_two_expert,
         ["2 experts", "Shift x2", "AdaCache x2", "KSamplerAdv x2"], "medium / fast + MoReg"),
-    "Wan 2.2 TI2V 5B, text or image to video, with AdaCache": (
+    "Wan 2.2 TI2V 5B": (
         "Wan 2.2 TI2V 5B", wan22_5b, ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg"),
-    "HunyuanVideo text to video with AdaCache": (
+    "HunyuanVideo text to video": (
         "HunyuanVideo T2V", hunyuan_video, ["UNET", "Shift", "AdaCache", "Guider"],
         "fast + MoReg"),
-    "LTX-Video text to video with AdaCache": (
+    "LTX-Video text to video": (
         "LTX-Video T2V", ltxv, ["Checkpoint", "AdaCache", "SamplerCustom"], "medium + MoReg"),
-    "Mochi text to video with AdaCache": (
+    "Mochi text to video": (
         "Mochi T2V", mochi, ["UNET", "AdaCache", "KSampler"], "fast + MoReg"),
-    "Cosmos Predict2 2B image to video with AdaCache": (
+    "Cosmos Predict2 image to video": (
         "Cosmos Predict2 Video2World", cosmos_predict2, ["UNET", "AdaCache", "KSampler"],
         "medium + MoReg"),
-    "Flux.1 dev text to image with AdaCache": (
+    "Flux.1 dev text to image": (
         "Flux.1 dev T2I", flux, ["UNET", "AdaCache", "KSampler"], "slow"),
 }
 TEMPLATE_TITLES = [DEMO_TITLE, *WORKFLOWS]  # every template, the demo first

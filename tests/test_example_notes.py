@@ -26,15 +26,15 @@ APPLY_DEFAULTS = dict(metric="l1", metric_blocks="middle", start_percent=0.0, en
                       verbose=False, offload_cache=False)
 EXAMPLES = list(WORKFLOWS)
 VIDEO_EXAMPLES = [t for t in EXAMPLES if not t.startswith("Flux")]
-WAN21 = "Wan 2.1 text to video 1.3B with AdaCache (custom codebook)"
-WAN21_I2V = "Wan 2.1 image to video 480p 14B with AdaCache"
-WAN22 = "Wan 2.2 text to video 14B, two experts, with AdaCache"
-WAN22_5B = "Wan 2.2 TI2V 5B, text or image to video, with AdaCache"
-HUNYUAN = "HunyuanVideo text to video with AdaCache"
-LTXV = "LTX-Video text to video with AdaCache"
-MOCHI = "Mochi text to video with AdaCache"
-COSMOS = "Cosmos Predict2 2B image to video with AdaCache"
-FLUX = "Flux.1 dev text to image with AdaCache"
+WAN21 = "Wan 2.1 text to video 1.3B"
+WAN21_I2V = "Wan 2.1 image to video 14B"
+WAN22 = "Wan 2.2 14B, two experts"
+WAN22_5B = "Wan 2.2 TI2V 5B"
+HUNYUAN = "HunyuanVideo text to video"
+LTXV = "LTX-Video text to video"
+MOCHI = "Mochi text to video"
+COSMOS = "Cosmos Predict2 image to video"
+FLUX = "Flux.1 dev text to image"
 PAPER_FAST_30 = ((0.08, 0.16, 0.24, 0.32, 0.4, 1.0), (6, 5, 4, 3, 2, 1))  # the paper's codebook
 
 

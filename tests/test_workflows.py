@@ -55,13 +55,13 @@ CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 ACTIVE = 0  # node mode; 2 = muted, 4 = bypassed
 # The examples the pack promises (issue 3), by file name stem = template browser title.
 EXPECTED = {
-    "Wan 2.1 text to video 1.3B with AdaCache (custom codebook)",
-    "Wan 2.1 image to video 480p 14B with AdaCache",
-    "Wan 2.2 text to video 14B, two experts, with AdaCache",
-    "Wan 2.2 TI2V 5B, text or image to video, with AdaCache",
-    "HunyuanVideo text to video with AdaCache", "LTX-Video text to video with AdaCache",
-    "Mochi text to video with AdaCache", "Cosmos Predict2 2B image to video with AdaCache",
-    "Flux.1 dev text to image with AdaCache",
+    "Wan 2.1 text to video 1.3B",
+    "Wan 2.1 image to video 14B",
+    "Wan 2.2 14B, two experts",
+    "Wan 2.2 TI2V 5B",
+    "HunyuanVideo text to video", "LTX-Video text to video",
+    "Mochi text to video", "Cosmos Predict2 image to video",
+    "Flux.1 dev text to image",
 }
 MODEL_SOURCES = {"UNETLoader", "CheckpointLoaderSimple", "ModelSamplingSD3", "LoraLoaderModelOnly"}
 MODEL_SINKS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "CFGGuider",
