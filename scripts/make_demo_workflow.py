@@ -149,7 +149,7 @@ def build(calibrate: bool | None = None) -> dict:
         preview = g.add("PreviewImage", (1240, y + 530), [])
         g.link(report, 0, preview, "images")
     ex.note(g, (20, 530), CALIBRATE_NOTE if calibrate else RUN_NOTE,
-            title="About this demo", size=(340, 560 if calibrate else 260))
+            title="About this demo", width=340)
     info = ("AdaCache demo on the shipped adacache_demo_wan model (no download); see "
             "docs/demo.md")
     if calibrate:

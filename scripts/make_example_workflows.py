@@ -20,6 +20,8 @@ a pack's files in disk order; web/templates.js puts the demo (``DEMO_TITLE``, wr
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -336,8 +338,22 @@ def moreg_settings(g: Graph, pos, values=None) -> int:
     return g.add("AdaCacheMoRegSettings", pos, list(values or MOREG_DEFAULTS), colors=ADACACHE)
 
 
-def note(g: Graph, pos, text: str, title="About the AdaCache preset", size=(360, 230)) -> int:
-    return g.add("Note", pos, [text], title=title, colors=NOTE, size=size)
+# Frontend 1.32.9 draws a Note's text in a ~10 px monospace font (about 6.2 px a character,
+# 11 px a line); sized with wider characters and taller lines than that, a Note shows all of
+# its text without scrolling on other systems' monospace fonts too (tests/test_ui_examples.py
+# measures it in the real frontend).
+NOTE_CHAR_W, NOTE_LINE_H, NOTE_PAD = 7.0, 12.5, 24
+
+
+def note_height(text: str, width: int) -> int:
+    per_line = int((width - NOTE_PAD) / NOTE_CHAR_W)
+    lines = sum(len(textwrap.wrap(par, per_line)) or 1 for par in text.split("\n"))
+    return int(math.ceil(lines * NOTE_LINE_H + NOTE_PAD))
+
+
+def note(g: Graph, pos, text: str, title="About the AdaCache preset", width=360) -> int:
+    return g.add("Note", pos, [text], title=title, colors=NOTE,
+                 size=(width, note_height(text, width)))
 
 
 def text_encoders(g: Graph, clip: tuple[int, int], pos_xy, positive: str, negative: str):
@@ -428,8 +444,7 @@ def wan21_t2v() -> Graph:
         "every step. The rates lie between the 'medium' (4, 3, 2, 2, 1, 1) and 'fast' (6, 5, "
         "4, 3, 2, 1) presets at 30 steps. To use a preset instead, disconnect the Codebook "
         "Editor and pick 'fast', 'medium' or 'slow': while a codebook is connected, it is used "
-        "whatever the preset says.", MOREG_TEXT),
-        size=(360, 300))
+        "whatever the preset says.", MOREG_TEXT))
     return g
 
 
@@ -522,7 +537,7 @@ def wan22_14b_two_expert() -> Graph:
         "high-noise expert lays out composition and motion, where reuse costs the most quality, "
         "so it gets 'medium'; the low-noise expert refines detail on an already formed video "
         "and tolerates 'fast'. One MoReg Settings node feeds both.", MOREG_TEXT),
-        size=(380, 290))
+        width=380)
     return g
 
 

@@ -1,17 +1,23 @@
-"""The pack's example workflows in ComfyUI's template browser, as an artist finds them.
+"""The pack's example workflows as an artist finds them: in ComfyUI's template browser, and
+their Notes on the canvas.
 
 Frontend 1.32.9 in headless Chromium against the session's real server (test_ui.py's browser
 fixture). The frontend titles a pack's template by its file name and describes it by the same
 name, and the server lists the files in disk order; the workflows are named with short human
 titles (scripts/make_example_workflows.py) and web/templates.js puts the runnable demo first.
+What the Notes say is checked against behaviour in test_example_notes.py; here, that all of it
+is visible.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
+from pathlib import Path
 
 import comfy_server
+import pytest
 from make_example_workflows import DEMO_TITLE, TEMPLATE_TITLES  # scripts/ is on sys.path
 from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
 
@@ -108,3 +114,34 @@ def _head(server, path: str):
 
     with urllib.request.urlopen(server.url + path, timeout=30) as r:
         return r.status, r.headers.get("Content-Type")
+
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+NOTE_TEXT = """() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(
+    () => resolve(window.app.graph._nodes.filter((n) => n.type === 'Note').map((n) => {
+        const el = n.widgets?.find((w) => w.element)?.element;
+        return {title: n.title, shown: !!el && el.isConnected && el.getClientRects().length > 0,
+                hidden_px: el ? el.scrollHeight - el.clientHeight : null,
+                text: el?.value?.length ?? 0};
+    })))))"""
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_every_note_shows_all_its_text(page, path):  # noqa: F811
+    """A Note whose text needs scrolling hides part of what it says: clipped text."""
+    close_dialogs(page)
+    page.evaluate("(wf) => window.app.loadGraphData(wf)", json.loads(path.read_text()))
+    page.wait_for_timeout(600)
+    close_dialogs(page)  # the missing-models dialog of an example workflow
+    page.evaluate("""() => { const c = window.app.canvas;
+        const n = window.app.graph._nodes.find((n) => n.type === 'Note');
+        c.ds.scale = 1; c.ds.offset = [120 - n.pos[0], 160 - n.pos[1]];
+        c.setDirty(true, true); }""")
+    page.wait_for_timeout(300)
+    notes = page.evaluate(NOTE_TEXT)
+    assert notes, "no Note on the canvas"
+    for note in notes:
+        assert note["shown"] and note["text"] > 100, note
+        if note["hidden_px"] > 1:
+            page.screenshot(path=str(SHOTS / f"note_clipped_{path.stem}.png"))
+        assert note["hidden_px"] <= 1, note
