@@ -756,9 +756,8 @@ def flux() -> Graph:
         "Flux.1 dev (text to image)", "slow",
         "An image has one frame, so MoReg has no motion to measure: this example has no MoReg "
         "Settings node (connected to an image model, it changes nothing and AdaCache warns "
-        "that its factor stays 1). Images are judged frame by frame at full attention, so "
-        "'slow' keeps them closest to the uncached result; 'medium' or 'fast' give quick "
-        "drafts."))
+        "that its factor stays 1). A still image shows every detail at once, so 'slow' keeps "
+        "it closest to the uncached result; 'medium' or 'fast' give quick drafts."))
     return g
 
 

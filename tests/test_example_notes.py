@@ -255,7 +255,11 @@ def test_wan22_experts_are_sized_for_the_whole_schedule(pack, model):
     says(WAN22, "each sampler runs only its part of the schedule (steps 0-10 and 10-20 here), "
          "and each preset is sized for the whole 20-step schedule, not for the 10 steps its "
          "expert sees.")
-    samplers = sorted(of_type(workflow(WAN22), "KSamplerAdvanced"),
+    says(WAN22, "One MoReg Settings node feeds both.")
+    wf = workflow(WAN22)
+    (moreg,) = of_type(wf, "AdaCacheMoRegSettings")
+    assert [source(wf, n, "moreg")["id"] for n in of_type(wf, "AdaCacheApply")] == [moreg["id"]] * 2
+    samplers = sorted(of_type(wf, "KSamplerAdvanced"),
                       key=lambda n: n["widgets_values"][7])
     assert [(s["widgets_values"][3], s["widgets_values"][7], s["widgets_values"][8])
             for s in samplers] == [(20, 0, 10), (20, 10, 10000)]
@@ -323,6 +327,9 @@ def test_flux_note_on_moreg_for_images():
 
     says(FLUX, "this example has no MoReg Settings node (connected to an image model, it "
          "changes nothing and AdaCache warns that its factor stays 1)")
+    says(FLUX, "'slow' keeps it closest to the uncached result; 'medium' or 'fast' give quick "
+         "drafts.")
+    assert of_type(workflow(FLUX), "AdaCacheApply")[0]["widgets_values"][0] == "slow"
     assert not of_type(workflow(FLUX), "AdaCacheMoRegSettings")
     flux = next(f for f in FAMILIES if f.name == "Flux")
     sigmas = [1.0 - i / 20 for i in range(21)]
