@@ -93,7 +93,8 @@ def main() -> None:
                 page.locator(f"[role=button]:has(span:text-is('{PACK_DIR_NAME}'))").click()
                 page.locator(CARDS).first.wait_for(state="visible", timeout=30_000)
                 page.wait_for_timeout(1500)  # thumbnails
-                page.screenshot(path=str(args.out / "templates.png"))
+                dialog = page.locator(".p-dialog").first.bounding_box()
+                page.screenshot(path=str(args.out / "templates.png"), clip=dialog)
                 written.append("templates.png")
                 first = page.locator(CARDS).first
                 assert first.locator("h3").inner_text().strip() == DEMO_TITLE
