@@ -131,7 +131,8 @@ def build(calibrate: bool | None = None) -> dict:
         g.link(cal_apply, 0, cal, "model")
         g.link(cal_ks, 0, cal, "latent")
         codebook_source = cal
-        y += ex.SIZES["AdaCacheApply"][1] + 80
+        # room for the progress line a run adds under the plot (the node grows ~50 px)
+        y += ex.SIZES["AdaCacheApply"][1] + 140
     apply = ex.adacache(g, (380, y), (unet, 0), "custom" if calibrate else "fast", moreg=moreg,
                         codebook=codebook_source,
                         title="AdaCache Apply (2 · run)" if calibrate else None)
