@@ -53,8 +53,9 @@ PLAN_NAME = "demo"
 DEMO_SETUP = (
     "It runs on CPU with a tiny video model shipped in the pack (no download). Its nodes "
     "(AdaCache Demo Scene, AdaCache Demo Decode) and the model adacache_demo_wan appear only "
-    "when ComfyUI is started with the environment variable ADACACHE_DEMO=1 ('make demo' in "
-    "the pack's folder starts one for you)."
+    "when ComfyUI is started with the environment variable ADACACHE_DEMO=1 (e.g. "
+    "ADACACHE_DEMO=1 python main.py; on Windows, set ADACACHE_DEMO=1 first). 'make demo' in "
+    "the pack's folder runs the same demo headless and writes its results to demo_output/."
 )
 CALIBRATE_NOTE = (
     "AdaCache demo: calibrate, then run\n\n" + DEMO_SETUP + "\n\n"

@@ -366,7 +366,13 @@ def test_demo_note_on_calibrate_then_run(pack, model, user_dir):
          "Its KSampler's seed increments on each queue, so every queue records one more video.",
          "2 · run: the second AdaCache Apply takes the plan and the MoReg settings from AdaCache "
          "Calibrate")
+    says(title, "'make demo' in the pack's folder runs the same demo headless and writes its "
+         "results to demo_output/.")
     assert DEMO_ENV == "ADACACHE_DEMO" and not demo_enabled({})  # test_packaging: real server
+    assert re.search(r"^demo: .*\n\t\$\(PY\) scripts/demo\.py$", (ROOT / "Makefile").read_text(),
+                     re.M)
+    demo_script = (ROOT / "scripts" / "demo.py").read_text()
+    assert 'default=ROOT / "demo_output"' in demo_script and "demo=True" in demo_script
     wf = workflow(title)
     by_title = {n.get("title"): n for n in of_type(wf, "AdaCacheApply")}
     cal_apply, run_apply = by_title["AdaCache Apply (1 · calibrate)"], \
