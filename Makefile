@@ -2,7 +2,7 @@
 # make demo: set up, then run the demo on the small model we ship.
 PY := .venv/bin/python
 
-.PHONY: setup test lint demo bench bench-quality clean-host
+.PHONY: setup test lint demo demo-record bench bench-quality clean-host
 
 setup:
 	bash scripts/setup_host.sh
@@ -22,6 +22,11 @@ bench-quality: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# the demo on all four scenes; writes benchmarks/results/demo.json and regenerates the demo
+# figures in README.md and docs/demo.md from it (tests/test_doc_figures.py checks they match)
+demo-record: setup
+	$(PY) scripts/demo.py --scenes static "slow drift" "fast motion" "camera pan" --record
 
 clean-host:
 	rm -rf .venv .host

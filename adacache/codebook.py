@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+
+from .moreg import MoRegSettings
 
 
 class CodebookError(ValueError):
@@ -26,11 +28,15 @@ class Codebook:
     # calibrated from the same runs, shown in the editor and used when the plan is removed).
     profile: tuple[tuple[float, ...], ...] = ()  # [step][gap - 1], adacache/plan.py
     speed: float | None = None
+    positions: tuple[float, ...] = ()  # noise-schedule position of each profile step (+ end)
+    moreg: MoRegSettings | None = None  # MoReg calibrated with the plan (brought back with it)
+    # what the calibration runs were recorded on (model, latent, sampler, cfg, schedule)
+    setup: dict | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         validate(self.thresholds, self.rates)
         if self.profile or self.speed is not None:
-            _validate_plan(self.profile, self.speed)
+            _validate_plan(self.profile, self.speed, self.positions)
 
     @property
     def planned(self) -> bool:
@@ -46,6 +52,13 @@ class Codebook:
         data = {"thresholds": list(self.thresholds), "rates": list(self.rates)}
         if self.planned:
             data.update(profile=[list(row) for row in self.profile], speed=self.speed)
+            if self.positions:
+                data["positions"] = list(self.positions)
+            if self.moreg is not None:
+                data["moreg"] = {k: list(v) if isinstance(v, tuple) else v
+                                 for k, v in asdict(self.moreg).items()}
+            if self.setup:
+                data["setup"] = self.setup
         return data
 
     def to_json(self) -> str:
@@ -74,7 +87,23 @@ class Codebook:
             row = row if isinstance(row, (list, tuple)) else ([] if step == 0 else [row])
             rows.append(tuple(_number(v, f"profile step {step} gap {k + 1}")
                               for k, v in enumerate(row)))
-        return cls(thresholds, rates, tuple(rows), _number(speed, "speed"))
+        positions = data.get("positions") or ()
+        if not isinstance(positions, (list, tuple)):
+            raise CodebookError("codebook positions must be a list of numbers")
+        positions = tuple(_number(v, f"position {i}") for i, v in enumerate(positions))
+        moreg = data.get("moreg")
+        if moreg is not None:
+            if not isinstance(moreg, dict):
+                raise CodebookError("codebook moreg must be an object of MoReg settings")
+            try:
+                moreg = MoRegSettings(**{
+                    k: tuple(v) if isinstance(v, list) else v for k, v in moreg.items()
+                })
+            except (TypeError, ValueError) as e:
+                raise CodebookError(f"codebook moreg: {e}") from None
+        setup = data.get("setup")
+        return cls(thresholds, rates, tuple(rows), _number(speed, "speed"), positions, moreg,
+                   setup if isinstance(setup, dict) else None)
 
     @classmethod
     def from_text(cls, thresholds: str, rates: str) -> Codebook:
@@ -137,7 +166,7 @@ def _number(value, name: str) -> float:
     return number
 
 
-def _validate_plan(profile, speed) -> None:
+def _validate_plan(profile, speed, positions=()) -> None:
     if len(profile) < 5:
         raise CodebookError(f"calibrated profile has {len(profile)} steps; need at least 5")
     for step, row in enumerate(profile):
@@ -152,6 +181,20 @@ def _validate_plan(profile, speed) -> None:
         raise CodebookError("calibrated profile has no positive distance")
     if not isinstance(speed, float) or not math.isfinite(speed) or speed < 1:
         raise CodebookError(f"speed ({speed!r}) must be a finite number >= 1")
+    if positions:
+        if len(positions) != len(profile) + 1:
+            raise CodebookError(
+                f"calibrated plan has {len(positions)} positions for {len(profile)} steps; "
+                f"need {len(profile) + 1} (every step and the end)"
+            )
+        for i, value in enumerate(positions):
+            if not isinstance(value, float) or not 0.0 <= value <= 1.0:
+                raise CodebookError(f"position {i} ({value!r}) must be a number in 0..1")
+            if i and value > positions[i - 1]:
+                raise CodebookError(
+                    f"position {i} ({value:g}) is above position {i - 1} "
+                    f"({positions[i - 1]:g}); positions must not increase"
+                )
 
 
 def _split(text: str, field: str) -> list[str]:
@@ -208,7 +251,7 @@ def validate(thresholds, rates) -> None:
 
 # --- presets ---------------------------------------------------------------------------------
 # The paper's codebooks are anchors at 30 and 100 steps (supplement A.2, Table 3f). A preset
-# for N steps is built entry by entry:
+# for N steps is built entry by entry (ours: the paper gives 30 and 100 steps only):
 #   30 <= N <= 100: geometric interpolation in log(N) between the anchors,
 #       alpha = ln(N / 30) / ln(100 / 30)
 #       threshold_i = t30_i ** (1 - alpha) * t100_i ** alpha

@@ -6,6 +6,37 @@ import torch
 
 METRICS = ("l1", "l2", "cosine")
 _EPS = 1e-12
+# The schedule measures a metric residual on every channel and at most this many tokens (or
+# latent positions). Calibration and cached runs use the same sample (metric_sample), so what
+# a plan was calibrated on is what a run compares with it, at any size.
+METRIC_TOKENS = 1024
+_ROWS: dict[tuple, torch.Tensor] = {}  # (rows, device) -> the sampled row indices
+
+
+def metric_sample(residual: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """The part of a metric residual the schedule measures: ``[tokens, channels]`` with every
+    channel and at most ``METRIC_TOKENS`` tokens, spread over the whole sequence.
+
+    ``channels_last``: a token tensor ``[..., tokens, channels]`` (blocks mode); otherwise a
+    latent ``[1, C, ...]`` / ``[C, ...]`` whose channels are its first non-batch dim (whole
+    model mode). Tokens are picked by a fixed seeded draw per length (no stride that could
+    alias with the frame/row layout) and kept in the residual's dtype.
+    """
+    x = residual.detach()
+    if channels_last:
+        rows = x.reshape(-1, x.shape[-1])
+    else:
+        x = x[0] if x.ndim >= 4 and x.shape[0] == 1 else x
+        rows = x.reshape(x.shape[0], -1).transpose(0, 1)
+    n = rows.shape[0]
+    if n <= METRIC_TOKENS:
+        return rows.contiguous()
+    key = (n, str(rows.device))
+    index = _ROWS.get(key)
+    if index is None:
+        draw = torch.randperm(n, generator=torch.Generator().manual_seed(n))[:METRIC_TOKENS]
+        index = _ROWS[key] = draw.sort().values.to(rows.device)
+    return rows.index_select(0, index)
 
 
 def relative_distance(current: torch.Tensor, previous: torch.Tensor, metric: str = "l1") -> float:

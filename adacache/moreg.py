@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .plan import lerp
+from .interp import fractional_index, lerp
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class MoRegSettings:
     # proportion to its motion, and never more than max_factor.
     reference: tuple[float, ...] = ()
     max_factor: float = 4.0
+    # Where each reference entry sits in the noise schedule (1 = noise .. 0 = clean; plan.py);
+    # empty: the entries are spread evenly over the whole schedule.
+    reference_positions: tuple[float, ...] = ()
 
     def __post_init__(self):
         for name in ("norm_a", "norm_p", "norm_b", "gradient_scale", "window_start",
@@ -38,6 +41,14 @@ class MoRegSettings:
         for i, value in enumerate(self.reference):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"MoReg reference entry {i} ({value!r}) must be a number > 0")
+        if self.reference_positions and len(self.reference_positions) != len(self.reference):
+            raise ValueError(
+                f"MoReg reference_positions has {len(self.reference_positions)} entries for "
+                f"{len(self.reference)} reference values"
+            )
+        for i, value in enumerate(self.reference_positions):
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"MoReg reference position {i} ({value!r}) must be in 0..1")
         if self.max_factor < 1:
             raise ValueError(f"MoReg max_factor ({self.max_factor!r}) must be >= 1")
         if not self.strides or any(int(s) != s or s < 1 for s in self.strides):
@@ -71,15 +82,23 @@ class MotionRegularizer:
     n_steps: int
     previous_normalized: float | None = field(default=None)
 
-    def factor(self, step: int, motion: float | None, gap: int) -> tuple[float, float | None]:
-        """Returns (factor to multiply the distance by, normalised motion m' or None)."""
+    def factor(
+        self, step: int, motion: float | None, gap: int, position: float | None = None
+    ) -> tuple[float, float | None]:
+        """Returns (factor to multiply the distance by, normalised motion m' or None).
+
+        ``step`` counts in the whole schedule (the window's place); ``position`` is the step's
+        noise-schedule position, where a calibrated reference is read. Outside the window the
+        gradient's memory is reset (ours: the reference keeps its previous m' there, which
+        gives a gradient spike on entering and leaving the window).
+        """
         start, end = self.settings.window_steps(self.n_steps)
         if motion is None or not (start <= step < end):
             self.previous_normalized = None
             return 1.0, None
         s = self.settings
         if s.reference:
-            reference = _reference_at(s.reference, step, self.n_steps)
+            reference = _reference_at(s, step, self.n_steps, position)
             normalized = min(max((motion / reference) ** s.norm_p / s.norm_b, 1.0), s.max_factor)
         else:
             normalized = (motion / s.norm_a) ** s.norm_p / s.norm_b
@@ -93,6 +112,12 @@ class MotionRegularizer:
         return factor, normalized
 
 
-def _reference_at(reference: tuple[float, ...], step: int, n_steps: int) -> float:
-    """The calibrated motion at the same fraction of the schedule (motion is not per step)."""
+def _reference_at(
+    settings: MoRegSettings, step: int, n_steps: int, position: float | None
+) -> float:
+    """The calibrated motion at the same noise-schedule position (or, without positions, the
+    same fraction of the schedule); motion is not per step, so no density scaling."""
+    reference = settings.reference
+    if settings.reference_positions and position is not None:
+        return lerp(reference, fractional_index(settings.reference_positions, position))
     return lerp(reference, step * (len(reference) - 1) / max(n_steps - 1, 1))

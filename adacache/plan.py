@@ -3,142 +3,186 @@
 The paper looks the distance ``c_t`` up in a codebook. That works when the thresholds fit the
 model; when they do not, every video gets the same schedule. A calibration run (every step
 computed) gives more than a range of distances: the model's typical change of the metric
-residual at every step ``s`` and over every gap ``k``, ``profile[s][k]`` (relative L1 of
-``r_s - r_{s-k}``, per step, as a cached run measures it after a gap of ``k``).
+residual at every step ``s`` and over every gap ``k``, ``profile[s][k - 1]`` (relative L1 of
+``r_s - r_{s-k}``, per step, as a cached run measures it after a gap of ``k``), and where each
+of its steps sits in the noise schedule (``positions``: 1 = pure noise, 0 = clean).
 
 Error model (measured on the demo model, ``docs/calibration.md``): reusing at step ``s`` the
 residual stored at compute step ``t`` costs about the staleness of the residual,
-``(s - t) * profile[s][s - t]``; a cache run costs the sum over its reused steps.
+``(s - t) * reference(s, s - t)``; a cache run costs the sum over its reused steps.
 
 At a compute step ``t`` reached after a gap ``k``, the video's own change is compared with the
-profile, ``ratio = c_t / profile[t][k]`` (MoReg multiplies ``c_t`` as usual). The plan then
-minimises, over the remaining steps up to the always-computed final steps,
+profile, ``ratio = c_t / reference(t, k)`` (MoReg multiplies ``c_t`` as usual; the ratio is
+clamped to ``RATIO_RANGE``). The plan then minimises, over the rest of the run,
 
     ratio * (predicted reuse error on the profile) + cost_per_compute * (number of computes)
 
-(an exact dynamic programme, O(N^2) per compute step), and takes its first gap as the rate. A
-video that changes faster than the profile gets more computes; the forced final steps and the
-profile's shape (where the model changes little: long gaps) are planned for.
-``cost_per_compute`` is fitted at the start of each run so that the profile itself (ratio 1)
-computes at most ``n_steps / speed`` steps.
+(an exact dynamic programme over gaps of at most ``max_gap`` steps) and takes its first gap as
+the rate. Only step 0 is always computed (there is nothing to reuse before it) and steps the
+run forces (outside start/end percent) are never jumped over; the plan places every other
+compute, the second and the final steps included (ours: the paper computes the first two and
+last two steps). ``cost_per_compute`` is fitted at the start of each run so that the profile
+itself (ratio 1) computes at most ``n_steps / speed`` steps, forced steps counted.
 
-Profiles are stored at the calibration's step count and resampled to a run's: the same
-fraction of the schedule and of the gap, per-step changes scaled by the step density.
+A run maps onto the profile by noise-schedule position, not by step number: run step ``s`` at
+position ``q_s`` is the calibration's fractional step ``x(q_s)``, and a gap of ``k`` run steps
+spans ``x(q_s) - x(q_{s-k})`` calibration steps. Other step counts, schedulers, shifts and
+KSamplerAdvanced slices (a part of the schedule) therefore read the profile where they are.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+
+from .interp import fractional_index, lerp
 
 GapProfile = tuple[tuple[float, ...], ...]  # [step][gap - 1]; row 0 is empty
+RATIO_RANGE = (0.5, 2.0)  # a video is planned as changing 1/2x .. 2x as fast as the profile
+# The plan's error weight is ratio ** 2: computes then scale about like the ratio (a constant
+# quality per video), where ratio ** 1 (a constant trade-off) moves them only like its root.
+RATIO_POWER = 2.0
+# A reused step's error is weighted by its share of the noise schedule, (n * dsigma / span) **
+# 0.5: a stale prediction moves the sample by its step size, and later steps correct part of
+# it. Both exponents were chosen on the demo model (docs/calibration.md) and are reported on
+# the zoo models it was not tuned on (benchmarks/bench_quality.py --model).
+STEP_WEIGHT_POWER = 0.5
 
 
-def lerp(values, x: float) -> float:
-    """Linear interpolation in a non-empty sequence at fractional index ``x`` (clamped)."""
-    x = min(max(x, 0.0), len(values) - 1.0)
-    i = min(int(math.floor(x)), len(values) - 1)
-    j = min(i + 1, len(values) - 1)
-    return values[i] * (1 - (x - i)) + values[j] * (x - i)
+def even_positions(n_steps: int) -> tuple[float, ...]:
+    """Positions of an evenly spaced schedule of ``n_steps`` steps (and its end)."""
+    return tuple(1.0 - i / max(n_steps, 1) for i in range(n_steps + 1))
 
 
-def resample_profile(profile: GapProfile, n_steps: int) -> list[list[float]]:
-    """``profile`` (calibrated at ``len(profile)`` steps) for a run of ``n_steps`` steps."""
-    cal_steps = len(profile)
-    if cal_steps == n_steps:
-        return [[float(v) for v in row] for row in profile]
-    scale = (cal_steps - 2) / max(n_steps - 2, 1)  # step 1 -> 1, second to last -> same
-    out: list[list[float]] = [[]]
-    for step in range(1, n_steps):
-        x = 1 + (step - 1) * scale
-        lower = profile[min(int(math.floor(x)), cal_steps - 1)]
-        upper = profile[min(int(math.floor(x)) + 1, cal_steps - 1)] or lower
-        frac = x - math.floor(x)
-        row = []
-        for gap in range(1, step + 1):
-            y = (gap * scale) - 1  # index of the same share of the schedule
-            value = lerp(lower, y) * (1 - frac) + lerp(upper, y) * frac
-            row.append(value * cal_steps / n_steps)
-        out.append(row)
-    return out
+def step_weights(sigmas) -> list[float] | None:
+    """Each step's error weight from its sigma step (1 everywhere on an even schedule)."""
+    n = len(sigmas) - 1
+    span = float(sigmas[0]) - float(sigmas[-1]) if n >= 1 else 0.0
+    if span <= 0:
+        return None
+    return [max((float(sigmas[i]) - float(sigmas[i + 1])) * n / span, 1e-3) ** STEP_WEIGHT_POWER
+            for i in range(n)]
 
 
-@dataclass
+def default_max_gap(speed: float) -> int:
+    """Longest gap a plan may take: 2.5x the mean gap at the speed target (at least 3)."""
+    return max(3, math.ceil(2.5 * max(speed, 1.0)))
+
+
 class Planner:
-    """Plans gaps on a resampled profile for one run of ``n_steps`` steps."""
+    """Plans gaps on a calibrated profile for one run (``run_positions``: the position of each
+    of the run's steps and of its end)."""
 
-    profile: list[list[float]]  # [step][gap - 1], for this run's step count
-    n_steps: int
-    speed: float
-    cost_per_compute: float = 0.0
-    _error: list[list[float]] = field(default_factory=list, repr=False)
-
-    @classmethod
-    def for_run(cls, profile: GapProfile, n_steps: int, speed: float) -> Planner:
-        planner = cls(resample_profile(profile, n_steps), n_steps, float(speed))
-        planner.cost_per_compute = planner._fit_cost()
-        return planner
-
-    def __post_init__(self):
-        # _error[t][stop - t]: predicted error of computing at t and reusing until stop
-        n = self.n_steps
+    def __init__(
+        self,
+        profile: GapProfile,
+        speed: float,
+        run_positions,
+        calibration_positions=(),
+        forced: frozenset[int] | set[int] = frozenset(),
+        max_gap: int | None = None,
+        check_interrupt: Callable[[], None] | None = None,
+        weights=None,
+    ):
+        self.profile = profile
+        self.speed = float(speed)
+        self.n_steps = max(len(run_positions) - 1, 1)
+        self.max_gap = max(1, max_gap or default_max_gap(self.speed))
+        self.check_interrupt = check_interrupt or (lambda: None)
+        self.forced = frozenset(s for s in forced if 0 < s < self.n_steps)
+        if weights is not None and len(weights) != self.n_steps:
+            weights = None  # not this run's steps: unweighted
+        cal = tuple(calibration_positions) or even_positions(len(profile))
+        index = [fractional_index(cal, float(q)) for q in run_positions]
+        self._measured_span = max(len(row) for row in profile)
+        # reference[s][k]: the profile's change per run step at step s over a gap of k steps
+        self._reference = [[0.0] * (self.max_gap + 1) for _ in range(self.n_steps + 1)]
+        for s in range(1, self.n_steps):
+            for k in range(1, min(self.max_gap, s) + 1):
+                span = index[s] - index[s - k]
+                self._reference[s][k] = self._profile_at(index[s], span) * max(span, 0.0) / k
+        # _error[p][k]: predicted error of computing at p and reusing until p + k (exclusive)
         self._error = []
-        for start in range(n):
+        for p in range(self.n_steps):
             row, total = [0.0, 0.0], 0.0
-            for step in range(start + 1, n):
-                total += (step - start) * self.reference(step, step - start)
+            for k in range(2, self.max_gap + 1):
+                step = p + k - 1
+                if step >= self.n_steps:
+                    break
+                weight = weights[step] if weights is not None else 1.0
+                total += (k - 1) * weight * self._reference[step][k - 1]
                 row.append(total)
             self._error.append(row)
+        # next forced step after p (or the end)
+        self._next_forced = [self.n_steps] * (self.n_steps + 1)
+        upcoming = self.n_steps
+        for p in range(self.n_steps - 1, -1, -1):
+            self._next_forced[p] = upcoming
+            if p in self.forced:
+                upcoming = p
+        self.cost_per_compute = self._fit_cost()
+
+    def _profile_at(self, x: float, span: float) -> float:
+        """The profile at fractional calibration step ``x`` and gap ``span`` (bilinear)."""
+        last = len(self.profile) - 1
+        x = min(max(x, 1.0), float(last))
+        lower = int(math.floor(x))
+        upper = min(lower + 1, last)
+        gap_index = min(max(span, 1.0), float(self._measured_span)) - 1.0
+        frac = x - lower
+        return (lerp(self.profile[lower], gap_index) * (1 - frac)
+                + lerp(self.profile[upper], gap_index) * frac)
 
     def reference(self, step: int, gap: int) -> float:
-        """The profile's change per step at ``step``, measured over ``gap`` steps."""
-        row = self.profile[step] if 0 < step < len(self.profile) else ()
-        if not row:
+        """The profile's change per step at run step ``step``, measured over ``gap`` steps."""
+        if not 0 < step < self.n_steps:
             return 0.0
-        return row[min(max(gap, 1), len(row)) - 1]
+        return self._reference[step][min(max(gap, 1), self.max_gap, step)]
 
     # -- the plan --------------------------------------------------------------------------
-    def _plan_from(self, start: int, ratio: float, cost: float, final: int | None = None
-                   ) -> list[int]:
-        """Optimal compute steps after ``start``, ending at the first always-computed final step
-        (``final``: of a slice of the schedule, e.g. one expert's KSamplerAdvanced part)."""
-        final = self.n_steps - 2 if final is None else min(final, self.n_steps - 2)
-        if start >= final:
-            return []
-        best: dict[int, tuple[float, int]] = {final: (0.0, final)}
-        for p in range(final - 1, start - 1, -1):
+    def _plan_from(self, start: int, ratio: float, cost: float) -> list[int]:
+        """Optimal compute steps after ``start`` (forced steps included) to the run's end."""
+        n = self.n_steps
+        best = [0.0] * (n + 1)
+        choice = [n] * (n + 1)
+        for p in range(n - 1, start - 1, -1):
+            if (n - p) % 256 == 0:
+                self.check_interrupt()
             errors = self._error[p]
-            best[p] = min(
-                (ratio * errors[q - p] + (cost if q < final else 0.0) + best[q][0], q)
-                for q in range(p + 1, final + 1)
-            )
+            last = min(p + self.max_gap, self._next_forced[p])
+            best_value, best_q = math.inf, n
+            for q in range(p + 1, last + 1):
+                value = ratio * errors[q - p] + best[q] + (cost if q < n else 0.0)
+                if value < best_value:
+                    best_value, best_q = value, q
+            best[p], choice[p] = best_value, best_q
         steps, p = [], start
-        while p < final:
-            p = best[p][1]
+        while choice[p] < n:
+            p = choice[p]
             steps.append(p)
         return steps
 
-    def gap(self, step: int, ratio: float, final: int | None = None) -> int:
-        """Steps until the next compute, planned at compute step ``step`` (of the whole
-        schedule; ``final``: the first always-computed final step of the part being run)."""
+    def gap(self, step: int, ratio: float) -> int:
+        """Steps until the next compute, planned at compute step ``step``; ``n_steps - step``
+        when no further compute pays."""
         if not math.isfinite(ratio) or ratio <= 0:
             ratio = 1.0
-        planned = self._plan_from(step, ratio, self.cost_per_compute, final)
-        return max(1, (planned[0] if planned else step + 1) - step)
+        ratio = min(max(ratio, RATIO_RANGE[0]), RATIO_RANGE[1]) ** RATIO_POWER
+        planned = self._plan_from(step, ratio, self.cost_per_compute)
+        return max(1, (planned[0] if planned else self.n_steps) - step)
 
     def baseline_steps(self, cost: float | None = None) -> list[int]:
         """The computed steps the plan gives on the profile itself (ratio 1)."""
         cost = self.cost_per_compute if cost is None else cost
-        if self.n_steps <= 4:
-            return list(range(self.n_steps))
-        return [0, 1, *self._plan_from(1, 1.0, cost), self.n_steps - 1]
+        return [0, *self._plan_from(0, 1.0, cost)]
 
     def _fit_cost(self) -> float:
         target = self.n_steps / max(self.speed, 1.0)
         low, high = 1e-9, 1e9
         if len(self.baseline_steps(low)) <= target:
             return low
-        for _ in range(60):
+        for _ in range(48):
+            self.check_interrupt()
             mid = math.sqrt(low * high)
             if len(self.baseline_steps(mid)) > target:
                 low = mid

@@ -28,7 +28,7 @@ import torch
 from .calibration import CalibrationSample, GapRecorder
 from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
 from .families import WHOLE, Family
-from .metrics import METRICS, motion_score, relative_distance
+from .metrics import METRICS, metric_sample, motion_score, relative_distance
 from .moreg import MoRegSettings
 from .schedule import (
     FINAL,
@@ -159,7 +159,42 @@ class CallPlan:
     token: object = None  # restores the context variable in end_call
 
 
-CallContext = CallPlan  # the name before issue 8
+
+
+@dataclass
+class CalibrationCarry:
+    """A calibration run that ended at a slice boundary (KSamplerAdvanced, one model's part):
+    its sample so far, its length and its per-stream recorders (in the order the streams
+    appeared), so the next slice of the same schedule records gaps across the cut."""
+
+    sample: CalibrationSample
+    steps: int
+    recorders: list
+
+
+# what a plan's setup is compared on, and how each difference is named
+SETUP_CHECKS = (
+    ("model", "model"), ("fingerprint", "model weights"), ("latent", "latent shape"),
+    ("sampler", "sampler"), ("cfg", "cfg"),
+)
+
+
+def plan_mismatch(planned: dict | None, run: dict) -> list[str]:
+    """Warnings naming how this run differs from what a plan was calibrated on."""
+    if not planned or not run:
+        return []
+    differences = [
+        f"{label} {planned[key]} -> {run[key]}" for key, label in SETUP_CHECKS
+        if planned.get(key) is not None and run.get(key) is not None
+        and planned[key] != run[key]
+    ]
+    if not differences:
+        return []
+    return [
+        "this calibrated plan was recorded on another setup (" + "; ".join(differences) + "): "
+        "its schedule may not fit; calibrate on this one (preset 'calibrate' + AdaCache "
+        "Calibrate)"
+    ]
 
 
 class AdaCacheRun:
@@ -174,10 +209,16 @@ class AdaCacheRun:
         check_interrupt: Callable[[], None] = lambda: None,
         cache_device: torch.device | None = None,
         first_step: int = 0,
+        positions=None,
+        setup: dict | None = None,
+        carry: CalibrationCarry | None = None,
     ):
         """``steps_for_codebook``: the whole schedule's length at this run's step density;
         ``first_step``: where this run's first step sits in it (KSamplerAdvanced slices).
-        Both place the MoReg window on the whole schedule."""
+        Both place the MoReg window on the whole schedule. ``positions``: each step's place
+        in the noise schedule (plan.py). ``setup``: what this run is (model, latent, sampler,
+        cfg; compared with a plan's). ``carry``: a calibration continued from the previous
+        slice of the same schedule."""
         self.config = config
         self.family = family
         self.n_blocks = 1 if family.mode == WHOLE else n_blocks
@@ -186,10 +227,16 @@ class AdaCacheRun:
         n_steps = max(len(sigmas) - 1, 1)
         self.steps_for_codebook = steps_for_codebook or n_steps
         self.codebook = config.codebook_for(self.steps_for_codebook)
+        self.warnings: list[str] = list(config.notes)
+        self.setup = dict(setup or {})
+        self.moreg_settings = self._moreg_for_plan(config.moreg)
         self.schedule = CacheSchedule(
-            sigmas, self.codebook, config.moreg, cache_sigma_range, config.compute_steps,
-            schedule_steps=self.steps_for_codebook, first_step=first_step,
+            sigmas, self.codebook, self.moreg_settings, cache_sigma_range, config.compute_steps,
+            schedule_steps=self.steps_for_codebook, first_step=first_step, positions=positions,
+            check_interrupt=check_interrupt,
         )
+        if self.codebook.planned:
+            self.warnings += plan_mismatch(self.codebook.setup, self.setup)
         self.check_interrupt = check_interrupt
         # None: residuals stay where they were computed; metric tensors always do
         self.cache_device = cache_device
@@ -199,11 +246,13 @@ class AdaCacheRun:
         self.calibrating = config.preset == "calibrate"
         self.gap_recorders: dict[object, GapRecorder] = {}
         self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
+        self.carry = carry if self.calibrating else None
+        self.calibration_run_id: str | None = None  # the host's id of a stitched calibration
+        self._carried = list(carry.recorders) if self.carry else []
         self.stack_runs = 0  # calls that ran the full block stack
         self.reused_calls = 0
         self.passthrough_calls = 0
         self.peak_cache_bytes = 0
-        self.warnings: list[str] = list(config.notes)
         if self.schedule.n_steps < 5:
             self.warnings.append(
                 f"only {self.schedule.n_steps} steps: the first two and last two are always "
@@ -298,11 +347,6 @@ class AdaCacheRun:
         total = sum(s.nbytes() for s in self.streams.values())
         self.peak_cache_bytes = max(self.peak_cache_bytes, total)
 
-    def abort_call(self) -> None:
-        call = self.call
-        if call is not None:
-            self._plan.reset(call.token)
-
     # -- hooks -----------------------------------------------------------------------------
     def block(self, position: int, args: dict, run_inner: Callable[[dict], dict]) -> dict:
         """One block of the stack (blocks mode)."""
@@ -317,14 +361,18 @@ class AdaCacheRun:
             cached = self._reuse(call, carried)
             if cached is not None:
                 if family.reuse_runs_first_block:
+                    carried = {k: v.clone() for k, v in carried.items()}  # see below
                     run_inner(args)  # for the state it leaves (Family.reuse_runs_first_block)
                 return family.with_carried(args, {k: v + cached[k] for k, v in carried.items()})
+        # Blocks may add their output into their input tensors in place (ComfyUI's flux-style
+        # blocks, LTX-Video: ``img += ...``), so what is kept of a block's input is a copy.
         if position == 0:
-            call.stack_input = family.carried(args)
+            call.stack_input = {k: v.clone() for k, v in family.carried(args).items()}
             self.stack_runs += 1
+        before = family.metric_part(args).clone() if position in self.metric_positions else None
         out = run_inner(args)
-        if position in self.metric_positions:
-            call.metric_residuals[position] = family.metric_part(out) - family.metric_part(args)
+        if before is not None:
+            call.metric_residuals[position] = family.metric_part(out) - before
         if family.output_module is None and position == self.n_blocks - 1:
             self.stack_output(out[family.hidden_key])
         return out
@@ -386,27 +434,36 @@ class AdaCacheRun:
             stream = self.streams.setdefault(stream_key, StreamCache())
             stream.residual = {k: self._store(r[i], (stream_key, k)) for k, r in residuals.items()}
             stream.step = step
-            # metric tensors stay on the compute device: distances and motion run there
-            current = {p: m[i].detach() for p, m in metrics.items()}
-            if not current or stream.metric_step == step:
+            # metric samples stay on the compute device: distances and motion run there
+            full = {p: m[i].detach() for p, m in metrics.items()}
+            if not full or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
+            channels_last = self.family.mode != WHOLE
+            current = {p: metric_sample(m, channels_last) for p, m in full.items()}
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
                 self._measure(
-                    stream, current, step, call.latent_shape, img_tokens, call.tail_tokens
+                    stream, current, full[self.metric_positions[0]], step, call.latent_shape,
+                    img_tokens, call.tail_tokens,
                 )
             stream.metric, stream.metric_step = current, step
             if self.calibrating:
-                recorder = self.gap_recorders.setdefault(
-                    stream_key, GapRecorder(self.config.metric)
-                )
-                self.gap_rows.setdefault(step, []).append(recorder.add(step, current))
+                recorder = self.gap_recorders.get(stream_key)
+                if recorder is None:  # a continued calibration: the streams in their order
+                    recorder = self._carried.pop(0) if self._carried else GapRecorder(
+                        self.config.metric
+                    )
+                    self.gap_recorders[stream_key] = recorder
+                offset = self.carry.steps if self.carry else 0
+                self.gap_rows.setdefault(step, []).append(recorder.add(offset + step, current))
 
     def _measure(
-        self, stream: StreamCache, current: dict, step: int, latent_shape, img_tokens=None,
-        tail_tokens=0,
+        self, stream: StreamCache, current: dict, hidden: torch.Tensor, step: int, latent_shape,
+        img_tokens=None, tail_tokens=0,
     ) -> None:
+        """The change of this stream's metric samples since its last compute step, per step,
+        and (MoReg, calibration) the motion score of the full metric residual ``hidden``."""
         gap = step - stream.metric_step
         distance = sum(
             relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
@@ -414,9 +471,8 @@ class AdaCacheRun:
         motion = None
         moreg = self.schedule.moreg is not None
         if (moreg or self.calibrating) and self.family.is_video:
-            hidden = current[self.metric_positions[0]]
             frames = self.family.frames(hidden, latent_shape, img_tokens, tail_tokens)
-            strides = tuple(self.config.moreg.strides) if self.config.moreg else (1,)
+            strides = tuple(self.moreg_settings.strides) if self.moreg_settings else (1,)
             if frames is None:
                 if moreg:
                     self.warn_once(
@@ -515,9 +571,44 @@ class AdaCacheRun:
                 values = [r[k] for r in per_stream if k < len(r) and r[k] is not None]
                 row.append(sum(values) / len(values) if values else None)
             rows.append(tuple(row))
-        return CalibrationSample(
-            tuple(r.distance for r in trace), tuple(r.motion for r in trace), tuple(rows)
+        sample = CalibrationSample(
+            tuple(r.distance for r in trace), tuple(r.motion for r in trace), tuple(rows),
+            self.schedule.positions, self.setup or None,
         )
+        return self.carry.sample.then(sample) if self.carry else sample
+
+    def calibration_carry(self) -> CalibrationCarry:
+        """What the next slice of the same schedule needs to continue this calibration."""
+        recorders = list(self.gap_recorders.values())  # in the order the streams appeared
+        sample = self.calibration_sample()
+        return CalibrationCarry(sample, sample.n_steps, recorders)
+
+    def _moreg_for_plan(self, moreg: MoRegSettings | None) -> MoRegSettings | None:
+        """The MoReg a run uses. A calibrated plan reads MoReg only normalised to the model
+        (a reference motion): the MoReg Settings constants give a factor near 0 there, which
+        would skip almost every step. So a plan brings back the MoReg calibrated with it, and
+        MoReg without a reference is turned off with a plan that has none."""
+        if not self.codebook.planned or (moreg is not None and moreg.reference):
+            return moreg
+        carried = self.codebook.moreg
+        if moreg is None or not moreg.enabled:
+            if carried is not None and moreg is None:
+                self.warnings.append(
+                    "MoReg: the calibrated plan brings back the MoReg calibrated with it"
+                )
+                return carried
+            return moreg
+        if carried is not None:
+            self.warnings.append(
+                "MoReg: the connected MoReg Settings' reference constants do not fit a calibrated "
+                "plan; the MoReg calibrated with the plan is used instead"
+            )
+            return carried
+        self.warnings.append(
+            "MoReg is off for this run: MoReg Settings' reference constants do not fit a "
+            "calibrated plan (calibrate with 'moreg' on to get MoReg normalised to the model)"
+        )
+        return None
 
     # -- reporting -------------------------------------------------------------------------
     def finish(self) -> dict:
@@ -572,6 +663,7 @@ class AdaCacheRun:
             "metric": self.config.metric,
             "metric_blocks": list(self.metric_positions),
             "moreg": self.schedule.moreg is not None,
+            "setup": self.setup or None,
             "peak_cache_bytes": self.peak_cache_bytes,
             "streams": len(self.streams),
             "distance_range": [min(distances), max(distances)] if distances else None,

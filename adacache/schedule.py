@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
-from .plan import Planner
+from .plan import Planner, step_weights
 
 # Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
@@ -88,28 +88,39 @@ class CacheSchedule:
         fixed_steps: tuple[int, ...] = (),
         schedule_steps: float | None = None,
         first_step: int = 0,
+        positions=None,
+        check_interrupt=None,
     ):
-        """``fixed_steps``: compute exactly these steps (plus warm-up and final), for baselines.
+        """``fixed_steps``: compute exactly these steps (and step 0), for baselines.
         ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
-        schedule's, not the slice's."""
+        schedule's, not the slice's. ``positions``: each step's (and the end's) place in the
+        model's noise schedule, 1 = noise .. 0 = clean (default: the sigmas, linearly), where
+        a calibrated plan and calibrated MoReg are read."""
         self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
+        self.positions = tuple(positions) if positions else _linear_positions(self.sigmas)
         self.codebook = codebook
         self.first_step = first_step
         whole = round(schedule_steps) if schedule_steps else self.n_steps
         self.moreg = MotionRegularizer(moreg, whole) if moreg and moreg.enabled else None
-        # a calibrated plan is made for the whole schedule (a slice is planned as its part)
-        self.planner = (
-            Planner.for_run(codebook.profile, max(whole, self.n_steps), codebook.speed)
-            if codebook.planned and self.n_steps > 4 else None
-        )
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
+        outside = {i for i in range(self.n_steps) if not self._in_range(i)}
+        # a calibrated plan places every compute after step 0 (steps outside the range forced)
+        self.planner = (
+            Planner(codebook.profile, codebook.speed, self.positions, codebook.positions,
+                    outside, check_interrupt=check_interrupt,
+                    weights=step_weights(self.sigmas))
+            if codebook.planned and self.n_steps > 2 else None
+        )
         self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
         self.current: int | None = None
         self.next_compute = 0
         self._measures: list[tuple[float, int, float | None]] = []
+
+    def _in_range(self, step: int) -> bool:
+        return self.cache_sigma_low <= self.sigmas[step] <= self.cache_sigma_high
 
     # -- per step --------------------------------------------------------------------------
     def enter(self, step: int) -> StepRecord:
@@ -126,12 +137,12 @@ class CacheSchedule:
         return record
 
     def _decide(self, step: int) -> tuple[bool, str]:
-        if step < 2:
+        placed = self.planner is not None or self.fixed_steps is not None  # ends included
+        if step < (1 if placed else 2):
             return True, WARMUP
-        if step >= self.n_steps - 2:
+        if step >= self.n_steps - 2 and not placed:
             return True, FINAL
-        sigma = self.sigmas[step]
-        if not (self.cache_sigma_low <= sigma <= self.cache_sigma_high):
+        if not self._in_range(step):
             return True, OUTSIDE_RANGE
         if self.fixed_steps is not None:
             return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
@@ -148,9 +159,9 @@ class CacheSchedule:
         measures, self._measures = self._measures, []
         if not record.computed:
             return
-        if not measures:
-            record.rate = 1
-            self.next_compute = step + 1
+        if not measures:  # nothing to compare yet (step 0): the plan as calibrated, or 1
+            record.rate = self.planner.gap(step, 1.0) if self.planner else 1
+            self.next_compute = step + record.rate
             return
         distance = sum(m[0] for m in measures) / len(measures)
         gap = round(sum(m[1] for m in measures) / len(measures))
@@ -158,7 +169,9 @@ class CacheSchedule:
         motion = sum(motions) / len(motions) if motions else None
         factor = 1.0
         if self.moreg is not None:
-            factor, _ = self.moreg.factor(self.first_step + step, motion, gap)
+            factor, _ = self.moreg.factor(
+                self.first_step + step, motion, gap, self.positions[step]
+            )
         record.distance, record.motion = distance, motion
         record.moreg_factor = factor if self.moreg is not None else None
         record.regularized_distance = distance * factor
@@ -168,12 +181,10 @@ class CacheSchedule:
     def _rate(self, record: StepRecord, gap: int) -> int:
         if self.planner is None:
             return self.codebook.rate_for(record.regularized_distance)
-        step = self.first_step + record.step  # in the whole schedule
-        reference = self.planner.reference(step, gap)
+        reference = self.planner.reference(record.step, gap)
         record.reference_distance = reference
         ratio = record.regularized_distance / reference if reference > 0 else 1.0
-        final = self.first_step + self.n_steps - 2
-        return self.planner.gap(step, ratio, final)
+        return self.planner.gap(record.step, ratio)
 
     def close(self) -> None:
         if self.current is not None:
@@ -202,16 +213,24 @@ class CacheSchedule:
         return "".join({True: "C", False: ".", None: " "}[r.computed] for r in self.trace)
 
 
+def _linear_positions(sigmas: list[float]) -> tuple[float, ...]:
+    high, low = (sigmas[0], sigmas[-1]) if sigmas else (1.0, 0.0)
+    span = high - low
+    return tuple(min(max((s - low) / span, 0.0), 1.0) if span > 0 else 1.0 for s in sigmas)
+
+
 def preview_schedule(
-    distances: list[float | None], codebook: Codebook, n_steps: int, gap_distances=None
+    distances: list[float | None], codebook: Codebook, n_steps: int, gap_distances=None,
+    positions=None, sigmas=None,
 ) -> list[int]:
     """The compute steps the rule gives when step i's distance is ``distances[i]``.
 
     With ``gap_distances`` (a calibration run's ``[step][gap - 1]`` changes), a compute step
     reached after a gap of k sees the change over k steps, as a cached run measures it.
     """
-    sigmas = [float(n_steps - i) for i in range(n_steps + 1)]
-    schedule = CacheSchedule(sigmas, codebook)
+    if sigmas is None or len(sigmas) != n_steps + 1:
+        sigmas = [float(n_steps - i) for i in range(n_steps + 1)]
+    schedule = CacheSchedule(sigmas, codebook, positions=positions)
     computed: list[int] = []
     for step in range(n_steps):
         record = schedule.enter(step)

@@ -17,14 +17,10 @@ from ..adacache import (
     MoRegSettings,
     preset_codebook,
 )
-from .calibration_nodes import (
-    CALIBRATION_NODES,
-    USE_VALUES_ABOVE,
-    load_saved,
-    saved_fingerprint,
-    saved_names,
-)
-from .patch import apply_adacache
+from .calibration_nodes import CALIBRATION_NODES
+from .calibration_store import RECORDER_KEY, attach_recorder
+from .patch import apply_adacache, check_model
+from .saved_codebooks import USE_VALUES_ABOVE, load_saved, saved_fingerprint, saved_names
 
 CATEGORY = "AdaCache"
 Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
@@ -118,7 +114,8 @@ class AdaCacheApply(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Caching may start at this fraction of the noise schedule "
-                    "(0 = from the start; the first two steps are always computed).",
+                    "(0 = from the start; the first step is always computed, the paper's "
+                    "presets also compute the second).",
                 ),
                 io.Float.Input(
                     "end_percent",
@@ -127,7 +124,8 @@ class AdaCacheApply(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Caching stops after this fraction of the noise schedule "
-                    "(1 = to the end; the last two steps are always computed).",
+                    "(1 = to the end; the paper's presets always compute the last two steps, a "
+                    "calibrated plan places its own).",
                 ),
                 io.Boolean.Input(
                     "verbose",
@@ -158,6 +156,9 @@ class AdaCacheApply(io.ComfyNode):
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache patched in (a clone).")],
             hidden=[io.Hidden.unique_id],
+            # ComfyUI 0.3.75 leaves a V3 node's hidden UNIQUE_ID out of its cache key: without
+            # this, two Apply nodes with the same inputs share one output (and node id).
+            not_idempotent=True,
         )
 
     @classmethod
@@ -174,8 +175,7 @@ class AdaCacheApply(io.ComfyNode):
         codebook=None,
         moreg=None,
     ) -> io.NodeOutput:
-        from .calibration_nodes import RECORDER_KEY, attach_recorder
-
+        check_model(model, "AdaCache Apply")
         _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
@@ -205,7 +205,7 @@ class AdaCacheApply(io.ComfyNode):
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
         if preset == "calibrate":
-            attach_recorder(patched, node_id)
+            attach_recorder(patched)
         return io.NodeOutput(patched)
 
 

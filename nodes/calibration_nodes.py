@@ -1,11 +1,9 @@
-"""Calibration in ComfyUI: the recorder behind preset "calibrate", saved codebooks, the
-``GET /adacache/codebooks`` route and the node "AdaCache Calibrate".
+"""The node "AdaCache Calibrate" (recorded runs: calibration_store.py; saved codebook files and
+their route: saved_codebooks.py).
 
-A sampling run of a model patched by AdaCache Apply with preset ``calibrate`` computes every
-step; when it finishes, its per-step changes and motion scores are appended as a
-``CalibrationSample`` (a batch averaged, as the schedule averages it) to a process-wide store
-keyed by the Apply node's id, so the runs of several queued prompts (seeds, prompts)
-accumulate. AdaCache Calibrate fits a codebook to them (``adacache.calibrate``) and saves it as
+Runs of a model patched by AdaCache Apply with preset ``calibrate`` are recorded per model
+(``calibration_store.py``), so the runs of several queued prompts (seeds, prompts) accumulate.
+AdaCache Calibrate fits a plan to them (``adacache.calibrate``) and saves it as
 ``<user dir>/default/adacache/codebooks/<name>.json``, which the Codebook Editor lists by name.
 """
 
@@ -14,218 +12,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
-import threading
-import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io, ui
 
-from ..adacache import CalibrationSample, Codebook, CodebookError, MoRegSettings, calibrate
-from .patch import RUNS
+from ..adacache import MoRegSettings, calibrate
+from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
+from .patch import check_model
+from .report import check_latent
+from .run_setup import store_key
+from .saved_codebooks import (  # noqa: F401 (re-exported)
+    USE_VALUES_ABOVE,
+    check_name,
+    list_codebooks,
+    save_codebook,
+)
 
 log = logging.getLogger("AdaCache")
-RECORDER_KEY = "adacache.calibration"
-USE_VALUES_ABOVE = "(use the values above)"
-MAX_RUNS_PER_NODE = 256
 RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET = (
     "all recorded",
     "latest run only",
     "all recorded, then start over",
 )
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
-
-
-# --------------------------------------------------------------------------- the sample store
-@dataclass
-class RecordedRun:
-    """One finished calibration run."""
-
-    sample: CalibrationSample
-    prompt_id: str | None
-    recorded: float  # time.time()
-    run: str  # a uuid4 hex per sampling run
-    batch: int = 1  # videos in the batch (the sample averages them)
-
-
-class CalibrationStore:
-    """Calibration runs per AdaCache Apply node id, in the order they finished."""
-
-    def __init__(self):
-        self._runs: dict[str, list[RecordedRun]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, node_id, run: RecordedRun) -> None:
-        with self._lock:
-            runs = self._runs.setdefault(str(node_id), [])
-            runs.append(run)
-            del runs[:-MAX_RUNS_PER_NODE]
-
-    def runs(self, node_id) -> list[RecordedRun]:
-        with self._lock:
-            return list(self._runs.get(str(node_id), []))
-
-    def clear(self, node_id) -> None:
-        with self._lock:
-            self._runs.pop(str(node_id), None)
-
-
-STORE = CalibrationStore()
-
-
-def _prompt_id() -> str | None:
-    try:
-        from server import PromptServer
-
-        return getattr(PromptServer.instance, "last_prompt_id", None)
-    except Exception:
-        return None
-
-
-def attach_recorder(model, node_id) -> None:
-    """Records every finished sampling run of ``model`` (patched, preset calibrate) in STORE.
-
-    An OUTER_SAMPLE wrapper inside AdaCache's own: when sampling returns normally the run is
-    still registered in the guider's options (patch.RUNS), with every step measured.
-    Interrupted or failed runs record nothing.
-    """
-    handle = model.model_options["transformer_options"]["adacache_handle"]
-
-    def adacache_calibration_recorder(executor, *args, **kwargs):
-        prompt_id = _prompt_id()
-        out = executor(*args, **kwargs)
-        try:
-            # this sampling call's run, still registered by AdaCache's own (outer) wrapper
-            options = executor.class_obj.model_options.get("transformer_options", {})
-            run = (options.get(RUNS) or {}).get(handle)
-            if run is not None:
-                run.schedule.close()  # the last step's change is final only now
-                noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
-                batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
-                STORE.add(node_id, RecordedRun(run.calibration_sample(), prompt_id, time.time(),
-                                               uuid.uuid4().hex, batch))
-        except Exception as e:  # recording must never fail a finished run
-            log.warning("AdaCache: could not record the calibration run: %s", e)
-        return out
-
-    model.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
-    model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY, adacache_calibration_recorder)
-
-
-# --------------------------------------------------------------------------- saved codebooks
-def codebooks_dir() -> str:
-    import folder_paths
-
-    return os.path.join(folder_paths.get_user_directory(), "default", "adacache", "codebooks")
-
-
-def check_name(name: str) -> str:
-    name = str(name).strip()
-    if not _NAME_OK.match(name) or name.endswith("."):
-        raise CodebookError(
-            f"codebook name {name!r} is not usable as a file name: use 1-64 letters, digits, "
-            "spaces, '-', '_' or '.', starting with a letter or digit"
-        )
-    return name
-
-
-def save_codebook(name: str, codebook: Codebook, **metadata) -> str:
-    name = check_name(name)
-    folder = codebooks_dir()
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{name}.json")
-    data = {
-        "name": name,
-        **codebook.to_dict(),  # thresholds, rates (+ profile, speed of a calibrated plan)
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **metadata,
-    }
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-    return path
-
-
-def saved_names() -> list[str]:
-    try:
-        files = os.listdir(codebooks_dir())
-    except OSError:
-        return []
-    return sorted((f[:-5] for f in files if f.endswith(".json")), key=str.lower)
-
-
-def load_saved(name: str) -> tuple[Codebook, dict]:
-    """(codebook, the file's data) of a saved codebook; a clear error if missing or invalid."""
-    name = check_name(name)
-    path = os.path.join(codebooks_dir(), f"{name}.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
-        raise CodebookError(
-            f"saved codebook {name!r} not found (looked for {path}); pick another in 'saved' "
-            f"or '{USE_VALUES_ABOVE}'"
-        ) from None
-    try:
-        codebook = Codebook.from_json(text)
-    except CodebookError as e:
-        raise CodebookError(f"saved codebook {name!r} ({path}): {e}") from None
-    return codebook, json.loads(text)
-
-
-def saved_fingerprint(name: str) -> str:
-    """Changes when the file of a saved codebook does (ComfyUI re-runs the editor then)."""
-    try:
-        st = os.stat(os.path.join(codebooks_dir(), f"{check_name(name)}.json"))
-    except (OSError, CodebookError):
-        return f"{name}:missing"
-    return f"{name}:{st.st_mtime_ns}:{st.st_size}"
-
-
-def list_codebooks() -> list[dict]:
-    out = []
-    for name in saved_names():
-        try:
-            codebook, data = load_saved(name)
-        except Exception as e:  # one broken file must not hide the others
-            log.warning("AdaCache: skipping saved codebook %r: %s", name, e)
-            continue
-        out.append({
-            "name": name,
-            "thresholds": list(codebook.thresholds),
-            "rates": list(codebook.rates),
-            "speed": data.get("speed"),
-            "planned": codebook.planned,
-            "created": data.get("created"),
-            "n_steps": data.get("n_steps"),
-        })
-    return out
-
-
-def register_routes() -> bool:
-    """``GET /adacache/codebooks`` on the running server; False when there is none."""
-    try:
-        from aiohttp import web
-        from server import PromptServer
-
-        routes = PromptServer.instance.routes
-    except Exception:
-        return False
-    if any(getattr(route, "path", None) == "/adacache/codebooks" for route in routes):
-        return True  # the pack imported twice (two custom_nodes folders): one route only
-
-    @routes.get("/adacache/codebooks")
-    async def adacache_codebooks(request):
-        return web.json_response({"codebooks": list_codebooks()})
-
-    return True
-
-
-register_routes()
 
 
 # --------------------------------------------------------------------------- the node
@@ -243,6 +51,14 @@ def _handle_of(model):
             "recorded, queue a few seeds or prompts, then calibrate"
         )
     return handle
+
+
+SETUP_FIELDS = ("latent", "sampler", "cfg")  # runs fitted together share these
+
+
+def _setup_of(run: RecordedRun) -> tuple:
+    setup = run.sample.setup or {}
+    return tuple(json.dumps(setup.get(k)) for k in SETUP_FIELDS)
 
 
 def _finite(value, name: str) -> float:
@@ -324,31 +140,41 @@ class AdaCacheCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent, speed, moreg, name, runs) -> io.NodeOutput:
+        check_model(model, "AdaCache Calibrate")
+        check_latent(latent, "AdaCache Calibrate")  # a literal would let it run before sampling
+        if runs not in (RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET):  # the host does not check
+            raise ValueError(
+                f"AdaCache Calibrate: 'runs' got {str(runs)[:60]!r}; choose one of "
+                f"{RUNS_ALL!r}, {RUNS_LATEST!r}, {RUNS_ALL_THEN_FORGET!r}"
+            )
         handle = _handle_of(model)
         speed = _finite(speed, "speed")
-        recorded = STORE.runs(handle.node_id)
+        key = store_key(model)
+        recorded = STORE.runs(key)
         if not recorded:
             raise ValueError(
-                "AdaCache Calibrate: no calibration run recorded yet for AdaCache Apply "
-                f"{handle.node_id}; queue the workflow (a few seeds or prompts) with preset "
+                f"AdaCache Calibrate: no calibration run recorded yet for this model ({key}); "
+                "queue the workflow (a few seeds or prompts) with AdaCache Apply's preset "
                 "'calibrate'"
             )
         if runs == RUNS_LATEST:
             recorded = recorded[-1:]
-        n_steps = recorded[-1].sample.n_steps
-        used = [r for r in recorded if r.sample.n_steps == n_steps]
+        newest = _setup_of(recorded[-1])
+        used = [r for r in recorded if _setup_of(r) == newest]
         skipped = len(recorded) - len(used)
         result = calibrate([r.sample for r in used], speed=speed, moreg=bool(moreg))
+        n_steps = result.n_steps
+        used = [used[i] for i in result.used]  # runs on another schedule are left out
         if runs == RUNS_ALL_THEN_FORGET:
-            STORE.clear(handle.node_id)
+            STORE.clear(key)
         lines = [
             f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
             f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
         ]
         if skipped:
             lines.append(
-                f"{skipped} earlier run(s) with another step count were left out (a codebook "
-                "fits one step count)"
+                f"{skipped} earlier run(s) on another setup (latent size, sampler or cfg) were "
+                "left out (a plan fits one setup)"
             )
         moreg_out = result.moreg if moreg else None
         if moreg and moreg_out is None:

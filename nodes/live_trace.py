@@ -61,6 +61,8 @@ class LiveTrace:
         # Read now: ComfyUI may reuse the Apply node's cached output across prompts.
         self.prompt_id = getattr(self.server, "last_prompt_id", None)
         self.client_id = getattr(self.server, "client_id", None)
+        if self.client_id is None:  # a prompt queued without client_id: sending would
+            self.server = None  # broadcast its trace to every connected client
         self.step_start: dict[int, float] = {}  # step -> perf_counter at its first evaluation
         self.sent_steps: set[int] = set()
         self.own_seconds = 0.0  # time spent in this object's code on the sampling thread

@@ -16,6 +16,7 @@ import contextvars
 import logging
 
 import comfy.model_management
+import comfy.model_patcher
 import comfy.patcher_extension
 import torch
 from comfy.patcher_extension import WrappersMP
@@ -37,6 +38,7 @@ from ..adacache import (
 )
 from ..adacache.families import UnsupportedModelError, video_latent_shape
 from .live_trace import LIVE, LiveTrace
+from .run_setup import continued_calibration, run_setup
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
@@ -55,6 +57,55 @@ MULTIGPU_UNSUPPORTED = (
 )
 
 
+NATIVE_CACHE = "easycache"  # transformer_options entry of native EasyCache and LazyCache
+RECENT_OUTPUTS = 8  # summaries kept per handle, by the latent they produced
+
+
+def check_model(value, node: str, name: str = "model"):
+    """``value`` if it is a MODEL (a ModelPatcher), else a clear error naming the input."""
+    if not isinstance(value, comfy.model_patcher.ModelPatcher):
+        raise ValueError(
+            f"{node}: '{name}' got {type(value).__name__} {str(value)[:60]!r}; connect a MODEL "
+            "output (literal values are not accepted)"
+        )
+    return value
+
+
+def native_cache(model_options: dict) -> str | None:
+    """"EasyCache" or "LazyCache" when ComfyUI's native cache is on these model options."""
+    holder = (model_options.get("transformer_options") or {}).get(NATIVE_CACHE)
+    if holder is None:
+        return None
+    return "LazyCache" if "Lazy" in type(holder).__name__ else "EasyCache"
+
+
+def native_cache_conflict(node_id, native: str) -> str:
+    return (
+        f"AdaCache Apply (node {node_id}) and ComfyUI's native {native} are both on this "
+        f"model: each skips steps of the other, so the output would be {native}'s and "
+        f"AdaCache's report wrong. Remove the {native} node or AdaCache Apply"
+    )
+
+
+def latent_fingerprint(samples) -> tuple | None:
+    """A cheap identity of a sampled latent: its shape and a strided subsample of its values
+    (float32, CPU), as the sampler returns it."""
+    if not isinstance(samples, torch.Tensor) or getattr(samples, "is_nested", False):
+        return None
+    flat = samples.detach().reshape(-1)
+    picked = flat[:: max(flat.numel() // 4096, 1)][:4096].to("cpu", torch.float32)
+    return tuple(samples.shape), picked
+
+
+def same_latent(a: tuple | None, b: tuple | None) -> bool:
+    """Whether two fingerprints are of one latent; tolerant of a lower-precision copy (a host
+    that moves the sampler's output to a bf16/fp16 intermediate dtype: half a bf16 step),
+    not of two different runs (their latents differ by more somewhere in 4,096 values)."""
+    if a is None or b is None or a[0] != b[0] or a[1].shape != b[1].shape:
+        return False
+    return bool(torch.allclose(a[1], b[1], rtol=5e-3, atol=1e-5, equal_nan=True))
+
+
 class AdaCacheHandle:
     """Shared by the patches of one AdaCache Apply (and by every clone of the patched model)."""
 
@@ -64,6 +115,20 @@ class AdaCacheHandle:
         self.keys = keys
         self.node_id = node_id
         self.last_summary: dict | None = None
+        self.recent: list[tuple[tuple, dict]] = []  # (latent fingerprint, summary), newest last
+
+    def remember(self, output, summary: dict) -> None:
+        fingerprint = latent_fingerprint(output)
+        if fingerprint is not None:
+            self.recent = [*self.recent, (fingerprint, summary)][-RECENT_OUTPUTS:]
+
+    def summary_for(self, samples) -> dict | None:
+        """The summary of the run that produced ``samples``, if it is one of the recent ones."""
+        fingerprint = latent_fingerprint(samples)
+        for known, summary in reversed(self.recent):
+            if same_latent(known, fingerprint):
+                return summary
+        return None
 
     @property
     def run(self) -> AdaCacheRun | None:
@@ -212,6 +277,9 @@ def _control(args, kwargs):
 def _outer_sample_wrapper(handle: AdaCacheHandle):
     def adacache_outer_sample(executor, *args, **kwargs):
         guider = executor.class_obj
+        native = native_cache(guider.model_options)
+        if native is not None:
+            raise ValueError(native_cache_conflict(handle.node_id, native))
         sigmas = [float(s) for s in args[3]]
         # The sampling object with object patches (ModelSamplingSD3, shift overrides) applied.
         sampling = guider.model_patcher.get_model_object("model_sampling")
@@ -221,6 +289,11 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
 
         positions = [_schedule_position(sampling, s) for s in sigmas]
         steps = equivalent_steps(positions, 1.0)
+        setup = _setup_or_none(guider, args, positions)
+        continued = None
+        if config.preset == "calibrate":  # the next slice of a calibration's schedule?
+            latent = tuple((setup or {}).get("latent") or ())
+            continued = continued_calibration(handle, sigmas, latent)
         run = AdaCacheRun(
             config,
             handle.family,
@@ -234,25 +307,41 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             ),
             # where this run starts in the whole schedule (KSamplerAdvanced, denoise < 1)
             first_step=round((1.0 - positions[0]) * steps) if positions else 0,
+            positions=positions,
+            setup=setup,
+            carry=continued[0] if continued else None,
         )
+        run.calibration_run_id = continued[1] if continued else None
         live = LIVE[run] = LiveTrace(
             handle.node_id, run, calibration=config.preset == "calibrate"
         )
         # the guider's per-sample copy of the model options: this sampling call's own
         options = guider.model_options.setdefault("transformer_options", {})
         runs = options[RUNS] = {**options.get(RUNS, {}), handle: run}
+        output = None
         try:
-            return executor(*args, **kwargs)
+            output = executor(*args, **kwargs)
+            return output
         finally:
             runs.pop(handle, None)
             summary = run.finish()
             handle.last_summary = summary
+            handle.remember(output, summary)
             log.info(format_summary(summary))
             if config.verbose:
                 log.info("AdaCache trace\n" + format_trace(summary))
-            _send_to_ui(live, summary)
+            live.finish(summary)  # the trace and timings to the browser (never raises)
 
     return adacache_outer_sample
+
+
+def _setup_or_none(guider, args, positions) -> dict | None:
+    """What this run is (run_setup); None if the host's objects do not say (never raises)."""
+    try:
+        return run_setup(guider, args, positions)
+    except Exception as e:
+        log.debug("AdaCache: no run setup: %s", e)
+        return None
 
 
 def _schedule_position(sampling, sigma: float) -> float:
@@ -273,13 +362,11 @@ def _schedule_position(sampling, sigma: float) -> float:
     return min(max(index / (len(table) - 1), 0.0), 1.0)
 
 
-def _send_to_ui(live: LiveTrace, summary: dict) -> None:
-    """The finished run's trace and timings to the browser (never raises)."""
-    live.finish(summary)
-
-
 def apply_adacache(model, config: AdaCacheConfig, node_id=None):
     """Returns a clone of ``model`` (a ModelPatcher) with AdaCache patched in."""
+    native = native_cache(model.model_options)
+    if native is not None:
+        raise ValueError(native_cache_conflict(node_id, native))
     diffusion_model = model.get_model_object("diffusion_model")
     family = family_for(diffusion_model)
     model = model.clone()

@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from PIL import Image, ImageDraw, ImageFont
 
 from ..adacache import format_summary
+from .patch import check_model
 
 log = logging.getLogger("AdaCache")
 WIDTH, HEIGHT = 1024, 640
@@ -237,14 +238,47 @@ def image_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None]
 
 
+NO_RUN = "no sampling run of this model yet"
+NOT_THIS_LATENT = ("no run of this model produced this latent: connect the LATENT of the sampler "
+                   "that uses this AdaCache model")
+
+
 def last_summary(model) -> dict | None:
+    return _handle(model).last_summary
+
+
+def _handle(model):
+    check_model(model, "AdaCache Report")
     handle = model.model_options.get("transformer_options", {}).get("adacache_handle")
     if handle is None:
         raise ValueError(
             "AdaCache Report: 'model' is not patched by AdaCache; connect the MODEL output of "
             "AdaCache Apply (the one the sampler uses)"
         )
-    return handle.last_summary
+    return handle
+
+
+def check_latent(latent, node: str) -> torch.Tensor:
+    """The samples of a LATENT input, or a clear error naming the input."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not (isinstance(samples, torch.Tensor) or getattr(samples, "is_nested", False)):
+        raise ValueError(
+            f"{node}: 'latent' got {type(latent).__name__} {str(latent)[:60]!r}; connect the "
+            "sampler's LATENT output (literal values are not accepted)"
+        )
+    return samples
+
+
+def summary_for(model, latent) -> tuple[dict | None, str | None]:
+    """(the run summary that produced ``latent``, or None with why)."""
+    handle = _handle(model)
+    samples = check_latent(latent, "AdaCache Report")
+    if handle.last_summary is None:
+        return None, NO_RUN
+    summary = handle.summary_for(samples)
+    if summary is None and getattr(samples, "is_nested", False):
+        return handle.last_summary, None  # packed audio+video latents: no fingerprint
+    return (summary, None) if summary is not None else (None, NOT_THIS_LATENT)
 
 
 def jsonable(obj):
@@ -288,10 +322,10 @@ class AdaCacheReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent) -> io.NodeOutput:
-        summary = last_summary(model)
+        summary, missing = summary_for(model, latent)
         if summary is None:
-            summary = {"warnings": ["no sampling run of this model yet"], "trace": []}
-            text = "AdaCache Report: no sampling run of this model yet"
+            summary = {"warnings": [missing], "trace": []}
+            text = f"AdaCache Report: {missing}"
         else:
             try:
                 text = format_summary(summary)

@@ -208,6 +208,9 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=ROOT / "demo_output")
+    ap.add_argument("--record", action="store_true",
+                    help="also write the committed results file (benchmarks/results/demo.json) "
+                    "and regenerate the demo figures in README.md and docs/demo.md from it")
     args = ap.parse_args()
 
     model_file = ROOT / "models" / "diffusion_models" / MODEL_NAME
@@ -324,6 +327,16 @@ def main():
         {"steps": args.steps, "cfg": args.cfg, "seeds": args.seeds, "table": table,
          "runs": runs}, indent=1, default=float))
     print("\n" + md + note)
+    if args.record:
+        import doc_figures
+
+        doc_figures.RESULTS.write_text(json.dumps(
+            {"command": doc_figures.COMMAND, "steps": args.steps, "cfg": args.cfg,
+             "seeds": args.seeds, "scenes": args.scenes,
+             "calibration": calibration.splitlines()[0] if calibration else None,
+             "table": table}, indent=1, default=float) + "\n")
+        print(f"recorded {doc_figures.RESULTS.relative_to(ROOT)}; regenerated: "
+              f"{', '.join(doc_figures.update()) or 'nothing (unchanged)'}")
     print(f"demo finished in {time.time() - t_start:.0f}s; outputs in {out}{os.sep}:")
     for p in sorted(out.iterdir()):
         print(f"  {p.name}")

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from comfyui_adacache.adacache import CalibrationSample
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
 STEPS = 30
+LATENT = {"samples": torch.zeros(1, 16, 1, 8, 8)}  # a sampler's output, for argument checks
 APPLY_DEFAULTS = dict(metric="l1", metric_blocks="middle", start_percent=0.0, end_percent=1.0,
                       verbose=False, offload_cache=False)
 
@@ -87,7 +89,7 @@ def sample(pack, patched, scene: str, seed: int, steps: int = STEPS, callback=No
 
 def test_calibrate_preset_computes_and_records_every_step(pack, model):
     calibration = pack[1]
-    calibration.STORE.clear("cal-1")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-1", "calibrate")
     _, summary = sample(pack, patched, "fast motion", 0)
     assert summary["calibration"] and summary["preset"] == "calibrate"
@@ -98,7 +100,7 @@ def test_calibrate_preset_computes_and_records_every_step(pack, model):
     assert all(r["distance"] is not None and r["distance"] > 0 for r in trace[1:])
     # raw motion is recorded even with MoReg off (a video family)
     assert all(r["motion"] is not None for r in trace[1:]) and not summary["moreg"]
-    runs = calibration.STORE.runs("cal-1")
+    runs = calibration.STORE.runs(calibration.store_key(model))
     assert len(runs) == 1
     sample_ = runs[0].sample
     assert sample_.n_steps == STEPS
@@ -106,12 +108,15 @@ def test_calibrate_preset_computes_and_records_every_step(pack, model):
     assert list(sample_.motions) == [r["motion"] for r in trace]
     # a fast preset on the same Apply node id records nothing
     _, summary = sample(pack, apply(pack, model, "cal-1", "fast"), "static", 0)
-    assert summary["computed_steps"] < STEPS and len(calibration.STORE.runs("cal-1")) == 1
+    assert summary["computed_steps"] < STEPS
+    assert len(calibration.STORE.runs(calibration.store_key(model))) == 1
 
 
 def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, user_dir):
+    from comfyui_adacache.nodes import saved_codebooks
+
     nodes, calibration = pack[0], pack[1]
-    calibration.STORE.clear("cal-2")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-2", "calibrate")
     for scene in ("static", "fast motion"):
         latent, _ = sample(pack, patched, scene, 1)
@@ -132,10 +137,11 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     # the Codebook Editor lists it and uses the file's values (the fields only display)
     editor = nodes.AdaCacheCodebookEditor
     options = editor.INPUT_TYPES()["optional"]["saved"][1]["options"]
-    assert options[0] == calibration.USE_VALUES_ABOVE and "demo model" in options
+    assert options[0] == saved_codebooks.USE_VALUES_ABOVE and "demo model" in options
     loaded = editor.execute("0.5, 1", "9, 1", "demo model").args[0]
     assert loaded == codebook
-    assert editor.execute("0.5, 1", "9, 1", calibration.USE_VALUES_ABOVE).args[0].rates == (9, 1)
+    fields = saved_codebooks.USE_VALUES_ABOVE
+    assert editor.execute("0.5, 1", "9, 1", fields).args[0].rates == (9, 1)
     # the log's form pastes back into the editor as is (the plain codebook: fields hold no plan)
     plain = (codebook.thresholds, codebook.rates)
     pasted = editor.execute(codebook.editor_text(), "").args[0]
@@ -145,7 +151,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     assert (pasted.thresholds, pasted.rates) == plain
     # re-saving under the same name changes the fingerprint, so ComfyUI re-runs the editor
     before = editor.fingerprint_inputs("", "", "demo model")
-    listed = calibration.list_codebooks()
+    listed = saved_codebooks.list_codebooks()
     assert [c["name"] for c in listed] == ["demo model"] and listed[0]["n_steps"] == STEPS
 
     # 'latest run only' and 'then start over'
@@ -154,17 +160,17 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     assert "1 run(s) of 30 steps (1 video(s))" in text
     assert editor.fingerprint_inputs("", "", "demo model") != before
     cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL_THEN_FORGET)
-    assert calibration.STORE.runs("cal-2") == []
+    assert calibration.STORE.runs(calibration.store_key(model)) == []
     with pytest.raises(ValueError, match="no calibration run recorded"):
         cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL)
 
 
 def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir):
     calibration = pack[1]
-    calibration.STORE.clear("cal-5")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-5", "calibrate")
     latent, summary = sample(pack, patched, "camera pan", 7, steps=12, batch=3)
-    runs = calibration.STORE.runs("cal-5")
+    runs = calibration.STORE.runs(calibration.store_key(model))
     assert len(runs) == 1 and runs[0].batch == 3
     row = runs[0].sample
     assert row.n_steps == 12 and row.distances[0] is None
@@ -174,32 +180,33 @@ def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir)
     _, _, text = node(calibration.AdaCacheCalibrate).execute(
         patched, latent, 2.0, False, "", calibration.RUNS_LATEST).args
     assert "1 run(s) of 12 steps (3 video(s))" in text
-    calibration.STORE.clear("cal-5")
+    calibration.STORE.clear(calibration.store_key(model))
 
 
 def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     nodes, calibration = pack[0], pack[1]
     cal = node(calibration.AdaCacheCalibrate)
     with pytest.raises(ValueError, match="not patched by AdaCache"):
-        cal.execute(model, {}, 3.0, False, "", calibration.RUNS_ALL)
+        cal.execute(model, LATENT, 3.0, False, "", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="set it to 'calibrate'"):
-        cal.execute(apply(pack, model, "cal-3", "fast"), {}, 3.0, False, "", calibration.RUNS_ALL)
-    calibration.STORE.add("cal-3", calibration.RecordedRun(
-        calibration.CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
+        cal.execute(apply(pack, model, "cal-3", "fast"), LATENT, 3.0, False, "",
+                    calibration.RUNS_ALL)
+    calibration.STORE.add(calibration.store_key(model), calibration.RecordedRun(
+        CalibrationSample(tuple([None] + [0.1 * i for i in range(1, 10)])), None, 0,
         "run-a"))
     patched = apply(pack, model, "cal-3", "calibrate")
     with pytest.raises(ValueError, match="speed"):
-        cal.execute(patched, {}, math.nan, False, "", calibration.RUNS_ALL)
+        cal.execute(patched, LATENT, math.nan, False, "", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="not usable as a file name"):
-        cal.execute(patched, {}, 3.0, False, "../escape", calibration.RUNS_ALL)
+        cal.execute(patched, LATENT, 3.0, False, "../escape", calibration.RUNS_ALL)
     with pytest.raises(ValueError, match="not found"):
         nodes.AdaCacheCodebookEditor.execute("0.1, 1", "2, 1", "no such codebook")
     # an unwritable user directory: the fitted codebook is still output, the summary says why
     user_dir.mkdir(parents=True, exist_ok=True)
     (user_dir / "default").write_text("a file where the folder should be")
-    codebook, _, text = cal.execute(patched, {}, 3.0, False, "mine", calibration.RUNS_ALL).args
+    codebook, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
     assert codebook.rates and "could not save 'mine'" in text
-    calibration.STORE.clear("cal-3")
+    calibration.STORE.clear(calibration.store_key(model))
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +214,7 @@ def held_out(pack, model):
     """Calibrated on seeds 0-2 of static and fast-motion scenes; the calibrated codebook (no
     MoReg) then run on held-out seeds 10 and 11 of both classes."""
     calibration = pack[1]
-    calibration.STORE.clear("cal-4")
+    calibration.STORE.clear(calibration.store_key(model))
     patched = apply(pack, model, "cal-4", "calibrate")
     for seed in (0, 1, 2):
         for scene in ("static", "fast motion"):
@@ -228,18 +235,6 @@ def test_calibrated_codebook_schedule_differs_by_scene_on_held_out_seeds(held_ou
     text, runs = held_out
     for seed in (10, 11):
         assert runs["static", seed][1] != runs["fast motion", seed][1], (text, runs)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the demo model the per-step distance barely depends on the scene class (seeds "
-    "vary as much); without MoReg the calibrated plan does not spend more steps on fast motion",
-)
-def test_calibrated_codebook_computes_more_on_fast_motion_than_static(held_out):
-    text, runs = held_out
-    static = sum(runs["static", seed][0] for seed in (10, 11))
-    fast = sum(runs["fast motion", seed][0] for seed in (10, 11))
-    assert static < fast, (text, runs)
 
 
 def test_a_connected_codebook_wins_and_the_run_says_so(pack, model):

@@ -21,7 +21,7 @@ from comfyui_adacache.adacache import (
 )
 from comfyui_adacache.adacache.calibration import MAX_GAP, GapRecorder
 from comfyui_adacache.adacache.families import FAMILIES
-from comfyui_adacache.adacache.plan import Planner, resample_profile
+from comfyui_adacache.adacache.plan import Planner, even_positions
 
 N = 30
 
@@ -36,6 +36,12 @@ def rising_profile(n=N, low=0.02, high=0.3, shrink=0.85):
     return tuple(rows)
 
 
+def planner_for(profile, n_steps, speed, **kwargs):
+    """A plan for an evenly spaced run of ``n_steps`` on a profile calibrated evenly spaced."""
+    return Planner(profile, speed, even_positions(n_steps), even_positions(len(profile)),
+                   **kwargs)
+
+
 def sample_from(profile, scale=1.0, motion=0.15):
     return CalibrationSample(
         distances=(None, *(row[0] * scale for row in profile[1:])),
@@ -46,23 +52,23 @@ def sample_from(profile, scale=1.0, motion=0.15):
 
 @pytest.mark.parametrize("speed", [2.0, 3.0, 4.0, 5.0, 6.0])
 def test_the_plan_on_its_own_profile_meets_the_speed_target(speed):
-    planner = Planner.for_run(rising_profile(), N, speed)
+    planner = planner_for(rising_profile(), N, speed)
     steps = planner.baseline_steps()
-    assert steps[:2] == [0, 1] and steps[-2:] == [N - 2, N - 1]
+    assert steps[0] == 0  # only step 0 is forced; the plan places the rest
     assert len(steps) <= N / speed
     assert len(steps) >= N / speed - 2  # close to the target, not far below it
     assert steps == sorted(set(steps))
 
 
-def test_the_plan_is_dense_where_the_model_changes_and_never_wastes_the_final_steps():
-    steps = Planner.for_run(rising_profile(), N, 3.0).baseline_steps()
-    gaps = [b - a for a, b in zip(steps[1:-2], steps[2:-1], strict=True)]
+def test_the_plan_is_dense_where_the_model_changes():
+    steps = planner_for(rising_profile(), N, 3.0).baseline_steps()
+    gaps = [b - a for a, b in zip(steps[:-1], steps[1:], strict=True)]
     assert gaps[0] > gaps[-1]  # long early gaps (little change), short late ones
-    assert N - 3 not in steps  # no compute right before the always-computed final steps
+    assert 1 not in steps  # the second step is the plan's to place, not forced
 
 
 def test_a_video_that_changes_faster_than_the_profile_gets_shorter_gaps():
-    planner = Planner.for_run(rising_profile(), N, 3.0)
+    planner = planner_for(rising_profile(), N, 3.0)
     gaps = [planner.gap(5, ratio) for ratio in (0.25, 0.5, 1.0, 2.0, 4.0, 16.0)]
     assert gaps == sorted(gaps, reverse=True)
     assert gaps[0] > gaps[-1] >= 1
@@ -70,14 +76,13 @@ def test_a_video_that_changes_faster_than_the_profile_gets_shorter_gaps():
 
 
 @pytest.mark.parametrize("n_steps", [20, 30, 50, 100])
-def test_profiles_resample_to_other_step_counts(n_steps):
+def test_profiles_are_read_at_other_step_counts_by_position(n_steps):
     profile = rising_profile()
-    rows = resample_profile(profile, n_steps)
-    assert len(rows) == n_steps and rows[0] == []
-    assert all(len(rows[s]) == s for s in range(1, n_steps))
-    # the same share of the schedule, scaled by the step density
-    assert rows[n_steps - 1][0] == pytest.approx(profile[N - 1][0] * N / n_steps, rel=0.15)
-    steps = Planner.for_run(profile, n_steps, 3.0).baseline_steps()
+    planner = planner_for(profile, n_steps, 3.0)
+    # the same place in the schedule, scaled by the step density
+    assert planner.reference(n_steps - 1, 1) == pytest.approx(
+        profile[N - 1][0] * N / n_steps, rel=0.15)
+    steps = planner.baseline_steps()
     assert len(steps) <= n_steps / 3.0 + 1e-9
 
 
@@ -87,7 +92,10 @@ def test_calibrate_returns_a_planned_codebook_that_round_trips():
     result = calibrate(samples, 3.0, moreg=True)
     codebook = result.codebook
     assert codebook.planned and codebook.speed == 3.0 and len(codebook.profile) == N
-    assert all(p <= N / 3 + 1 for p in result.predicted_computed)
+    assert codebook.positions == pytest.approx(even_positions(N))
+    assert codebook.moreg == result.moreg  # the plan carries its MoReg
+    slow, typical, fast = result.predicted_computed  # runs changing 0.9x, 1x, 1.1x the mean
+    assert slow < typical < fast and typical <= N / 3
     again = Codebook.from_json(codebook.to_json())
     assert again == codebook
     assert "calibrated plan" in codebook.describe()
@@ -203,16 +211,19 @@ def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():
         (0.1, 0.05, 0.1 / 3))
 
 
-def test_a_slice_of_the_schedule_is_planned_as_its_part_of_the_whole():
-    """A KSamplerAdvanced part (steps 10..20 of 30) gets the whole schedule's gaps there."""
+def test_a_slice_of_the_schedule_reads_the_profile_where_it_is():
+    """A KSamplerAdvanced part (steps 10..20 of 30) reads the whole profile at its positions."""
     codebook = calibrate([sample_from(rising_profile())], 3.0).codebook
-    whole = Planner.for_run(codebook.profile, N, 3.0)
-    sigmas = [float(N - i) for i in range(10, 21)]  # 10 steps: whole-schedule steps 10..19
-    schedule = CacheSchedule(sigmas, codebook, schedule_steps=N, first_step=10)
-    assert schedule.planner.n_steps == N
-    record = schedule.enter(1)
-    schedule.measure(whole.reference(11, 1), 1, None)
-    schedule.enter(2)
-    # the gap planned at whole step 11 with ratio 1, ending at the slice's final steps
-    assert record.rate == whole.gap(11, 1.0, final=10 + 10 - 2)
-    assert record.reference_distance == whole.reference(11, 1)
+    whole = planner_for(codebook.profile, N, 3.0)
+    positions = even_positions(N)[10:21]  # 10 steps: whole-schedule steps 10..19 and the end
+    sigmas = [float(N - i) for i in range(10, 21)]
+    schedule = CacheSchedule(sigmas, codebook, schedule_steps=N, first_step=10,
+                             positions=positions)
+    assert schedule.planner.n_steps == 10
+    for local in range(1, 10):
+        for gap in range(1, local + 1):
+            assert schedule.planner.reference(local, gap) == pytest.approx(
+                whole.reference(10 + local, gap))
+    record = schedule.enter(0)
+    schedule.enter(1)  # the rate is fixed when the next step arrives
+    assert record.computed and record.rate == schedule.planner.gap(0, 1.0)
