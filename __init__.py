@@ -7,13 +7,9 @@ try:
 except ImportError:
     pass
 else:
-    import os
-
-    import folder_paths
-
-    folder_paths.add_model_folder_path(
-        "diffusion_models", os.path.join(os.path.dirname(__file__), "models", "diffusion_models")
-    )
     from .nodes.adacache_nodes import comfy_entrypoint  # noqa: F401
+    from .nodes.demo_nodes import register_demo_model
+
+    register_demo_model()  # the demo model, only with ADACACHE_DEMO=1 (make demo, tests)
 
 __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -74,7 +74,7 @@ def start(base: Path, live: bool) -> HeadlessComfy:
     previous = os.environ.get("ADACACHE_LIVE_TRACE")
     os.environ["ADACACHE_LIVE_TRACE"] = "1" if live else "0"
     try:
-        srv = HeadlessComfy(base, custom_nodes={"adacache_bench": ROOT}).start()
+        srv = HeadlessComfy(base, custom_nodes={"adacache_bench": ROOT}, demo=True).start()
     finally:
         if previous is None:
             os.environ.pop("ADACACHE_LIVE_TRACE")

@@ -335,14 +335,17 @@ from .report import REPORT_NODES  # noqa: E402
 
 NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings, *CALIBRATION_NODES,
          *REPORT_NODES]
-from .demo_nodes import DEMO_NODES  # noqa: E402  (AdaCache Demo category, optional)
+from .demo_nodes import DEMO_NODES, demo_enabled  # noqa: E402  (AdaCache Demo category)
 
-NODES += DEMO_NODES
+
+def node_list() -> list[type[io.ComfyNode]]:
+    """The pack's nodes; the AdaCache Demo nodes only when ADACACHE_DEMO=1 asks for them."""
+    return [*NODES, *(DEMO_NODES if demo_enabled() else ())]
 
 
 class AdaCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)
+        return node_list()
 
 
 async def comfy_entrypoint() -> AdaCacheExtension:

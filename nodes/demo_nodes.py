@@ -1,6 +1,9 @@
 """AdaCache Demo nodes: drive the small demo Wan model shipped in ``models/``.
 
-Category "AdaCache Demo". Nothing else in the pack depends on these nodes.
+Category "AdaCache Demo". Nothing else in the pack depends on these nodes. They and the demo
+model are registered only when the environment variable ``ADACACHE_DEMO`` is ``1`` (``make
+demo``, ``scripts/screenshots.py`` and the test server set it): a user's ComfyUI lists neither
+unless they ask for the demo.
 
 * AdaCache Demo Scene  - scene name -> positive / negative CONDITIONING (the shipped
   ``[1, 8, 4096]`` scene embeddings; the negative is all zeros, as in training).
@@ -13,6 +16,7 @@ The per-step trace of a run is shown by the pack's own output node AdaCache Repo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -23,7 +27,25 @@ from . import demo_latent
 CATEGORY = "AdaCache Demo"
 PACK_ROOT = Path(__file__).resolve().parents[1]
 SCENES_FILE = PACK_ROOT / "models" / "adacache_demo_scenes.safetensors"
+MODELS_DIR = PACK_ROOT / "models" / "diffusion_models"
 MODEL_NAME = "adacache_demo_wan.safetensors"
+DEMO_ENV = "ADACACHE_DEMO"
+
+
+def demo_enabled(environ=None) -> bool:
+    """Whether the user asked for the demo: ``ADACACHE_DEMO=1`` (or true/yes/on)."""
+    value = (os.environ if environ is None else environ).get(DEMO_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def register_demo_model() -> bool:
+    """Adds the shipped demo model's folder to ComfyUI's diffusion models, if the demo is on."""
+    if not demo_enabled():
+        return False
+    import folder_paths
+
+    folder_paths.add_model_folder_path("diffusion_models", str(MODELS_DIR))
+    return True
 
 _cache: dict = {}
 

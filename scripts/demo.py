@@ -70,7 +70,7 @@ def run_prompt(server: HeadlessComfy, prompt: dict) -> dict:
 
 # --------------------------------------------------------------------------- graph
 def demo_graph(scene: str, mode: str, seed: int, steps: int, cfg: float, tag: str) -> dict:
-    """API-format graph (the same nodes as workflows/adacache_demo.json)."""
+    """API-format graph (the same nodes as the demo workflow in workflows/)."""
     g = {
         "1": {"class_type": "UNETLoader",
               "inputs": {"unet_name": MODEL_NAME, "weight_dtype": "default"}},
@@ -223,7 +223,7 @@ def main():
     t_start = time.time()
     server_dir = Path(tempfile.mkdtemp(prefix="adacache_demo_"))
     server = HeadlessComfy(server_dir, custom_nodes={PACK_DIR_NAME: ROOT},
-                           log_path=out / "comfyui.log").start()
+                           log_path=out / "comfyui.log", demo=True).start()
     results = []
     try:
         print(f"starting ComfyUI on {server.url} (log: {out / 'comfyui.log'}) ...", flush=True)

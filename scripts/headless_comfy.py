@@ -8,6 +8,10 @@ folder holds its output/input/user/temp folders and a ``custom_nodes`` folder of
 (the pack, and anything else the caller names), loaded alone with ``--disable-all-custom-nodes
 --whitelist-custom-nodes`` through an ``--extra-model-paths-config`` YAML, which can also add
 model folders.
+
+The pack's demo nodes and demo model are registered only when the server runs with
+``ADACACHE_DEMO=1``: ``HeadlessComfy(..., demo=True)`` sets it for the server, ``demo=False``
+(the default) removes it, so a server started for a "user's ComfyUI" never inherits it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST_ENV = "ADACACHE_COMFYUI"
+DEMO_ENV = "ADACACHE_DEMO"  # nodes/demo_nodes.py reads it
 PINNED_HOST = ROOT / ".host" / "ComfyUI"
 
 
@@ -61,9 +66,12 @@ def free_port() -> int:
 
 class HeadlessComfy:
     def __init__(self, base: Path, custom_nodes: dict[str, Path],
-                 model_dirs: dict[str, Path] | None = None, log_path: Path | None = None):
-        """``custom_nodes``: folder name -> package to load; ``model_dirs``: kind -> folder."""
+                 model_dirs: dict[str, Path] | None = None, log_path: Path | None = None,
+                 demo: bool = False):
+        """``custom_nodes``: folder name -> package to load; ``model_dirs``: kind -> folder;
+        ``demo``: register the AdaCache Demo nodes and the demo model (ADACACHE_DEMO=1)."""
         self.base = base
+        self.demo = demo
         self.output_dir = base / "output"
         self.log_path = log_path or base / "server.log"
         self.client_id = uuid.uuid4().hex
@@ -96,6 +104,9 @@ class HeadlessComfy:
     def start(self) -> HeadlessComfy:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONPATH", None)  # the server must not see the pack root (nodes/ shadowing)
+        env.pop(DEMO_ENV, None)
+        if self.demo:
+            env[DEMO_ENV] = "1"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command, cwd=self.base, stdout=log, stderr=subprocess.STDOUT,

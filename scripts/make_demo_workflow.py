@@ -1,4 +1,4 @@
-"""Write ``workflows/adacache_demo.json``: the drag-and-drop (UI-format) demo workflow.
+"""Write the demo workflow (``workflows/<DEMO_TITLE>.json``, UI format, for drag and drop).
 
 The same graph that ``scripts/demo.py`` queues in API format (its AdaCache + MoReg branch):
 Load Diffusion Model (adacache_demo_wan) -> AdaCache Apply (fast, MoReg Settings connected) ->
@@ -10,6 +10,7 @@ When the pack has the AdaCache Calibrate node, the workflow shows the calibrate 
 first AdaCache Apply with preset 'calibrate' feeds its own KSampler and AdaCache Calibrate,
 whose codebook drives the second AdaCache Apply, whose run AdaCache Report plots (AdaCache Demo
 Trace where the pack has no Report node). ``--no-calibrate`` leaves the calibrate path out.
+A Note on the canvas explains the path (``tests/test_example_notes.py`` checks its claims).
 
 Laid out with the node sizes the frontend computes (``make_example_workflows.SIZES``) and the
 same overlap resolution as the example workflows.
@@ -46,6 +47,35 @@ ex.SIZES.update({
     "AdaCacheDemoTrace": (300, 50), "AdaCacheReport": (320, 300),
     "AdaCacheCalibrate": (320, 180), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
 })
+CALIBRATE_SPEED = 3.0  # AdaCache Calibrate's target: 3x fewer block-stack steps (10 of 30)
+PLAN_NAME = "demo"
+
+DEMO_SETUP = (
+    "It runs on CPU with a tiny video model shipped in the pack (no download). Its nodes "
+    "(AdaCache Demo Scene, AdaCache Demo Decode) and the model adacache_demo_wan appear only "
+    "when ComfyUI is started with the environment variable ADACACHE_DEMO=1 (e.g. "
+    "ADACACHE_DEMO=1 python main.py; on Windows, set ADACACHE_DEMO=1 first). 'make demo' in "
+    "the pack's folder runs the same demo headless and writes its results to demo_output/."
+)
+CALIBRATE_NOTE = (
+    "AdaCache demo: calibrate, then run\n\n" + DEMO_SETUP + "\n\n"
+    "1 · calibrate: AdaCache Apply with preset 'calibrate' computes every step (full quality, "
+    "no speedup) and records how much the features change from step to step. AdaCache "
+    f"Calibrate fits a plan to the recorded runs for {CALIBRATE_SPEED:g}x fewer block-stack "
+    f"steps (about 10 of the 30), also fits MoReg, and saves the plan as '{PLAN_NAME}' (a "
+    "Codebook Editor can pick it by that name). Its KSampler's seed increments on each queue, "
+    "so every queue records one more video.\n\n"
+    "2 · run: the second AdaCache Apply takes the plan and the MoReg settings from AdaCache "
+    "Calibrate (a connected codebook is used whatever the preset) and skips the block stack "
+    "on the steps the plan reuses. AdaCache Report plots which steps were computed.\n\n"
+    "Queue once: both run, calibration first. Queue again: one more calibration video, and "
+    "the plan is refitted to all of them."
+)
+RUN_NOTE = (
+    "AdaCache demo\n\n" + DEMO_SETUP + "\n\n"
+    "AdaCache Apply runs the 'fast' preset with MoReg Settings connected; AdaCache Report "
+    "plots which steps were computed."
+)
 
 
 def pack_node_ids() -> set[str]:
@@ -97,12 +127,13 @@ def build(calibrate: bool | None = None) -> dict:
         cal_apply = ex.adacache(g, (380, y), (unet, 0), "calibrate",
                                 title="AdaCache Apply (1 · calibrate)")
         cal_ks = sampler(cal_apply, (880, y), "increment")  # each queue: one more seed
-        cal = g.add("AdaCacheCalibrate", (1240, y), [3.0, True, "demo", "all recorded"],
-                    colors=ex.ADACACHE)
+        cal = g.add("AdaCacheCalibrate", (1240, y),
+                    [CALIBRATE_SPEED, True, PLAN_NAME, "all recorded"], colors=ex.ADACACHE)
         g.link(cal_apply, 0, cal, "model")
         g.link(cal_ks, 0, cal, "latent")
         codebook_source = cal
-        y += ex.SIZES["AdaCacheApply"][1] + 80
+        # room for the progress line a run adds under the plot (the node grows ~50 px)
+        y += ex.SIZES["AdaCacheApply"][1] + 140
     apply = ex.adacache(g, (380, y), (unet, 0), "custom" if calibrate else "fast", moreg=moreg,
                         codebook=codebook_source,
                         title="AdaCache Apply (2 · run)" if calibrate else None)
@@ -119,6 +150,8 @@ def build(calibrate: bool | None = None) -> dict:
     if report_type == "AdaCacheReport":
         preview = g.add("PreviewImage", (1240, y + 530), [])
         g.link(report, 0, preview, "images")
+    ex.note(g, (20, 530), CALIBRATE_NOTE if calibrate else RUN_NOTE,
+            title="About this demo", width=340)
     info = ("AdaCache demo on the shipped adacache_demo_wan model (no download); see "
             "docs/demo.md")
     if calibrate:
@@ -133,7 +166,7 @@ def main():
     parser.add_argument("--no-calibrate", action="store_true",
                         help="leave out the calibrate -> run path")
     args = parser.parse_args()
-    path = ROOT / "workflows" / "adacache_demo.json"
+    path = ROOT / "workflows" / ex.DEMO_FILE
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(build(False if args.no_calibrate else None), indent=1) + "\n")
     print(f"wrote {path}")

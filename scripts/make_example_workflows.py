@@ -6,18 +6,31 @@ Each workflow follows the official ComfyUI template for its model family (the
 ``comfyui_workflow_templates`` package: same nodes, settings and model file names) with AdaCache
 Apply inserted between the model loader (after ModelSamplingSD3 where the template has it) and
 the sampler, a MoReg Settings node on the video models, and a Note explaining the preset.
-``tests/test_workflows.py`` checks every file against a real server's ``/object_info``.
-The AdaCache demo workflow (``adacache_demo.json``) is written by ``make_demo_workflow.py``.
+``tests/test_workflows.py`` checks every file against a real server's ``/object_info``;
+``tests/test_example_notes.py`` checks what each Note claims against the pack's behaviour.
+
+File names are the titles ComfyUI's template browser shows: frontend 1.32.9 titles (and
+describes) a custom node pack's template by its file name. So names are short human titles
+that fit a template card on one line (tests/test_ui_templates.py measures it). The server lists
+a pack's files in disk order; web/templates.js puts the demo (``DEMO_TITLE``, written by
+``make_demo_workflow.py``) first and the rest by title, which is also where the browser's
+"alphabetical" sort puts them.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 OUT = Path(__file__).resolve().parents[1] / "workflows"
+# Template titles = file names (no extension). Safe in file names on every OS and in URLs:
+# letters, digits, spaces, '.', ',', '(', ')' and '-' only.
+DEMO_TITLE = "AdaCache demo (runs on CPU)"
+DEMO_FILE = f"{DEMO_TITLE}.json"
 FRONTEND_VERSION = "1.32.9"  # comfyui_frontend_package of the development host
 
 # Slots of the node types used: inputs (name, type, optional) and outputs (name, type), in the
@@ -325,8 +338,22 @@ def moreg_settings(g: Graph, pos, values=None) -> int:
     return g.add("AdaCacheMoRegSettings", pos, list(values or MOREG_DEFAULTS), colors=ADACACHE)
 
 
-def note(g: Graph, pos, text: str, title="About the AdaCache preset", size=(360, 230)) -> int:
-    return g.add("Note", pos, [text], title=title, colors=NOTE, size=size)
+# Frontend 1.32.9 draws a Note's text in a ~10 px monospace font (about 6.2 px a character,
+# 11 px a line); sized with wider characters and taller lines than that, a Note shows all of
+# its text without scrolling on other systems' monospace fonts too (tests/test_ui_examples.py
+# measures it in the real frontend).
+NOTE_CHAR_W, NOTE_LINE_H, NOTE_PAD = 7.0, 12.5, 24
+
+
+def note_height(text: str, width: int) -> int:
+    per_line = int((width - NOTE_PAD) / NOTE_CHAR_W)
+    lines = sum(len(textwrap.wrap(par, per_line)) or 1 for par in text.split("\n"))
+    return int(math.ceil(lines * NOTE_LINE_H + NOTE_PAD))
+
+
+def note(g: Graph, pos, text: str, title="About the AdaCache preset", width=360) -> int:
+    return g.add("Note", pos, [text], title=title, colors=NOTE,
+                 size=(width, note_height(text, width)))
 
 
 def text_encoders(g: Graph, clip: tuple[int, int], pos_xy, positive: str, negative: str):
@@ -359,14 +386,23 @@ def loader(g: Graph, type_: str, pos, widgets: list) -> int:
     return g.add(type_, pos, widgets)
 
 
+PRESETS_TEXT = (
+    "Presets (scaled to your step count): fast = most reuse (the paper's AdaCache-fast at 30 "
+    "steps), medium = in between, slow = closest to the uncached video. A connected codebook "
+    "(Codebook Editor or AdaCache Calibrate) is used whatever the preset, except 'calibrate'; "
+    "the log says it replaced the preset."
+)
+VERBOSE_TEXT = (
+    "Turn on 'verbose' on AdaCache Apply to log, per step, whether the block stack was "
+    "computed or reused and the chosen cache rate."
+)
+
+
 def preset_note(family: str, preset: str, why: str, extra: str = "") -> str:
     return (
-        f"AdaCache on {family}: preset '{preset}'.\n\n{why}\n\n"
-        "Presets (scaled to your step count): fast = most reuse (paper's AdaCache-fast), "
-        "medium = in between, slow = closest to the uncached video; custom = the codebook from "
-        "a connected Codebook Editor.\n\n"
-        "Turn on 'verbose' on AdaCache Apply to log, per step, whether the block stack was "
-        "computed or reused and the chosen cache rate." + (f"\n\n{extra}" if extra else "")
+        f"AdaCache on {family}: preset {preset if ' ' in preset else repr(preset)}.\n\n"
+        f"{why}\n\n{PRESETS_TEXT}\n\n"
+        + VERBOSE_TEXT + (f"\n\n{extra}" if extra else "")
     )
 
 
@@ -401,11 +437,14 @@ def wan21_t2v() -> Graph:
     decode_and_save(g, (ks, 0), (vae, 0), (1230, -120), 16)
     note(g, (0, 560), preset_note(
         "Wan 2.1 T2V 1.3B", "custom",
-        "This example shows a custom codebook (Codebook Editor): for 30 steps, a distance below "
-        "0.08 reuses the block stack for 5 steps, below 0.16 for 4, ... above 0.4 recomputes "
-        "every step. That sits between the 'fast' (6, 5, 4, 3, 2, 1) and 'medium' presets. "
-        "Switch the preset to 'fast' to use the paper's codebook instead; the Codebook Editor "
-        "is then ignored.", MOREG_TEXT))
+        "This example uses a custom codebook (Codebook Editor). A custom codebook is used as "
+        "typed, not scaled to the step count: these values are for this example's 30 steps. "
+        "A distance below 0.08 runs the block stack again 5 steps later (the 4 steps between "
+        "reuse it), below 0.16 after 4 steps, ..., and a distance of 0.4 or more runs it "
+        "every step. The rates lie between the 'medium' (4, 3, 2, 2, 1, 1) and 'fast' (6, 5, "
+        "4, 3, 2, 1) presets at 30 steps. To use a preset instead, disconnect the Codebook "
+        "Editor and pick 'fast', 'medium' or 'slow': while a codebook is connected, it is used "
+        "whatever the preset says.", MOREG_TEXT))
     return g
 
 
@@ -443,9 +482,9 @@ def wan21_i2v() -> Graph:
     note(g, (1230, 620), preset_note(
         "Wan 2.1 I2V 480p 14B", "fast",
         "Image-to-video keeps the first frame fixed, so most of the video's content is decided "
-        "early; 'fast' reuses the most. At 20 steps the preset is scaled down from the paper's "
-        "30-step codebook (lower rates, higher thresholds). If fine detail drifts, try "
-        "'medium'.", MOREG_TEXT))
+        "early; 'fast' reuses the most. At 20 steps the preset is scaled from the paper's "
+        "30-step codebook to higher thresholds and lower rates (fast at 20 steps: rates 4, 3, "
+        "3, 2, 1, 1). If fine detail drifts, try 'medium'.", MOREG_TEXT))
     return g
 
 
@@ -490,14 +529,15 @@ def wan22_14b_two_expert() -> Graph:
     g.link(k_hi, 0, k_lo, "latent_image")
     decode_and_save(g, (k_lo, 0), (vae, 0), (1480, -360), 16)
     note(g, (0, 680), preset_note(
-        "Wan 2.2 T2V 14B (two experts)", "medium on the high-noise expert, fast on the low-noise "
-        "expert",
-        "Each expert is its own model and gets its own AdaCache Apply; each sees only its part "
-        "of the schedule (steps 0-10 and 10-20 here) and its preset is scaled to that. The "
+        "Wan 2.2 T2V 14B (two experts)", "'medium' on the high-noise expert, 'fast' on the "
+        "low-noise expert",
+        "Each expert is its own model and gets its own AdaCache Apply; each sampler runs only "
+        "its part of the schedule (steps 0-10 and 10-20 here), and each preset is sized for "
+        "the whole 20-step schedule, not for the 10 steps its expert sees. The "
         "high-noise expert lays out composition and motion, where reuse costs the most quality, "
         "so it gets 'medium'; the low-noise expert refines detail on an already formed video "
         "and tolerates 'fast'. One MoReg Settings node feeds both.", MOREG_TEXT),
-        size=(380, 290))
+        width=380)
     return g
 
 
@@ -714,33 +754,40 @@ def flux() -> Graph:
     g.link(dec, 0, save, "images")
     note(g, (0, 540), preset_note(
         "Flux.1 dev (text to image)", "slow",
-        "An image has no motion: MoReg does not apply (AdaCache logs that it is off), so no "
-        "MoReg Settings node here. Images are judged frame by frame at full attention, so "
-        "'slow' keeps them closest to the uncached result; 'medium' or 'fast' give quick "
-        "drafts."))
+        "An image has one frame, so MoReg has no motion to measure: this example has no MoReg "
+        "Settings node (connected to an image model, it changes nothing and AdaCache warns "
+        "that its factor stays 1). A still image shows every detail at once, so 'slow' keeps "
+        "it closest to the uncached result; 'medium' or 'fast' give quick drafts."))
     return g
 
 
+# template title (= file name) -> (thumbnail title, builder, thumbnail chain, thumbnail subtitle)
 WORKFLOWS = {
-    "adacache_wan2.1_t2v_1.3B": ("Wan 2.1 T2V 1.3B", wan21_t2v,
-                                 ["UNET", "Shift", "AdaCache", "KSampler"], "custom codebook"),
-    "adacache_wan2.1_i2v_480p_14B": ("Wan 2.1 I2V 480p 14B", wan21_i2v,
-                                     ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg"),
-    "adacache_wan2.2_t2v_14B_two_experts": (
+    "Wan 2.1 text to video 1.3B": (
+        "Wan 2.1 T2V 1.3B", wan21_t2v, ["UNET", "Shift", "AdaCache", "KSampler"],
+        "custom codebook"),
+    "Wan 2.1 image to video 14B": (
+        "Wan 2.1 I2V 480p 14B", wan21_i2v, ["UNET", "Shift", "AdaCache", "KSampler"],
+        "fast + MoReg"),
+    "Wan 2.2 14B, two experts": (
         "Wan 2.2 T2V 14B two experts", wan22_14b_two_expert,
         ["2 experts", "Shift x2", "AdaCache x2", "KSamplerAdv x2"], "medium / fast + MoReg"),
-    "adacache_wan2.2_ti2v_5B": ("Wan 2.2 TI2V 5B", wan22_5b,
-                                ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg"),
-    "adacache_hunyuan_video_t2v": ("HunyuanVideo T2V", hunyuan_video,
-                                   ["UNET", "Shift", "AdaCache", "Guider"], "fast + MoReg"),
-    "adacache_ltxv_t2v": ("LTX-Video T2V", ltxv,
-                          ["Checkpoint", "AdaCache", "SamplerCustom"], "medium + MoReg"),
-    "adacache_mochi_t2v": ("Mochi T2V", mochi, ["UNET", "AdaCache", "KSampler"], "fast + MoReg"),
-    "adacache_cosmos_predict2_video2world": (
+    "Wan 2.2 TI2V 5B": (
+        "Wan 2.2 TI2V 5B", wan22_5b, ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg"),
+    "HunyuanVideo text to video": (
+        "HunyuanVideo T2V", hunyuan_video, ["UNET", "Shift", "AdaCache", "Guider"],
+        "fast + MoReg"),
+    "LTX-Video text to video": (
+        "LTX-Video T2V", ltxv, ["Checkpoint", "AdaCache", "SamplerCustom"], "medium + MoReg"),
+    "Mochi text to video": (
+        "Mochi T2V", mochi, ["UNET", "AdaCache", "KSampler"], "fast + MoReg"),
+    "Cosmos Predict2 image to video": (
         "Cosmos Predict2 Video2World", cosmos_predict2, ["UNET", "AdaCache", "KSampler"],
         "medium + MoReg"),
-    "adacache_flux_dev_t2i": ("Flux.1 dev T2I", flux, ["UNET", "AdaCache", "KSampler"], "slow"),
+    "Flux.1 dev text to image": (
+        "Flux.1 dev T2I", flux, ["UNET", "AdaCache", "KSampler"], "slow"),
 }
+TEMPLATE_TITLES = [DEMO_TITLE, *WORKFLOWS]  # every template, the demo first
 
 
 # --- thumbnails -----------------------------------------------------------------------------
@@ -810,14 +857,15 @@ def main() -> None:
         (OUT / f"{name}.json").write_text(json.dumps(graph, indent=2, ensure_ascii=False) + "\n")
         thumbnail(OUT / f"{name}.jpg", title, chain, subtitle)
         print(f"wrote workflows/{name}.json and .jpg")
-    if (OUT / "adacache_demo.json").is_file():  # the demo's JSON is make_demo_workflow.py's
-        calibrating = "AdaCacheCalibrate" in (OUT / "adacache_demo.json").read_text()
-        thumbnail(OUT / "adacache_demo.jpg", "AdaCache demo (runs on CPU)",
+    demo = OUT / DEMO_FILE
+    if demo.is_file():  # the demo's JSON is make_demo_workflow.py's
+        calibrating = "AdaCacheCalibrate" in demo.read_text()
+        thumbnail(demo.with_suffix(".jpg"), "AdaCache demo (runs on CPU)",
                   ["Demo model", "Calibrate", "AdaCache", "KSampler"] if calibrating
                   else ["Demo model", "AdaCache", "KSampler", "Decode"],
                   "no download · calibrate, then run" if calibrating
                   else "no download · small shipped model + MoReg")
-        print("wrote workflows/adacache_demo.jpg")
+        print(f"wrote workflows/{demo.with_suffix('.jpg').name}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Screenshots of the AdaCache widgets in the real ComfyUI frontend (for the README, docs/img/).
 
 Starts a headless ComfyUI (CPU) with this pack, opens its frontend in headless Chromium
-(Debian's /usr/bin/chromium through the ``playwright`` package), loads
-``workflows/adacache_demo.json`` and queues it as a user would (the frontend's own queue call),
-then saves:
+(Debian's /usr/bin/chromium through the ``playwright`` package), loads the demo workflow
+(``make_example_workflows.DEMO_FILE``) and queues it as a user would (the frontend's own queue
+call), then saves:
 
 * ``docs/img/live_trace.png``  AdaCache Apply while the run is sampling (the plot growing)
 * ``docs/img/trace_done.png``  the finished run: distances, thresholds, MoReg factor, strips
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from headless_comfy import ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
+from make_example_workflows import DEMO_FILE
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -111,12 +112,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    workflow = json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
+    workflow = json.loads((ROOT / "workflows" / DEMO_FILE).read_text())
     # the Apply that runs (not the one calibrating, when the demo shows calibrate -> run)
     apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply"
                     and n["widgets_values"][0] != "calibrate")
     with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
-        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT}).start()
+        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT},
+                               demo=True).start()
         try:
             print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
             server.request("/settings/Comfy.TutorialCompleted", True)

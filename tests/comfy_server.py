@@ -6,6 +6,7 @@ conftest.py, so one test session starts one server. The launcher is the demo's
 ``tests/e2e_pack`` (a test-only conditioning node, see its docstring), a ``diffusion_models``
 folder holding a tiny random Wan 2.1 checkpoint (``CKPT``) that "Load Diffusion Model"
 (UNETLoader) detects as WAN21, and a websocket listener for the messages sent to the client.
+The session's server runs with ADACACHE_DEMO=1 (the demo nodes and model registered).
 """
 
 from __future__ import annotations
@@ -88,14 +89,19 @@ class WebsocketListener:
 
 
 @contextlib.contextmanager
-def running_server(base: Path) -> Iterator[HeadlessComfy]:
-    """Starts the server in ``base`` (a fresh temporary folder) and stops it afterwards."""
+def running_server(base: Path, demo: bool = True) -> Iterator[HeadlessComfy]:
+    """Starts the server in ``base`` (a fresh temporary folder) and stops it afterwards.
+
+    ``demo``: with the AdaCache Demo nodes and the demo model (ADACACHE_DEMO=1), which the
+    session's tests of the demo workflow need; ``False`` is a user's ComfyUI.
+    """
     models = base / "models" / "diffusion_models"
     models.mkdir(parents=True)
     srv = HeadlessComfy(
         base,
         custom_nodes={PACK_LINK: ROOT, E2E_LINK: E2E_PACK},
         model_dirs={"diffusion_models": models},
+        demo=demo,
     ).start()
     listener = None
     try:

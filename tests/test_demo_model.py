@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from make_example_workflows import DEMO_FILE  # scripts/ is on sys.path (comfy_host)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -63,7 +64,7 @@ def test_scene_node_and_decode_node(demo):
 
 
 def test_workflow_links_are_consistent():
-    wf = json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
+    wf = json.loads((ROOT / "workflows" / DEMO_FILE).read_text())
     nodes = {n["id"]: n for n in wf["nodes"]}
     for lid, src, slot, dst, dslot, typ in wf["links"]:
         assert lid in nodes[src]["outputs"][slot]["links"]

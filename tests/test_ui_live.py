@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from make_example_workflows import DEMO_FILE  # scripts/ is on sys.path (comfy_host)
 from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def load(page, workflow: dict):  # noqa: F811
 
 
 def demo_workflow() -> dict:
-    return json.loads((ROOT / "workflows" / "adacache_demo.json").read_text())
+    return json.loads((ROOT / "workflows" / DEMO_FILE).read_text())
 
 
 def apply_ids(page) -> list[int]:  # noqa: F811

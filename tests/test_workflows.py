@@ -39,11 +39,12 @@ import re
 from pathlib import Path
 
 import pytest
+from make_example_workflows import DEMO_FILE  # scripts/ is on sys.path (comfy_host)
 from PIL import Image
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.json"))
-DEMO = "adacache_demo.json"  # the pack's own demo: its model ships with the pack
+DEMO = DEMO_FILE  # the pack's own demo: its model ships with the pack
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # V3 combo whose option brings its own inputs
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", DYNAMIC_COMBO}
@@ -52,12 +53,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 ACTIVE = 0  # node mode; 2 = muted, 4 = bypassed
-# The examples the pack promises (issue 3), by file name stem.
+# The examples the pack promises (issue 3), by file name stem = template browser title.
 EXPECTED = {
-    "adacache_wan2.1_t2v_1.3B", "adacache_wan2.1_i2v_480p_14B",
-    "adacache_wan2.2_t2v_14B_two_experts", "adacache_wan2.2_ti2v_5B",
-    "adacache_hunyuan_video_t2v", "adacache_ltxv_t2v", "adacache_mochi_t2v",
-    "adacache_cosmos_predict2_video2world", "adacache_flux_dev_t2i",
+    "Wan 2.1 text to video 1.3B",
+    "Wan 2.1 image to video 14B",
+    "Wan 2.2 14B, two experts",
+    "Wan 2.2 TI2V 5B",
+    "HunyuanVideo text to video", "LTX-Video text to video",
+    "Mochi text to video", "Cosmos Predict2 image to video",
+    "Flux.1 dev text to image",
 }
 MODEL_SOURCES = {"UNETLoader", "CheckpointLoaderSimple", "ModelSamplingSD3", "LoraLoaderModelOnly"}
 MODEL_SINKS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "BasicGuider", "CFGGuider",
