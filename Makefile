@@ -2,7 +2,7 @@
 # make demo: set up, then run the demo on the small model we ship.
 PY := .venv/bin/python
 
-.PHONY: setup test lint demo demo-record bench bench-quality clean-host
+.PHONY: setup test lint demo demo-record bench bench-quality bench-zoo clean-host
 
 setup:
 	bash scripts/setup_host.sh
@@ -16,6 +16,15 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_wan.py
+
+# the calibrated plan on the zoo models and the demo (issue-13 targets), then the README's
+# plan table from the results (scripts/doc_figures.py; tests/test_doc_figures.py checks it)
+bench-zoo: setup
+	$(PY) benchmarks/bench_quality.py --model hunyuan --focus
+	$(PY) benchmarks/bench_quality.py --model cosmos --focus
+	$(PY) benchmarks/bench_quality.py --model hunyuan --focus --steps 50 --hindsight 0
+	$(PY) benchmarks/bench_quality.py --model demo --focus
+	$(PY) scripts/doc_figures.py
 
 bench-quality: setup
 	$(PY) benchmarks/bench_quality.py

@@ -28,6 +28,17 @@ COMMAND = ('make demo-record  # = scripts/demo.py --scenes static "slow drift" "
 LABEL = {"uncached": "uncached", "adacache": "AdaCache fast",
          "adacache+moreg": "AdaCache fast + MoReg", "calibrated": "calibrated plan 3x"}
 _BLOCK = re.compile(r"<!-- demo:([a-z0-9-]+) -->(.*?)<!-- /demo:\1 -->", re.S)
+# the quality benchmark's focused runs (make bench-zoo) whose plan figures the README shows:
+# (model, steps, the command that writes benchmarks/results/<stem>.json)
+BENCH_RUNS = (
+    ("hunyuan", 30, "benchmarks/bench_quality.py --model hunyuan --focus"),
+    ("cosmos", 30, "benchmarks/bench_quality.py --model cosmos --focus"),
+    ("hunyuan", 50, "benchmarks/bench_quality.py --model hunyuan --focus --steps 50 "
+                    "--hindsight 0"),
+    ("demo", 30, "benchmarks/bench_quality.py --model demo --focus"),
+)
+BENCH_LABEL = {"hunyuan": "HunyuanVideo (zoo)", "cosmos": "Cosmos predict2 (zoo)",
+               "demo": "Wan 2.1 (demo, tuned on)"}
 
 
 def _num(v, spec: str) -> str:
@@ -111,7 +122,36 @@ def blocks(results: dict) -> dict[str, str]:
                 f"{_num(r['psnr'], '{:.2f}')} | {_num(r['ssim'], '{:.3f}')} |")
     out["table"] = "\n\n" + "\n".join(lines) + "\n\n"
     out["command"] = f"`{COMMAND.split('  #')[0]}`"
+    out.update(bench_blocks())
     return out
+
+
+def bench_stem(model: str, steps: int) -> str:
+    return "bench_quality" if (model, steps) == ("demo", 30) else (
+        f"bench_quality_{model}" + ("" if steps == 30 else f"_{steps}"))
+
+
+def bench_blocks() -> dict[str, str]:
+    """The calibrated plan per model and speed, from the committed focused benchmark runs."""
+    lines = ["| model, steps | plan target | block stack ran (speedup) | PSNR dB | vs uniform, "
+             "same steps | better than uniform | classes worse than uniform | command |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for model, steps, command in BENCH_RUNS:
+        path = RESULTS.parent / f"{bench_stem(model, steps)}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for t in data["table"]:
+            if not t["method"].startswith("calibrated plan") or "," in t["method"] or (
+                    "MoReg" in t["method"]) or "uniform_psnr" not in t:
+                continue
+            worse = [s for s, d in t.get("uniform_by_scene", {}).items() if d < 0]
+            lines.append(
+                f"| {BENCH_LABEL.get(model, model)}, {steps} | "
+                f"{t['method'].removeprefix('calibrated plan ')} | {t['computed']:.1f} "
+                f"({t['block_speedup']:.2f}x) | {t['psnr']:.2f} | {t['vs_uniform']:+.2f} dB | "
+                f"{t['wins']}/{t['samples']} | {', '.join(worse) or 'none'} | `{command}` |")
+    return {"plan-table": "\n\n" + "\n".join(lines) + "\n\n"}
 
 
 def load(path: Path = RESULTS) -> dict:

@@ -11,7 +11,7 @@ import re
 
 import doc_figures  # scripts/ is on sys.path (comfy_host)
 
-README = {"command", "calibrated", "moreg-table", "fast-speedup"}
+README = {"command", "calibrated", "moreg-table", "fast-speedup", "plan-table"}
 DEMO_MD = {"command", "table", "fast-steps", "fast-stack", "moreg-steps", "fast-speedup"}
 
 
