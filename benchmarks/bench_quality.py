@@ -227,18 +227,19 @@ def run(name: str, args):
                         f"({len(cal_distances)} nonzero)")
     plans = {}
     for speed in PLAN_SPEEDS:
-        try:
-            result = b.ac.calibrate(samples, speed, moreg=True)
+        try:  # a plan calibrated with MoReg carries it, so the plain plan is fitted without
+            result = b.ac.calibrate(samples, speed)
+            with_moreg = b.ac.calibrate(samples, speed, moreg=True)
         except b.ac.CodebookError as e:
             failures.append(f"calibrated plan {speed:g}x: {e}")
             continue
-        plans[speed] = result
+        plans[speed] = with_moreg
         methods[f"calibrated plan {speed:g}x"] = {
             "config": {"preset": "custom", "codebook": result.codebook}, "plan": speed}
         if speed in PLAN_MOREG_SPEEDS and (not focus or speed == 3.0):
             methods[f"calibrated plan {speed:g}x + MoReg"] = {
-                "config": {"preset": "custom", "codebook": result.codebook,
-                           "moreg": result.moreg},
+                "config": {"preset": "custom", "codebook": with_moreg.codebook,
+                           "moreg": with_moreg.moreg},
                 "plan": speed}
     if focus:  # calibrated on 2 runs (the first seed of the first and last class) only
         few = [samples[0], samples[-1]]
