@@ -15,6 +15,7 @@ from .families import (
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings, MotionRegularizer
 from .runtime import (
+    AUTO_PRESETS,
     COMPUTE,
     PASSTHROUGH,
     PRESET_CHOICES,
@@ -39,7 +40,7 @@ from .schedule import (
 )
 
 __all__ = [
-    "BLOCKS", "WHOLE", "register",
+    "AUTO_PRESETS", "BLOCKS", "WHOLE", "register",
     "COMPUTE", "CONTROL_HINTS", "MODEL_PATCHES", "FAMILIES", "METRICS", "PASSTHROUGH",
     "PRESETS", "PRESET_CHOICES", "REUSE",
     "AdaCacheConfig", "AdaCacheRun", "CalibrationResult", "CalibrationSample", "CacheSchedule",

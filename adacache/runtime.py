@@ -45,7 +45,12 @@ from .schedule import (
 )
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
-PRESET_CHOICES = ("fast", "medium", "slow", "custom", "calibrate")
+# "auto" presets (ours): a calibrated plan at this speed when runs of the same model and setup
+# are recorded, else this run calibrates (every step computed, recorded); the ComfyUI layer
+# resolves them per sampling call (nodes/auto.py) into "custom" with the plan or "calibrate".
+AUTO_PRESETS = {"auto balanced (3x)": 3.0, "auto quality (2x)": 2.0, "auto fast (4x)": 4.0,
+                "auto fastest (5x)": 5.0}
+PRESET_CHOICES = (*AUTO_PRESETS, "fast", "medium", "slow", "custom", "calibrate")
 # preset "calibrate": every step computed, changes over every gap and motion recorded
 CALIBRATION_CODEBOOK = Codebook((1.0e9,), (1,))
 log = logging.getLogger("AdaCache")
@@ -112,6 +117,8 @@ class AdaCacheConfig:
             raise ValueError("need 0 <= start_percent <= end_percent <= 1")
 
     def codebook_for(self, steps: float) -> Codebook:
+        if self.preset in AUTO_PRESETS:
+            raise CodebookError(f"preset {self.preset!r} is resolved per sampling call first")
         if self.preset == "calibrate":
             return CALIBRATION_CODEBOOK
         if self.preset == "custom":

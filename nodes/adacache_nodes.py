@@ -9,6 +9,7 @@ from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import ComfyExtension, io
 
 from ..adacache import (
+    AUTO_PRESETS,
     METRICS,
     PRESET_CHOICES,
     AdaCacheConfig,
@@ -30,7 +31,11 @@ _FAST30 = preset_codebook("fast", 30)
 
 def _preset_help() -> str:
     """What each preset does, with its codebook at 30 steps (it scales with the step count)."""
-    lines = []
+    lines = [
+        "auto (balanced 3x / quality 2x / fast 4x / fastest 5x): no setup. The first run of a "
+        "model and setup (latent size, sampler, cfg) computes every step - full quality - and "
+        "is recorded; later runs use a plan calibrated to those runs at that speed (ours)."
+    ]
     for name, what in (
         ("fast", "skips the most steps"),
         ("medium", "between fast and slow"),
@@ -89,7 +94,7 @@ class AdaCacheApply(io.ComfyNode):
                 io.Combo.Input(
                     "preset",
                     options=list(PRESET_CHOICES),
-                    default="fast",
+                    default="auto balanced (3x)",
                     tooltip="Speed/quality preset (the paper's codebooks, scaled to your step "
                     "count). A step whose features changed little waits longer before the "
                     "block stack runs again.\n" + _preset_help(),
@@ -204,8 +209,8 @@ class AdaCacheApply(io.ComfyNode):
         )
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
-        if preset == "calibrate":
-            attach_recorder(patched)
+        if preset == "calibrate" or preset in AUTO_PRESETS:
+            attach_recorder(patched)  # auto records the runs it calibrates on
         return io.NodeOutput(patched)
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from comfy_api.latest import io, ui
 
-from ..adacache import MoRegSettings, calibrate
+from ..adacache import AUTO_PRESETS, MoRegSettings, calibrate
 from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
 from .patch import check_model
 from .report import check_latent
@@ -44,7 +44,7 @@ def _handle_of(model):
             "AdaCache Calibrate: 'model' is not patched by AdaCache; connect the MODEL output of "
             "AdaCache Apply (preset 'calibrate')"
         )
-    if handle.config.preset != "calibrate":
+    if handle.config.preset != "calibrate" and handle.config.preset not in AUTO_PRESETS:
         raise ValueError(
             f"AdaCache Calibrate: the connected AdaCache Apply uses preset "
             f"'{handle.config.preset}'; set it to 'calibrate' so every step is computed and "

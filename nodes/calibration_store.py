@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from comfy.patcher_extension import WrappersMP
 
 from ..adacache import CalibrationSample
-from .patch import RUNS
-from .run_setup import prompt_id, store_key
+from .run_setup import RUNS, prompt_id, store_key
 
 log = logging.getLogger("AdaCache")
 RECORDER_KEY = "adacache.calibration"
@@ -84,7 +83,7 @@ def attach_recorder(model) -> None:
             # this sampling call's run, still registered by AdaCache's own (outer) wrapper
             options = executor.class_obj.model_options.get("transformer_options", {})
             run = (options.get(RUNS) or {}).get(handle)
-            if run is not None:
+            if run is not None and run.calibrating:  # preset calibrate, or auto calibrating
                 run.schedule.close()  # the last step's change is final only now
                 noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
                 batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1

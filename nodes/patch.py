@@ -22,6 +22,7 @@ import torch
 from comfy.patcher_extension import WrappersMP
 
 from ..adacache import (
+    AUTO_PRESETS,
     BLOCKS,
     CONTROL_HINTS,
     MODEL_PATCHES,
@@ -37,12 +38,12 @@ from ..adacache import (
     parse_metric_blocks,
 )
 from ..adacache.families import UnsupportedModelError, video_latent_shape
+from .auto import resolve_auto
 from .live_trace import LIVE, LiveTrace
-from .run_setup import continued_calibration, run_setup
+from .run_setup import RUNS, continued_calibration, run_setup
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
-RUNS = "adacache_runs"  # transformer_options entry of a sampling call: {handle: its run}
 # transformer_options["patches"] lists that run before the first block (part of the stack
 # input, so a reused residual is added on top of them); any other non-empty list runs between
 # or inside blocks outside block replacement, and forces compute.
@@ -284,12 +285,14 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         # The sampling object with object patches (ModelSamplingSD3, shift overrides) applied.
         sampling = guider.model_patcher.get_model_object("model_sampling")
         config = handle.config
+        positions = [_schedule_position(sampling, s) for s in sigmas]
+        setup = _setup_or_none(guider, args, positions)
+        if config.preset in AUTO_PRESETS:  # a plan for this model and setup, or calibrate
+            config = resolve_auto(config, setup)
         high = float(sampling.percent_to_sigma(config.start_percent))
         low = float(sampling.percent_to_sigma(config.end_percent))
 
-        positions = [_schedule_position(sampling, s) for s in sigmas]
         steps = equivalent_steps(positions, 1.0)
-        setup = _setup_or_none(guider, args, positions)
         continued = None
         if config.preset == "calibrate":  # the next slice of a calibration's schedule?
             latent = tuple((setup or {}).get("latent") or ())

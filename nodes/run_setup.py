@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 
+RUNS = "adacache_runs"  # transformer_options entry of a sampling call: {handle: its run}
 VALUES_PER_TENSOR = 16  # weights read per parameter for the fingerprint
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -320,3 +320,35 @@ def test_a_recorded_run_says_what_it_was_recorded_on(demo):
     other.add_patches({"diffusion_model.head.head.weight": (torch.ones(1),)}, 0.1)
     assert calibration.store_key(other) != key
     calibration.STORE.clear(key)
+
+
+def test_auto_calibrates_on_the_first_run_and_runs_the_plan_on_the_next(demo):
+    import comfy.sample
+    from comfyui_adacache.nodes import demo_latent
+
+    model, pos, neg, nodes, calibration = demo
+    node = nodes.AdaCacheApply.PREPARE_CLASS_CLONE(
+        {"hidden_inputs": {"UNIQUE_ID": None}}) if "v3_data" in str(
+        nodes.AdaCacheApply.PREPARE_CLASS_CLONE.__code__.co_varnames) else \
+        nodes.AdaCacheApply.PREPARE_CLASS_CLONE({"UNIQUE_ID": None})
+    patched = node.execute(model, "auto balanced (3x)", "l1", "middle", 0.0, 1.0, False).args[0]
+    calibration.STORE.clear(calibration.store_key(patched))
+    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    latent = torch.zeros(1, 16, demo_latent.FRAMES, demo_latent.LATENT_HW, demo_latent.LATENT_HW)
+
+    def run(m, seed):
+        noise = comfy.sample.prepare_noise(latent, seed)
+        return comfy.sample.sample(m, noise, 30, 3.0, "euler", "simple", pos, neg, latent,
+                                   seed=seed, disable_pbar=True)
+
+    first = run(patched, 5)
+    summary = handle.last_summary
+    assert summary["computed_steps"] == 30
+    assert any(w.startswith("auto: calibrating") for w in summary["warnings"])
+    assert torch.equal(first, run(model, 5))  # a calibrating run is exactly uncached
+    run(patched, 6)  # the first run's record is used now
+    summary = handle.last_summary
+    assert any(w.startswith("auto: the calibrated plan for 3x") for w in summary["warnings"])
+    assert 7 <= summary["computed_steps"] <= 13
+    assert len(calibration.STORE.runs(calibration.store_key(patched))) == 1
+    calibration.STORE.clear(calibration.store_key(patched))
