@@ -170,15 +170,15 @@ def result_stem(name: str, steps: int) -> str:
     return f"bench_quality_{name}" + ("" if steps == STEPS else f"_{steps}")
 
 
-def run(name: str, args):
+def run(model_name: str, args):
     t0 = time.time()
-    b = Bench(name, args.steps)
+    b = Bench(model_name, args.steps)
     scenes = b.zoo.scenes
     if args.scenes:
         picked = [s.strip() for s in args.scenes.split(",") if s.strip()]
         unknown = [s for s in picked if s not in scenes]
         if unknown:
-            raise SystemExit(f"{name} has no scene class {unknown}; it has {scenes}")
+            raise SystemExit(f"{model_name} has no scene class {unknown}; it has {scenes}")
         scenes = picked
     held_seeds = HELD_SEEDS[:2] if args.quick else HELD_SEEDS
 
@@ -276,7 +276,7 @@ def run(name: str, args):
                                   "uniform_psnr": plan_row["uniform_psnr"], "evals": evals})
                 print(f"hindsight {speed:g}x {scene}: {score:.2f} dB ({evals} runs)", flush=True)
 
-    report(args.out, rows, hindsight, plans, scenes, held, time.time() - t0, name, b.steps,
+    report(args.out, rows, hindsight, plans, scenes, held, time.time() - t0, b.name, b.steps,
            failures)
 
 
