@@ -118,10 +118,6 @@ def model_path(name: str) -> Path:
     return ZOO_DIR / f"adacache_zoo_{name}.safetensors"
 
 
-def scenes_path(name: str) -> Path:
-    return ZOO_DIR / f"adacache_zoo_{name}_scenes.safetensors"
-
-
 def scene_embeddings(n: int, dim: int, pooled_dim: int | None):
     """(embeddings [n, 8, dim], pooled [n, pooled_dim] or None), fixed by EMB_SEED."""
     g = torch.Generator().manual_seed(EMB_SEED)
@@ -216,6 +212,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--comfyui", type=Path, default=demo_train.DEFAULT_COMFY)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue from saved weights (e.g. the shipped file, for a longer run)")
     args = ap.parse_args()
     spec = MODELS[args.model]
     batch = args.batch or spec["batch"]
@@ -228,6 +226,10 @@ def main():
     cuda = device.type == "cuda"
     demo_train.import_wan(args.comfyui, cpu=not cuda)  # boots the host's comfy package
     model = build_model(args.model, device)
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
     settings = sampling_settings(args.model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model {args.model} ({spec['class']}): {n_params / 1e6:.2f} M params, device "
@@ -235,7 +237,7 @@ def main():
 
     emb, pooled = scene_embeddings(len(scenes.SCENES), spec["context_dim"],
                                    spec.get("pooled_dim"))
-    save_scenes(scenes_path(args.model), emb, pooled)
+    save_scenes(out.with_name(f"{out.stem}_scenes.safetensors"), emb, pooled)
     emb_dev = emb.to(device)
     pooled_dev = pooled.to(device) if pooled is not None else None
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
