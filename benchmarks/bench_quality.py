@@ -446,7 +446,7 @@ def matched_gain(by_name, speed, scene):
     return None
 
 
-def pareto(path: Path, table, name="demo", steps=STEPS):
+def pareto(path: Path, table, model_name="demo", steps=STEPS):
     """Two panels: PSNR against block-stack speedup and against wall-time speedup."""
     import matplotlib
 
@@ -482,7 +482,7 @@ def pareto(path: Path, table, name="demo", steps=STEPS):
     axes[0].set_ylabel("PSNR dB vs uncached (held-out seeds)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle(f"AdaCache on the {name} model, {steps} steps, held-out seeds: quality "
+    fig.suptitle(f"AdaCache on the {model_name} model, {steps} steps, held-out seeds: quality "
                  "against speed")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
