@@ -176,15 +176,15 @@ def result_stem(name: str, steps: int) -> str:
     return f"bench_quality_{name}" + ("" if steps == STEPS else f"_{steps}")
 
 
-def run(name: str, args):
+def run(model_name: str, args):
     t0 = time.time()
-    b = Bench(name, args.steps)
+    b = Bench(model_name, args.steps)
     scenes = b.zoo.scenes
     if args.scenes:
         picked = [s.strip() for s in args.scenes.split(",") if s.strip()]
         unknown = [s for s in picked if s not in scenes]
         if unknown:
-            raise SystemExit(f"{name} has no scene class {unknown}; it has {scenes}")
+            raise SystemExit(f"{model_name} has no scene class {unknown}; it has {scenes}")
         scenes = picked
     focus = getattr(args, "focus", False)
     held_seeds = HELD_SEEDS[:2] if args.quick or focus else HELD_SEEDS
@@ -297,7 +297,7 @@ def run(name: str, args):
                                   "uniform_psnr": plan_row["uniform_psnr"], "evals": evals})
                 print(f"hindsight {speed:g}x {scene}: {score:.2f} dB ({evals} runs)", flush=True)
 
-    report(args.out, rows, hindsight, plans, scenes, held, time.time() - t0, name, b.steps,
+    report(args.out, rows, hindsight, plans, scenes, held, time.time() - t0, b.name, b.steps,
            failures, cal_seeds)
 
 
@@ -487,7 +487,7 @@ def matched_gain(by_name, speed, scene):
     return None
 
 
-def pareto(path: Path, table, name="demo", steps=STEPS):
+def pareto(path: Path, table, model_name="demo", steps=STEPS):
     """Two panels: PSNR against block-stack speedup and against wall-time speedup."""
     import matplotlib
 
@@ -523,7 +523,7 @@ def pareto(path: Path, table, name="demo", steps=STEPS):
     axes[0].set_ylabel("PSNR dB vs uncached (held-out seeds)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle(f"AdaCache on the {name} model, {steps} steps, held-out seeds: quality "
+    fig.suptitle(f"AdaCache on the {model_name} model, {steps} steps, held-out seeds: quality "
                  "against speed")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)

@@ -123,13 +123,15 @@ def load_conditioning(path: Path) -> tuple[list[str], dict[str, tuple[list, list
     return names, conds
 
 
-def load(name: str) -> ZooModel:
-    """Load zoo model ``name`` (``demo``, ``hunyuan``, ``cosmos``) the way ComfyUI does."""
+def load(name: str, weights: Path | None = None) -> ZooModel:
+    """Load zoo model ``name`` (``demo``, ``hunyuan``, ``cosmos``) the way ComfyUI does
+    (``weights``: another file of that model, e.g. a new training run's)."""
     import comfy.sd
 
     if name not in FILES:
         raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(NAMES)}")
     model_file, scenes_file = FILES[name]
+    model_file = Path(weights) if weights is not None else model_file
     if not model_file.exists():
         raise FileNotFoundError(f"{model_file} is missing: train it with "
                                 f"scripts/train_zoo_model.py --model {name}")

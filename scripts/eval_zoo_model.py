@@ -53,13 +53,15 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="evaluate another weights file of that model (e.g. a new training run)")
     ap.add_argument("--out", type=Path, default=ROOT / "demo_output" / "zoo_eval")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     host = _load("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
     host.boot_host()
     zoo_mod = _load("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
-    zoo = zoo_mod.load(args.model)
+    zoo = zoo_mod.load(args.model, args.weights)
     w = zoo.world
 
     renders = {s: zoo.render(s, seed=10_000 + i, count=32) for i, s in enumerate(zoo.scenes)}
