@@ -510,3 +510,50 @@ def test_picking_a_saved_codebook_shows_its_values(page, server):  # noqa: F811
     assert page.evaluate(
         "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'rates').value",
         editor) == "4, 2, 1"
+
+
+# --- the auto presets -------------------------------------------------------------------------
+
+
+def test_auto_calibrates_on_the_first_run_and_is_faster_on_the_second(page):  # noqa: F811
+    """A new AdaCache Apply with the default preset (auto): the first run computes every step
+    and the node says it is calibrating; the second computes fewer, and the node says it runs
+    the calibrated plan."""
+    load(page, demo_workflow())
+    run_id = page.evaluate("""() => {
+        const g = window.app.graph;
+        const apply = g._nodes.find(n => n.type === 'AdaCacheApply'
+            && n.widgets.find(w => w.name === 'preset').value !== 'calibrate');
+        for (const name of ['codebook', 'moreg']) {
+            const slot = apply.inputs.findIndex(i => i.name === name);
+            if (apply.inputs[slot].link != null) apply.disconnectInput(slot);
+        }
+        const fresh = window.LiteGraph.createNode('AdaCacheApply');
+        apply.widgets.find(w => w.name === 'preset').value =
+            fresh.widgets.find(w => w.name === 'preset').value;  // the default of a new node
+        // a setup no other test calibrated: its own cfg
+        for (const link of apply.outputs[0].links ?? []) {
+            const sampler = g.getNodeById(g.links[link]?.target_id ?? g.getLink?.(link)?.target_id);
+            const cfg = sampler?.widgets?.find(w => w.name === 'cfg');
+            if (cfg) cfg.value = 3.7;
+        }
+        return apply.id;
+    }""")
+    preset = page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'preset').value""", run_id)
+    assert preset.startswith("auto"), preset
+
+    def warnings():
+        return page.evaluate("""(id) => window.adacache.stateOf(window.app.graph
+            .getNodeById(id)).summary.warnings""", run_id)
+
+    first = queue_and_wait(page, run_id)
+    assert first["pattern"] == "C" * 30
+    assert warnings()[0].startswith("auto: calibrating"), warnings()
+    page.screenshot(path=str(SHOTS / "auto_first_run.png"))
+    page.evaluate("""() => { for (const n of window.app.graph._nodes) {
+        const w = n.widgets?.find(w => w.name === 'seed'); if (w) w.value += 17; } }""")
+    second = queue_and_wait(page, run_id, first["run"])
+    assert second["pattern"].count("C") < 30 and "." in second["pattern"]
+    assert warnings()[0].startswith("auto: the calibrated plan"), warnings()
+    page.screenshot(path=str(SHOTS / "auto_second_run.png"))
