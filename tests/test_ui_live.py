@@ -557,3 +557,23 @@ def test_auto_calibrates_on_the_first_run_and_is_faster_on_the_second(page):  # 
     assert second["pattern"].count("C") < 30 and "." in second["pattern"]
     assert warnings()[0].startswith("auto: the calibrated plan"), warnings()
     page.screenshot(path=str(SHOTS / "auto_second_run.png"))
+
+
+def test_a_plan_run_shows_one_schedule_until_an_edit(page):  # noqa: F811
+    """After a calibrated plan's run the node shows the schedule that ran, no what-if of the
+    plan's thresholds beside it; dragging a threshold brings the what-if."""
+    load(page, demo_workflow())
+    tag_plots(page)
+    run_id = page.evaluate("""() => window.app.graph._nodes.find(n => n.type === 'AdaCacheApply'
+        && n.widgets.find(w => w.name === 'preset').value !== 'calibrate').id""")
+    data = queue_and_wait(page, run_id)
+    assert int(data["expected"]) > 0  # a calibrated plan ran (its expected change is drawn)
+    assert data["predicted"] == "" and data["predictedCount"] == ""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "plan_run_one_schedule.png"))
+    spot = page.evaluate(BAND, [run_id, 0])  # click a band's rate: an edit
+    page.mouse.click(spot["x"], spot["y"])
+    page.wait_for_timeout(400)
+    frames(page)
+    edited = plot_data(page, run_id)
+    assert edited["predicted"] != "" and int(edited["predictedCount"]) > 0

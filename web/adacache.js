@@ -282,9 +282,10 @@ function drawPlot(ctx, w, h, node) {
   ctx.fillStyle = COLORS.text;
   headerText(st).forEach((line, i) => ctx.fillText(line, 8, 13 + 13 * i));
   const gaps = st.summary?.calibration_sample?.gap_distances ?? null;
-  const prediction = cb ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
-  // A calibrated plan picks rates from the model's change profile, not from thresholds.
-  if (prediction && !st.whatif && st.codebook?.planned) prediction.approximate = true;
+  // After a calibrated plan's run the node shows one schedule, the one that ran: the plan picks
+  // rates from the model's change profile, not from thresholds, so a what-if of its thresholds
+  // appears only once the artist edits them.
+  const prediction = cb && !planned ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
   L.prediction = prediction;
   if (prediction) {
     ctx.fillStyle = COLORS.whatif;
@@ -449,7 +450,7 @@ function drawPlot(ctx, w, h, node) {
   ctx.fillStyle = COLORS.dim;
   ctx.textAlign = "right";
   ctx.fillText("run", L.left - 4, L.runStrip + 8);
-  ctx.fillText("what-if", L.left - 4, L.whatifStrip + 8);
+  if (prediction) ctx.fillText("what-if", L.left - 4, L.whatifStrip + 8);
   ctx.textAlign = "left";
 
   // x axis: step numbers (1-based, as the sampler's progress bar counts)
