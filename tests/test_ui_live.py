@@ -577,3 +577,39 @@ def test_a_plan_run_shows_one_schedule_until_an_edit(page):  # noqa: F811
     frames(page)
     edited = plot_data(page, run_id)
     assert edited["predicted"] != "" and int(edited["predictedCount"]) > 0
+
+
+def test_use_this_codebook_never_undoes_calibration_or_a_plan(page):  # noqa: F811
+    """On the demo's calibrating Apply the button keeps preset 'calibrate' (the next queue still
+    calibrates and AdaCache Calibrate still fits); on the plan-fed Apply it asks first, saying
+    what changes, and a dismissed question changes nothing."""
+    load(page, demo_workflow())
+    ids = page.evaluate("""() => {
+        const applies = window.app.graph._nodes.filter(n => n.type === 'AdaCacheApply');
+        const preset = (n) => n.widgets.find(w => w.name === 'preset').value;
+        return {cal: applies.find(n => preset(n) === 'calibrate').id,
+                run: applies.find(n => preset(n) !== 'calibrate').id}; }""")
+    first = queue_and_wait(page, ids["run"])
+    press = """(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'adacache_schedule').element.querySelector('.adacache-use').click()"""
+    source = """(id) => { const g = window.app.graph, n = g.getNodeById(id);
+        const link = n.inputs.find(i => i.name === 'codebook').link;
+        const l = g.links[link] ?? g.getLink?.(link); return g.getNodeById(l.origin_id).type; }"""
+    preset = """(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'preset').value"""
+
+    messages = []
+    page.on("dialog", lambda d: (messages.append(d.message), d.dismiss()))
+    page.evaluate(press, ids["run"])
+    page.wait_for_timeout(300)
+    assert messages and "calibrated plan" in messages[0], messages
+    assert page.evaluate(source, ids["run"]) == "AdaCacheCalibrate"  # nothing replaced
+    assert page.evaluate(preset, ids["run"]) == "custom"
+
+    page.evaluate(press, ids["cal"])
+    assert page.evaluate(preset, ids["cal"]) == "calibrate"
+    assert page.evaluate(source, ids["cal"]) == "AdaCacheCodebookEditor"
+    second = queue_and_wait(page, ids["run"], first["run"])  # Calibrate fits again: it queues
+    assert second["state"] == "done"
+    calibrating = plot_data(page, ids["cal"])
+    assert set(calibrating["pattern"]) == {"C"}

@@ -592,7 +592,8 @@ function addPlotWidget(node) {
     return b;
   };
   const use = button("Use this codebook", "Write the codebook shown into the connected Codebook " +
-    "Editor (one is added if none is connected) and set preset to custom");
+    "Editor (one is added if none is connected) and set preset to custom (an Apply feeding " +
+    "AdaCache Calibrate keeps 'calibrate'; a connected plan is replaced only after you confirm)");
   use.className = "adacache-use";
   const reset = button("Reset", "Back to the codebook the run used");
   reset.className = "adacache-reset";
@@ -786,7 +787,11 @@ function redrawApply(node) {
 }
 
 // --- "Use this codebook": into the Codebook Editor feeding this AdaCache Apply --------------------
-export function useCodebook(apply, cb) {
+// Never undoes work: a calibrating Apply that feeds AdaCache Calibrate keeps its preset (the
+// written codebook waits in the editor, the next queue still calibrates), and a codebook from
+// another node (a calibrated plan from AdaCache Calibrate) is replaced only after the artist
+// confirms, being told what changes.
+export function useCodebook(apply, cb, confirmReplace = (text) => window.confirm(text)) {
   if (!cb) return null;
   const graph = apply.graph ?? app.graph;
   const slot = apply.inputs?.findIndex((i) => i.name === "codebook") ?? -1;
@@ -795,6 +800,15 @@ export function useCodebook(apply, cb) {
   if (linkId != null) {
     const link = linkById(graph, linkId);
     editor = link ? graph.getNodeById(link.origin_id) : null;
+  }
+  if (editor && editor.type !== EDITOR) {
+    const source = editor.title || editor.type;
+    const planned = stateOf(apply).codebook?.planned;
+    const text = `Replace the codebook from "${source}"` +
+      (planned ? " (a calibrated plan)" : "") + " with a Codebook Editor holding these " +
+      `thresholds and rates? The next run then uses them` +
+      (planned ? " instead of the plan, which picks its steps from the model's profile." : ".");
+    if (!confirmReplace(text)) return null;
   }
   if (!editor || editor.type !== EDITOR) {
     editor = LiteGraph.createNode(EDITOR);
@@ -805,7 +819,13 @@ export function useCodebook(apply, cb) {
   setWidget(editor, "thresholds", cb.thresholds.map((t) => String(t)).join(", "));
   setWidget(editor, "rates", cb.rates.join(", "));
   setWidget(editor, "saved", USE_ABOVE);
-  setWidget(apply, "preset", "custom");
+  // a calibrating Apply that feeds AdaCache Calibrate stays calibrating (custom would make the
+  // next queue fail there); anywhere else the written codebook takes effect on the next run
+  const feedsCalibrate = (apply.outputs ?? []).some((o) => (o.links ?? []).some((id) =>
+    graph.getNodeById(linkById(graph, id)?.target_id)?.type === "AdaCacheCalibrate"));
+  if (!(widget(apply, "preset")?.value === "calibrate" && feedsCalibrate)) {
+    setWidget(apply, "preset", "custom");
+  }
   graph.setDirtyCanvas?.(true, true);
   app.graph.setDirtyCanvas?.(true, true);
   return editor;
