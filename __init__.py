@@ -5,8 +5,11 @@ WEB_DIRECTORY = "./web"
 try:
     import comfy  # noqa: F401  (registration only inside a ComfyUI host)
 except ImportError:
-    pass
-else:
+    comfy = None
+
+# Registration needs the pack imported as a package (ComfyUI: custom_nodes/<folder>); pytest may
+# load this file as a plain module from a checkout whose folder name is not an identifier.
+if comfy is not None and __package__:
     from .nodes.adacache_nodes import comfy_entrypoint  # noqa: F401
     from .nodes.demo_nodes import register_demo_model
 
