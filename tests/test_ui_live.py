@@ -564,6 +564,8 @@ def test_a_plan_run_shows_one_schedule_until_an_edit(page):  # noqa: F811
     plan's thresholds beside it; dragging a threshold brings the what-if."""
     load(page, demo_workflow())
     tag_plots(page)
+    page.evaluate("""(seed) => { for (const n of window.app.graph._nodes) {
+        const w = n.widgets?.find(w => w.name === 'seed'); if (w) w.value = seed; } }""", 7301)
     run_id = page.evaluate("""() => window.app.graph._nodes.find(n => n.type === 'AdaCacheApply'
         && n.widgets.find(w => w.name === 'preset').value !== 'calibrate').id""")
     data = queue_and_wait(page, run_id)
@@ -584,12 +586,14 @@ def test_use_this_codebook_never_undoes_calibration_or_a_plan(page):  # noqa: F8
     calibrates and AdaCache Calibrate still fits); on the plan-fed Apply it asks first, saying
     what changes, and a dismissed question changes nothing."""
     load(page, demo_workflow())
+    page.evaluate("""(seed) => { for (const n of window.app.graph._nodes) {
+        const w = n.widgets?.find(w => w.name === 'seed'); if (w) w.value = seed; } }""", 7402)
     ids = page.evaluate("""() => {
         const applies = window.app.graph._nodes.filter(n => n.type === 'AdaCacheApply');
         const preset = (n) => n.widgets.find(w => w.name === 'preset').value;
         return {cal: applies.find(n => preset(n) === 'calibrate').id,
                 run: applies.find(n => preset(n) !== 'calibrate').id}; }""")
-    first = queue_and_wait(page, ids["run"])
+    first = queue_and_wait(page, ids["run"])  # seeds no other test queued: nothing cached
     press = """(id) => window.app.graph.getNodeById(id).widgets
         .find(w => w.name === 'adacache_schedule').element.querySelector('.adacache-use').click()"""
     source = """(id) => { const g = window.app.graph, n = g.getNodeById(id);
