@@ -25,7 +25,7 @@ import torch
 from .codebook import Codebook, CodebookError
 from .metrics import relative_distance
 from .moreg import MoRegSettings
-from .plan import Planner, step_weights
+from .plan import Planner, even_positions, step_weights
 from .schedule import preview_schedule
 
 MAX_GAP = 24  # longest gap a calibration run measures (covers 6x at 30 steps, 2x at 50)
@@ -72,9 +72,7 @@ class CalibrationSample:
 
     def step_positions(self) -> tuple[float, ...]:
         """Positions of the steps and the end; a sample without them spans the schedule."""
-        return self.positions or tuple(
-            1.0 - i / max(self.n_steps, 1) for i in range(self.n_steps + 1)
-        )
+        return self.positions or even_positions(self.n_steps)
 
     @property
     def n_steps(self) -> int:

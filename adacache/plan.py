@@ -15,7 +15,7 @@ At a compute step ``t`` reached after a gap ``k``, the video's own change is com
 profile, ``ratio = c_t / reference(t, k)`` (MoReg multiplies ``c_t`` as usual; the ratio is
 clamped to ``RATIO_RANGE``). The plan then minimises, over the rest of the run,
 
-    ratio * (predicted reuse error on the profile) + cost_per_compute * (number of computes)
+    ratio ** 2 * (predicted reuse error on the profile) + cost_per_compute * (number of computes)
 
 (an exact dynamic programme over gaps of at most ``max_gap`` steps) and takes its first gap as
 the rate. Only step 0 is always computed (there is nothing to reuse before it) and steps the

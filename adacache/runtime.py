@@ -608,16 +608,17 @@ class AdaCacheRun:
         (a reference motion): the MoReg Settings constants give a factor near 0 there, which
         would skip almost every step. So a plan brings back the MoReg calibrated with it, and
         MoReg without a reference is turned off with a plan that has none."""
-        if not self.codebook.planned or (moreg is not None and moreg.reference):
-            return moreg
+        if not self.codebook.planned or (moreg is not None and (
+            moreg.reference or not moreg.enabled
+        )):
+            return moreg  # no plan, MoReg calibrated already, or switched off
         carried = self.codebook.moreg
-        if moreg is None or not moreg.enabled:
-            if carried is not None and moreg is None:
+        if moreg is None:
+            if carried is not None:
                 self.warnings.append(
                     "MoReg: the calibrated plan brings back the MoReg calibrated with it"
                 )
-                return carried
-            return moreg
+            return carried
         if carried is not None:
             self.warnings.append(
                 "MoReg: the connected MoReg Settings' reference constants do not fit a calibrated "

@@ -15,17 +15,11 @@ import threading
 
 from ..adacache import AUTO_PRESETS, CodebookError, calibrate
 from .calibration_store import STORE
-from .run_setup import store_key
+from .run_setup import same_setup, store_key
 
 log = logging.getLogger("AdaCache")
-SETUP_FIELDS = ("latent", "sampler", "cfg")  # runs a plan is fitted from share these
-_PLANS: dict[tuple, object] = {}  # (store key, setup, run ids, speed) -> fitted codebook
+_PLANS: dict[tuple, object] = {}  # (the runs, speed) -> fitted codebook
 _LOCK = threading.Lock()
-
-
-def same_setup(a: dict | None, b: dict | None) -> bool:
-    a, b = a or {}, b or {}
-    return all(a.get(k) == b.get(k) for k in SETUP_FIELDS)
 
 
 def resolve_auto(config, setup: dict | None):
@@ -34,7 +28,7 @@ def resolve_auto(config, setup: dict | None):
     speed = AUTO_PRESETS[config.preset]
     key = store_key(setup) if setup else None
     runs = [r for r in STORE.runs(key) if same_setup(r.sample.setup, setup)] if key else []
-    plan = _plan(key, setup, runs, speed) if runs else None
+    plan = _plan(runs, speed) if runs else None
     if plan is not None:
         note = (f"auto: the calibrated plan for {speed:g}x fewer block-stack steps, from "
                 f"{len(runs)} recorded full run(s) of this model and setup")
@@ -45,9 +39,9 @@ def resolve_auto(config, setup: dict | None):
     return dataclasses.replace(config, preset="calibrate", notes=(*config.notes, note))
 
 
-def _plan(key, setup, runs, speed):
-    cache_key = (key, tuple(setup.get(k) and str(setup.get(k)) for k in SETUP_FIELDS),
-                 tuple(r.run for r in runs), speed)
+def _plan(runs, speed):
+    # a run continued on the next slice keeps its id with a longer sample: its time is new
+    cache_key = (tuple((r.run, r.recorded) for r in runs), speed)
     with _LOCK:
         if cache_key in _PLANS:
             return _PLANS[cache_key]

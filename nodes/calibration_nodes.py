@@ -9,7 +9,6 @@ AdaCache Calibrate fits a plan to them (``adacache.calibrate``) and saves it as
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict
@@ -20,7 +19,7 @@ from ..adacache import AUTO_PRESETS, MoRegSettings, calibrate
 from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
 from .patch import check_model
 from .report import check_latent
-from .run_setup import store_key
+from .run_setup import same_setup, store_key
 from .saved_codebooks import (  # noqa: F401 (re-exported)
     USE_VALUES_ABOVE,
     check_name,
@@ -51,14 +50,6 @@ def _handle_of(model):
             "recorded, queue a few seeds or prompts, then calibrate"
         )
     return handle
-
-
-SETUP_FIELDS = ("latent", "sampler", "cfg")  # runs fitted together share these
-
-
-def _setup_of(run: RecordedRun) -> tuple:
-    setup = run.sample.setup or {}
-    return tuple(json.dumps(setup.get(k)) for k in SETUP_FIELDS)
 
 
 def _finite(value, name: str) -> float:
@@ -159,8 +150,8 @@ class AdaCacheCalibrate(io.ComfyNode):
             )
         if runs == RUNS_LATEST:
             recorded = recorded[-1:]
-        newest = _setup_of(recorded[-1])
-        used = [r for r in recorded if _setup_of(r) == newest]
+        newest = recorded[-1].sample.setup
+        used = [r for r in recorded if same_setup(r.sample.setup, newest)]
         skipped = len(recorded) - len(used)
         result = calibrate([r.sample for r in used], speed=speed, moreg=bool(moreg))
         n_steps = result.n_steps

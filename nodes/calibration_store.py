@@ -88,10 +88,9 @@ def attach_recorder(model) -> None:
                 noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
                 batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
                 run_id = getattr(run, "calibration_run_id", None) or uuid.uuid4().hex
-                sample = run.calibration_sample()
+                carry = run.calibration_carry()  # holds this run's sample
                 key = store_key(run.setup) or store_key(executor.class_obj.model_patcher)
-                STORE.add(key, RecordedRun(sample, prompt, time.time(), run_id, batch))
-                carry = run.calibration_carry()
+                STORE.add(key, RecordedRun(carry.sample, prompt, time.time(), run_id, batch))
                 carry.recorders = [r.offloaded() for r in carry.recorders]
                 sigmas = args[3] if len(args) > 3 else kwargs.get("sigmas")
                 handle.calibration_carry = (

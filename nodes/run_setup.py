@@ -31,6 +31,15 @@ def model_fingerprint(diffusion_model) -> str:
     return fingerprint
 
 
+SETUP_FIELDS = ("latent", "sampler", "cfg")  # runs one plan is fitted from share these
+
+
+def same_setup(a: dict | None, b: dict | None) -> bool:
+    """Whether two runs' setups agree on SETUP_FIELDS (runs without a setup agree)."""
+    a, b = a or {}, b or {}
+    return all(a.get(k) == b.get(k) for k in SETUP_FIELDS)
+
+
 def model_identity(model_patcher) -> dict:
     """The model class and a fingerprint of its weights and weight patches (LoRAs)."""
     diffusion_model = model_patcher.get_model_object("diffusion_model")
