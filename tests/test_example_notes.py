@@ -19,6 +19,7 @@ import pytest
 import torch
 from make_demo_workflow import CALIBRATE_SPEED, PLAN_NAME  # scripts/ is on sys.path (comfy_host)
 from make_example_workflows import DEMO_FILE, MOREG_TEXT, PRESETS_TEXT, VERBOSE_TEXT, WORKFLOWS
+from test_calibration import node, user_dir  # noqa: F401  (user_dir: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -84,14 +85,6 @@ def model():
     import comfy.sd
 
     return comfy.sd.load_diffusion_model(str(MODEL))
-
-
-def node(cls, unique_id=None):
-    """The node class as ComfyUI's executor runs it (hidden inputs set on a clone)."""
-    hidden = {"UNIQUE_ID": unique_id}
-    if "v3_data" in inspect.signature(cls.PREPARE_CLASS_CLONE).parameters:  # newer hosts
-        return cls.PREPARE_CLASS_CLONE({"hidden_inputs": hidden})
-    return cls.PREPARE_CLASS_CLONE(hidden)
 
 
 def apply(pack, model, preset, codebook=None, moreg=None, unique_id="notes", **overrides):
@@ -342,17 +335,7 @@ def test_flux_note_on_moreg_for_images():
 # --- the demo's note: calibrate, then run --------------------------------------------------------
 
 
-@pytest.fixture()
-def user_dir(tmp_path):
-    import folder_paths
-
-    previous = folder_paths.get_user_directory()
-    folder_paths.set_user_directory(str(tmp_path / "user"))
-    yield tmp_path / "user"
-    folder_paths.set_user_directory(previous)
-
-
-def test_demo_note_on_calibrate_then_run(pack, model, user_dir):
+def test_demo_note_on_calibrate_then_run(pack, model, user_dir):  # noqa: F811
     from comfyui_adacache.nodes.demo_nodes import DEMO_ENV, demo_enabled
 
     title = DEMO_FILE[:-len(".json")]

@@ -23,6 +23,7 @@ from comfyui_adacache.adacache.families.wan import WAN
 from comfyui_adacache.adacache.metrics import metric_sample, relative_distance
 from comfyui_adacache.adacache.plan import RATIO_RANGE, Planner, default_max_gap, even_positions
 from comfyui_adacache.adacache.runtime import plan_mismatch
+from test_calibration import node
 
 N = 30
 
@@ -256,13 +257,11 @@ def demo():
     return model, pos, neg, adacache_nodes, calibration_nodes
 
 
-def calibrating(demo, model=None):
-    model, nodes = model or demo[0], demo[3]
-    node = nodes.AdaCacheApply.PREPARE_CLASS_CLONE(
-        {"UNIQUE_ID": None}) if "v3_data" not in str(
-        nodes.AdaCacheApply.PREPARE_CLASS_CLONE.__code__.co_varnames) else \
-        nodes.AdaCacheApply.PREPARE_CLASS_CLONE({"hidden_inputs": {"UNIQUE_ID": None}})
-    return node.execute(model, "calibrate", "l1", "middle", 0.0, 1.0, False).args[0]
+def calibrating(demo, preset="calibrate"):
+    """The demo model through AdaCache Apply, as ComfyUI's executor runs the node."""
+    model, nodes = demo[0], demo[3]
+    return node(nodes.AdaCacheApply).execute(
+        model, preset, "l1", "middle", 0.0, 1.0, False).args[0]
 
 
 def advanced(model, pos, neg, start, end, add_noise=True, steps=16):
@@ -326,12 +325,8 @@ def test_auto_calibrates_on_the_first_run_and_runs_the_plan_on_the_next(demo):
     import comfy.sample
     from comfyui_adacache.nodes import demo_latent
 
-    model, pos, neg, nodes, calibration = demo
-    node = nodes.AdaCacheApply.PREPARE_CLASS_CLONE(
-        {"hidden_inputs": {"UNIQUE_ID": None}}) if "v3_data" in str(
-        nodes.AdaCacheApply.PREPARE_CLASS_CLONE.__code__.co_varnames) else \
-        nodes.AdaCacheApply.PREPARE_CLASS_CLONE({"UNIQUE_ID": None})
-    patched = node.execute(model, "auto balanced (3x)", "l1", "middle", 0.0, 1.0, False).args[0]
+    model, pos, neg, _, calibration = demo
+    patched = calibrating(demo, "auto balanced (3x)")
     calibration.STORE.clear(calibration.store_key(patched))
     handle = patched.model_options["transformer_options"]["adacache_handle"]
     latent = torch.zeros(1, 16, demo_latent.FRAMES, demo_latent.LATENT_HW, demo_latent.LATENT_HW)
