@@ -82,12 +82,6 @@ def latent_to_rgb(z: torch.Tensor) -> torch.Tensor:
     return demo_latent().latent_to_rgb(z)
 
 
-def _bounce(p: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    span = hi - lo
-    q = torch.remainder(p - lo, 2 * span)
-    return lo + torch.where(q > span, 2 * span - q, q)
-
-
 def render_scenes(classes: torch.Tensor, generator: torch.Generator,
                   frames: int = FRAMES, size: int = RGB_HW) -> torch.Tensor:
     """One random video per entry of ``classes`` (indices into SCENES): RGB [B, 3, T, S, S].
@@ -130,7 +124,7 @@ def render_scenes(classes: torch.Tensor, generator: torch.Generator,
     speed = torch.where(is_[2][:, None], (2.0 + rand(b, k) * 0.8) * sc, speed)
     vel = torch.stack([torch.cos(ang), torch.sin(ang)], -1) * speed[..., None]
     pos = pos0[:, :, None, :] + vel[:, :, None, :] * t[None, None, :, None]  # [B, K, T, 2]
-    pos = _bounce(pos, margin - sc, size - margin + sc)
+    pos = demo_latent().bounce(pos, margin - sc, size - margin + sc)
 
     # camera pan: a screen offset per frame, horizontal or vertical
     pan_speed = is_[3].float() * (1.2 + rand(b) * 0.6) * sc * sign(b)

@@ -104,7 +104,7 @@ def motion_score(rgb: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------- scene synthesis
-def _bounce(p: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+def bounce(p: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """Reflect positions into [lo, hi] (a ball bouncing between two walls)."""
     span = hi - lo
     q = torch.remainder(p - lo, 2 * span)
@@ -153,7 +153,7 @@ def render_scenes(classes: torch.Tensor, generator: torch.Generator,
 
     t = torch.arange(frames, device=dev, dtype=torch.float32)
     pos = pos0[:, :, None, :] + vel[:, :, None, :] * t[None, None, :, None]  # [B, K, T, 2]
-    pos = _bounce(pos, margin - sc, size - margin + sc)
+    pos = bounce(pos, margin - sc, size - margin + sc)
     offset = pan[:, None] * t[None, :]  # [B, T] camera x offset (world = screen + offset)
 
     ys = torch.arange(size, device=dev, dtype=torch.float32) + 0.5
