@@ -425,9 +425,10 @@ def test_moreg_says_when_the_video_has_no_motion_to_measure(wan):
 
 # -- per-run state -------------------------------------------------------------------------------
 def test_two_threads_sampling_one_patched_model_keep_their_own_runs(wan):
-    """ComfyUI keeps one ``current_patcher`` per loaded model, cleared when a sampling call
-    cleans up, so the two samplers are made to finish their loops together before either
-    cleans up; until then their model calls interleave freely."""
+    """ComfyUI's model loading and clean-up are not thread-safe (one ``current_patcher`` per
+    loaded model, object patches applied and removed on the shared modules), so the two
+    samplers enter their loops together (both loaded) and finish them together (before either
+    cleans up); in between, their model calls interleave freely."""
     fast = patched(wan)
     jobs = {"a": dict(lat=latent(), seed=1), "b": dict(lat=latent(frames=3), seed=2)}
     expected = {k: sample(fast, **kw) for k, kw in jobs.items()}
@@ -439,13 +440,14 @@ def test_two_threads_sampling_one_patched_model_keep_their_own_runs(wan):
 
     together = threading.Barrier(len(jobs), timeout=120)
 
-    def finish_together(executor, *args, **kwargs):
+    def loops_together(executor, *args, **kwargs):
+        together.wait()  # both samplers have loaded the model
         out = executor(*args, **kwargs)
         together.wait()
         return out
 
     fast.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "interleave", slow_down)
-    fast.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, "together", finish_together)
+    fast.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, "together", loops_together)
     results, errors = {}, []
 
     def work(name):
