@@ -40,9 +40,7 @@ import argparse
 import json
 import logging
 import math
-import platform
 import shlex
-import statistics
 import sys
 import time
 import types
@@ -51,9 +49,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-COMFY = ROOT / ".host" / "ComfyUI"
 RESULTS = ROOT / "benchmarks" / "results"
-PACK = "comfyui_adacache"
+sys.path.insert(0, str(ROOT / "tests"))  # comfy_host only; never the repo root (nodes/ shadows)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import comfy_host  # noqa: E402
+from benchkit import fmt, jsonable, median, psnr  # noqa: E402
+from benchkit import machine_info as benchkit_machine_info  # noqa: E402
+
 TIMER_KEY = "adacache_bench_gpu_timer"
 
 # latent [1, 16, frames, height, width]; Wan's VAE: frames = (video frames - 1) / 4 + 1, /8 space
@@ -82,37 +84,21 @@ DEFAULT_METHODS = "uncached,adacache-fast,adacache-slow,adacache-fast-offload"
 
 # -- host --------------------------------------------------------------------------------------
 def boot() -> types.SimpleNamespace:
-    """The real ComfyUI host in-process, on CUDA when there is one (tests/comfy_host.py forces
-    CPU). The pack is imported as a package without running its root ``__init__`` (node
-    registration pulls ``comfy_api.latest``, hence PyAV, which the bench does not need)."""
-    if str(COMFY) not in sys.path:
-        sys.path.insert(0, str(COMFY))
-    import comfy.options
-
-    comfy.options.enable_args_parsing(False)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = not torch.cuda.is_available()
-    comfy.cli_args.args.use_pytorch_cross_attention = True
+    """The real ComfyUI host in-process (tests/comfy_host.py), on CUDA when there is one."""
+    comfy_host.boot_host(cpu=not torch.cuda.is_available())
+    comfy_host.import_pack(register_nodes=False)
     import comfy.ldm.modules.attention as attention
     import comfy.ldm.wan.model as wan_model
     import comfy.model_management as mm
     import comfy.ops
     import comfy.sample
     import comfy.sd
-    import comfyui_version
-
-    if PACK not in sys.modules:
-        package = types.ModuleType(PACK)
-        package.__path__ = [str(ROOT)]
-        package.__file__ = str(ROOT / "__init__.py")
-        sys.modules[PACK] = package
     from comfyui_adacache.adacache import AdaCacheConfig, Codebook, runtime
     from comfyui_adacache.nodes.patch import apply_adacache
 
     return types.SimpleNamespace(
         mm=mm, ops=comfy.ops, sample=comfy.sample, sd=comfy.sd, wan=wan_model,
-        attention=attention, version=comfyui_version.__version__, runtime=runtime,
+        attention=attention, version=comfy_host.VERSION, runtime=runtime,
         AdaCacheConfig=AdaCacheConfig, Codebook=Codebook, apply_adacache=apply_adacache,
     )
 
@@ -227,17 +213,6 @@ def computed_flags(calls: list[dict], summary: dict | None) -> list[bool]:
         return [True] * len(calls)
     at = {r["sigma"]: bool(r["computed"]) for r in summary["trace"] if r["computed"] is not None}
     return [at[min(at, key=lambda s: abs(s - c["sigma"]))] for c in calls]
-
-
-def psnr(ref: torch.Tensor, out: torch.Tensor) -> float:
-    data_range = float(ref.max() - ref.min())
-    mse = float((ref.double() - out.double()).pow(2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 # -- one configuration -------------------------------------------------------------------------
@@ -414,14 +389,6 @@ def run_config(h, name: str, args, probe: StoreProbe) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------------
-def fmt(v, spec="{:.2f}"):
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return spec.format(v)
-
-
 def offload_line(off: dict) -> list[str]:
     ratio = off["wall_ratio_offload_vs_gpu"]
     return [
@@ -518,29 +485,10 @@ def render(report: dict) -> str:
 
 
 def machine_info(h) -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "comfyui": h.version,
-        "device": str(h.mm.get_torch_device()),
-        "attention": getattr(h.attention.optimized_attention, "__name__", "?"),
-        "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"
-    return info
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+    return benchkit_machine_info(
+        comfyui=h.version, device=str(h.mm.get_torch_device()),
+        attention=getattr(h.attention.optimized_attention, "__name__", "?"),
+    )
 
 
 def unjson(value):

@@ -35,7 +35,6 @@ the machine is shared, so expect noise).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -46,6 +45,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import jsonable, load_module, psnr, ssim  # noqa: E402
+
 STEPS, CFG = 30, 3.0
 CAL_SEEDS = (0, 1, 2, 3)
 HELD_SEEDS = (100, 101, 102, 103)
@@ -53,29 +55,9 @@ PLAN_SPEEDS = (2.0, 3.0, 4.0, 5.0, 6.0)
 PLAN_MOREG_SPEEDS = (2.0, 3.0, 4.0)
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2)
-    return 99.0 if mse == 0 else float(10 * np.log10(1.0 / mse))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    # frames: [B, C, T, H, W] uint8 -> per frame HWC
-    x = a[0].transpose(1, 2, 3, 0)
-    y = b[0].transpose(1, 2, 3, 0)
-    return float(np.mean([
-        structural_similarity(f, g, channel_axis=-1, data_range=255, win_size=7)
-        for f, g in zip(x, y, strict=True)
-    ]))
+def frames(rgb: np.ndarray) -> np.ndarray:
+    """[B, C, T, H, W] uint8 (the first video) -> [T, H, W, C]."""
+    return rgb[0].transpose(1, 2, 3, 0)
 
 
 def uniform_schedule(computed: int, n: int) -> tuple[int, ...]:
@@ -90,13 +72,13 @@ def uniform_schedule(computed: int, n: int) -> tuple[int, ...]:
 
 class Bench:
     def __init__(self, name: str = "demo", steps: int = STEPS):
-        host = _load("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
+        host = load_module("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
         host.boot_host()
         host.import_pack()
         from comfyui_adacache import adacache
         from comfyui_adacache.nodes.patch import apply_adacache
 
-        zoo = _load("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
+        zoo = load_module("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
         self.ac = adacache
         self.apply = apply_adacache
         self.zoo = zoo.load(name)  # through ComfyUI's loader; scenes of that model's world
@@ -164,7 +146,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    zoo = _load("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
+    zoo = load_module("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
     for name in zoo.resolve(args.model):
         run(name, args)
 
@@ -269,12 +251,13 @@ def run(model_name: str, args):
                 sigmas = sorted({round(s, 6) for s in b.inner_calls}, reverse=True)
                 computed, pattern = len(sigmas), None
             row = {"method": method_name, "scene": scene, "seed": seed, "computed": computed,
-                   "pattern": pattern, "psnr": psnr(rgb, ref), "ssim": ssim(rgb, ref),
+                   "pattern": pattern, "psnr": psnr(rgb, ref),
+                   "ssim": ssim(frames(rgb), frames(ref)),
                    "wall_ratio": uncached_seconds / seconds}
             if "native" not in method:
                 uni, _, _ = b.fixed(scene, seed, uniform_schedule(computed, b.steps))
                 row["uniform_psnr"] = psnr(uni, ref)
-                row["uniform_ssim"] = ssim(uni, ref)
+                row["uniform_ssim"] = ssim(frames(uni), frames(ref))
             rows.append(row)
         print(f"{method_name}: done ({time.time() - t0:.0f}s)", flush=True)
 
@@ -401,10 +384,10 @@ def report(out: Path, rows, hindsight, plans, scenes, held, seconds, name="demo"
           *hs_lines, "", "Targets:", "", *[f"- {t}" for t in targets], "",
           f"![pareto]({stem}_pareto.png)", ""]
     (out / f"{stem}.md").write_text("\n".join(md))
-    (out / f"{stem}.json").write_text(json.dumps(
+    (out / f"{stem}.json").write_text(json.dumps(jsonable(
         {"model": name, "steps": steps, "table": table, "rows": rows, "hindsight": hindsight,
          "targets": targets,
-         "plans": {str(k): v.codebook.to_dict() for k, v in plans.items()}}, indent=1))
+         "plans": {str(k): v.codebook.to_dict() for k, v in plans.items()}}), indent=1))
     pareto(out / f"{stem}_pareto.png", table, name, steps)
     print("\n".join(md))
 

@@ -10,7 +10,6 @@ against the same workflow uncached, same seed. The figures in the SLG warning
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,15 +17,14 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import load_module, psnr  # noqa: E402
+
 SAMPLES = [("fast motion", 0), ("fast motion", 1), ("static", 0), ("static", 1)]
 
 
 def main() -> None:
-    spec = importlib.util.spec_from_file_location("bench_quality",
-                                                  ROOT / "benchmarks" / "bench_quality.py")
-    bq = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = bq
-    spec.loader.exec_module(bq)
+    bq = load_module("bench_quality", ROOT / "benchmarks" / "bench_quality.py")
     torch.set_num_threads(1)
     b = bq.Bench("demo", 30)
     from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
@@ -40,8 +38,8 @@ def main() -> None:
             ref, ref_slg = b.sample(b.model, scene, seed)[0], b.sample(slg, scene, seed)[0]
             fast = b.apply(b.model, b.ac.AdaCacheConfig(preset="fast"))
             fast_slg = b.apply(slg, b.ac.AdaCacheConfig(preset="fast"))
-            plain.append(bq.psnr(b.sample(fast, scene, seed)[0], ref))
-            with_slg.append(bq.psnr(b.sample(fast_slg, scene, seed)[0], ref_slg))
+            plain.append(psnr(b.sample(fast, scene, seed)[0], ref))
+            with_slg.append(psnr(b.sample(fast_slg, scene, seed)[0], ref_slg))
         a, c = float(np.mean(plain)), float(np.mean(with_slg))
         lines.append(f"| 1-{end * 100:g} % | {a:.2f} | {c:.2f} | {c - a:+.2f} |")
         print(lines[-1], flush=True)

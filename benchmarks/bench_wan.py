@@ -35,17 +35,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +49,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # comfy_host only; never the repo root (nodes/ shadows)
 
 import comfy_host  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import fmt, jsonable, machine_info, median, psnr, ssim  # noqa: E402
 
 comfy_host.boot_host()
 comfy_host.import_pack()
@@ -204,57 +203,7 @@ def classify_calls(variant: dict, calls: list[dict], summary: dict | None) -> li
 
 
 # -- quality -----------------------------------------------------------------------------------
-def psnr(ref: torch.Tensor, out: torch.Tensor) -> float:
-    data_range = float(ref.max() - ref.min())
-    mse = float((ref.double() - out.double()).pow(2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
-
-
-def ssim(ref: torch.Tensor, out: torch.Tensor) -> float | None:
-    try:
-        from skimage.metrics import structural_similarity
-    except ImportError:
-        return None
-    data_range = float(ref.max() - ref.min())
-    a = ref[0].double().numpy()  # [C, F, H, W]
-    b = out[0].double().numpy()
-    values = [
-        structural_similarity(
-            a[:, f], b[:, f], channel_axis=0, data_range=data_range, win_size=7
-        )
-        for f in range(a.shape[1])
-    ]
-    return float(np.mean(values))
-
-
 # -- report ------------------------------------------------------------------------------------
-def median(values):
-    return statistics.median(values) if values else None
-
-
-def fmt(v, spec="{:.2f}", none="-"):
-    if v is None:
-        return none
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return spec.format(v)
-
-
-def machine_info() -> dict:
-    import comfyui_version
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "comfyui": comfyui_version.__version__,
-        "device": str(comfy.model_management.get_torch_device()),
-    }
-
-
 def render_markdown(report: dict) -> str:
     cfg, info, rows = report["setup"], report["machine"], report["rows"]
     lines = [
@@ -349,17 +298,6 @@ def render_markdown(report: dict) -> str:
     if report["notes"]:
         lines += ["", "Notes from this run:", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
-
-
-def jsonable(value):
-    """Strict JSON: infinities (identical outputs give PSNR inf) become the string 'inf'."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -489,7 +427,8 @@ def main(argv=None):
             "cached_call_s": cached_t,
             "computed_call_s": computed_t,
             "psnr_db": None if name == "uncached" else psnr(ref_out, outs[0]),
-            "ssim": None if name == "uncached" else ssim(ref_out, outs[0]),
+            "ssim": None if name == "uncached" else ssim(
+                ref_out[0].transpose(0, 1), outs[0][0].transpose(0, 1), channel_axis=1),
             "cache_bytes_per_stream": None,
             "cache_x_hidden": None,
             "pattern": None,
@@ -537,7 +476,10 @@ def main(argv=None):
     report = {
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python",
                                                      "benchmarks/bench_wan.py", *sys.argv[1:]]),
-        "machine": dict(machine_info(), load_average_start=load_start, load_average_end=load_end),
+        "machine": dict(machine_info(
+            comfyui=comfy_host.VERSION,
+            device=str(comfy.model_management.get_torch_device()),
+        ), load_average_start=load_start, load_average_end=load_end),
         "setup": {
             "dim": dm.dim, "ffn": args.ffn, "heads": dm.num_heads, "layers": len(dm.blocks),
             "dtype": str(dtype).replace("torch.", ""), "latent": list(latent.shape),

@@ -24,7 +24,6 @@ the pack.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -34,6 +33,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import load_module  # noqa: E402
+
 ZOO_DIR = ROOT / "models" / "zoo"
 
 FILES = {
@@ -51,20 +53,11 @@ MODEL_TYPES = {"demo": ("WAN21", "WanModel"), "hunyuan": ("HunyuanVideo", "Hunyu
                "cosmos": ("CosmosPredict2", "MiniTrainDIT")}
 
 
-def _load_module(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def world(name: str):
     """The scene module a model was trained on: ``nodes/demo_latent.py`` or ``zoo_scenes.py``."""
     if name == "demo":
-        return _load_module("adacache_demo_latent", ROOT / "nodes" / "demo_latent.py")
-    return _load_module("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
+        return load_module("adacache_demo_latent", ROOT / "nodes" / "demo_latent.py")
+    return load_module("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
 
 
 @dataclass

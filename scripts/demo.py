@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 from headless_comfy import COMFY, ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import fmt, psnr, ssim  # noqa: E402
 from PIL import Image, ImageDraw
 
 PACK_DIR_NAME = "adacache_demo_pack"  # not the host's own custom_nodes link (loaded twice)
@@ -158,19 +161,6 @@ def report_image(entry: dict, output_dir: Path) -> Image.Image | None:
 
 
 # --------------------------------------------------------------------------- metrics, outputs
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    vals = [structural_similarity(x, y, channel_axis=-1, data_range=255, win_size=7)
-            for x, y in zip(a, b, strict=True)]
-    return float(np.mean(vals))
-
-
 def motion(frames: np.ndarray) -> float:
     f = frames.astype(np.float64) / 255
     return float(np.abs(f[1:] - f[:-1]).mean())
@@ -190,14 +180,6 @@ def side_by_side_gif(path: Path, videos: list[np.ndarray], labels: list[str], sc
             draw.text((j * (w + gap) + 2, 1), label, fill=(0, 0, 0))
         frames.append(canvas)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=180, loop=0)
-
-
-def fmt(v, spec="{:.2f}"):
-    if v is None:
-        return "-"
-    if isinstance(v, float) and np.isinf(v):
-        return "inf"
-    return spec.format(v)
 
 
 def main():

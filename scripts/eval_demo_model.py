@@ -12,7 +12,6 @@ difference|), computed steps and the metric block's raw MoReg motion score per s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -23,14 +22,8 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import load_module  # noqa: E402
 
 
 def main():
@@ -44,10 +37,10 @@ def main():
                     help='override the demo codebook, e.g. "0.05, 0.1, 1" "4, 2, 1"')
     args = ap.parse_args()
     torch.set_num_threads(2)
-    host = _load("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
+    host = load_module("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
     host.boot_host()
     host.import_pack()
-    demo = _load("adacache_demo_script", ROOT / "scripts" / "demo.py")
+    demo = load_module("adacache_demo_script", ROOT / "scripts" / "demo.py")
     import comfy.sample
     import comfy.sd
     from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings

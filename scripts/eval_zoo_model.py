@@ -17,7 +17,6 @@ Writes ``<out>/<model>_samples.png`` (per class: the samples' rows, then one ren
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,15 +24,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import load_module  # noqa: E402
 
 
 def features(rgb: torch.Tensor) -> torch.Tensor:
@@ -58,9 +50,9 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "demo_output" / "zoo_eval")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    host = _load("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
+    host = load_module("adacache_comfy_host", ROOT / "tests" / "comfy_host.py")
     host.boot_host()
-    zoo_mod = _load("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
+    zoo_mod = load_module("adacache_zoo", ROOT / "benchmarks" / "zoo.py")
     zoo = zoo_mod.load(args.model, args.weights)
     w = zoo.world
 
@@ -81,7 +73,7 @@ def main():
         print(f"{scene}: {[r['nearest'] for r in rows if r['scene'] == scene]}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    scenes_mod = _load("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
+    scenes_mod = load_module("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
     png = args.out / f"{args.model}_samples.png"
     scenes_mod.contact_sheet(torch.stack(sheet), png, scale=6)
     table = []

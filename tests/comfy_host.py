@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,8 @@ PACK = "comfyui_adacache"
 VERSION = comfy_version(COMFY)
 
 
-def boot_host():
+def boot_host(cpu: bool = True):
+    """The host in-process: on CPU (tests), or on its default device (``cpu=False``)."""
     if str(COMFY) not in sys.path:
         sys.path.insert(0, str(COMFY))
     import comfy.options
@@ -28,14 +30,23 @@ def boot_host():
     comfy.options.enable_args_parsing(False)
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = cpu
     comfy.cli_args.args.use_pytorch_cross_attention = True
     import comfy.model_management  # noqa: F401
 
 
-def import_pack():
+def import_pack(register_nodes: bool = True):
+    """The pack as the package ``comfyui_adacache``. ``register_nodes=False`` skips its root
+    ``__init__`` (node registration imports ``comfy_api.latest``, hence PyAV, which a bare
+    benchmark machine may lack); the core and ``nodes.patch`` import all the same."""
     if PACK in sys.modules:
         return sys.modules[PACK]
+    if not register_nodes:
+        package = types.ModuleType(PACK)
+        package.__path__ = [str(ROOT)]
+        package.__file__ = str(ROOT / "__init__.py")
+        sys.modules[PACK] = package
+        return package
     spec = importlib.util.spec_from_file_location(
         PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
     )

@@ -8,6 +8,7 @@ bench-quality``; this is its smallest version, a few seconds on CPU.)
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import psnr  # noqa: E402
+
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
 STEPS, CFG = 30, 3.0
 SCENES = ("static", "fast motion")
@@ -38,7 +42,7 @@ def demo():
         out = comfy.sample.sample(patched, noise, STEPS, CFG, "euler", "simple", pos, neg,
                                   latent, seed=seed, disable_pbar=True)
         handle = patched.model_options.get("transformer_options", {}).get("adacache_handle")
-        rgb = demo_latent.to_uint8(demo_nodes.decode_latent(out)).numpy().astype(np.float64)
+        rgb = demo_latent.to_uint8(demo_nodes.decode_latent(out)).numpy()
         return rgb, (handle.last_summary if handle else None)
 
     calibration = AdaCacheConfig(preset="calibrate")
@@ -47,11 +51,6 @@ def demo():
         for scene in SCENES for seed in (0, 1)
     ]
     return sample, samples, AdaCacheConfig, calibrate
-
-
-def psnr(a, b):
-    mse = np.mean((a / 255 - b / 255) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(1 / mse)
 
 
 def uniform(computed):
