@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # comfy_host only; never the repo root 
 import comfy_host  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from benchkit import fmt, jsonable, machine_info, median, psnr, ssim  # noqa: E402
+from benchkit import fmt, jsonable, machine_info, median, psnr, ssim, stopwatch  # noqa: E402
 
 comfy_host.boot_host()
 comfy_host.import_pack()
@@ -107,12 +107,11 @@ class CallRecorder:
     def apply_model(self, executor, *args, **kwargs):
         call = {"sigma": float(args[1].max()), "inner": False}
         self._current = call
-        start, cpu_start = time.perf_counter(), time.process_time()
         try:
-            return executor(*args, **kwargs)
-        finally:
-            call["seconds"] = time.perf_counter() - start
-            call["cpu_seconds"] = time.process_time() - cpu_start
+            with stopwatch() as times:
+                return executor(*args, **kwargs)
+        finally:  # after the stopwatch stopped
+            call["seconds"], call["cpu_seconds"] = times.wall, times.cpu
             transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options")
             holder = (transformer_options or {}).get("easycache")
             if holder is not None:  # timed already; measuring EasyCache's cache adds nothing
@@ -357,9 +356,9 @@ def main(argv=None):
         for name in order:
             variant = variants[name]
             recorder.reset()
-            t, cpu = time.perf_counter(), time.process_time()
-            out = sample(variant["model"], noise, latent, positive, negative, args)
-            wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+            with stopwatch() as times:
+                out = sample(variant["model"], noise, latent, positive, negative, args)
+            wall, cpu = times.wall, times.cpu
             res = results[name]
             res["wall"].append(wall)
             res["cpu"].append(cpu)
