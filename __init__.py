@@ -10,8 +10,8 @@ except ImportError:
 # Registration needs the pack imported as a package (ComfyUI: custom_nodes/<folder>); pytest may
 # load this file as a plain module from a checkout whose folder name is not an identifier.
 if comfy is not None and __package__:
-    from .nodes.adacache_nodes import comfy_entrypoint  # noqa: F401
     from .nodes.demo_nodes import register_demo_model
+    from .nodes.extension import comfy_entrypoint  # noqa: F401
 
     register_demo_model()  # the demo model, only with ADACACHE_DEMO=1 (make demo, tests)
 

@@ -1,12 +1,12 @@
-"""The pack's nodes (V3 schema): AdaCache Apply, Codebook Editor, MoReg Settings; AdaCache
-Calibrate (calibration_nodes.py) and AdaCache Report (report.py)."""
+"""The pack's main nodes (V3 schema): AdaCache Apply, Codebook Editor, MoReg Settings. The
+others are in calibration_nodes.py and report.py; the list ComfyUI loads is extension.py's."""
 
 from __future__ import annotations
 
 import math
 
 from comfy.patcher_extension import WrappersMP
-from comfy_api.latest import ComfyExtension, io
+from comfy_api.latest import io
 
 from ..adacache import (
     AUTO_PRESETS,
@@ -18,14 +18,12 @@ from ..adacache import (
     MoRegSettings,
     preset_codebook,
 )
-from .calibration_nodes import CALIBRATION_NODES
 from .calibration_store import RECORDER_KEY, attach_recorder
+from .io_types import Codebook_IO, MoReg_IO
 from .patch import apply_adacache, check_model
 from .saved_codebooks import USE_VALUES_ABOVE, load_saved, saved_fingerprint, saved_names
 
 CATEGORY = "AdaCache"
-Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
-MoReg_IO = io.Custom("ADACACHE_MOREG")
 _FAST30 = preset_codebook("fast", 30)
 
 
@@ -336,24 +334,3 @@ class AdaCacheMoRegSettings(io.ComfyNode):
                 window_end=window_end,
             )
         )
-
-
-from .report import REPORT_NODES  # noqa: E402
-
-NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings, *CALIBRATION_NODES,
-         *REPORT_NODES]
-from .demo_nodes import DEMO_NODES, demo_enabled  # noqa: E402  (AdaCache Demo category)
-
-
-def node_list() -> list[type[io.ComfyNode]]:
-    """The pack's nodes; the AdaCache Demo nodes only when ADACACHE_DEMO=1 asks for them."""
-    return [*NODES, *(DEMO_NODES if demo_enabled() else ())]
-
-
-class AdaCacheExtension(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return node_list()
-
-
-async def comfy_entrypoint() -> AdaCacheExtension:
-    return AdaCacheExtension()

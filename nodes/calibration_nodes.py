@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 
 from ..adacache import AUTO_PRESETS, MoRegSettings, calibrate
 from .calibration_store import STORE, RecordedRun, attach_recorder  # noqa: F401 (re-exported)
+from .io_types import Codebook_IO, MoReg_IO
 from .patch import check_model
 from .report import check_latent
 from .run_setup import same_setup, store_key
@@ -62,8 +63,6 @@ def _finite(value, name: str) -> float:
 class AdaCacheCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        from .adacache_nodes import Codebook_IO, MoReg_IO
-
         return io.Schema(
             node_id="AdaCacheCalibrate",
             display_name="AdaCache Calibrate",
