@@ -100,3 +100,32 @@ def test_the_demo_server_lists_them(object_info, server):
     assert DEMO_MODEL in object_info["UNETLoader"]["input"]["required"]["unet_name"][0]
     status, models = server.request("/models/diffusion_models")
     assert status == 200 and DEMO_MODEL in models
+
+
+def test_the_pure_core_tier_passes_in_a_checkout_without_comfyui(tmp_path):
+    """A checkout before ``make setup`` (no .host): the core's tests run and pass, the others
+    are not collected, and importing the pack's core loads no ``comfy`` module."""
+    import os
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    for name in files:
+        if name.startswith(("tests/", "adacache/", "scripts/")) or "/" not in name:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k != "ADACACHE_COMFYUI"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-v", "tests"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "only the pure-core tier runs" in run.stdout
+    ran = re.findall(r"^tests/(\w+\.py)::.* ([A-Z]+) +\[", run.stdout, re.M)
+    assert {module for module, _ in ran} == {"test_core.py", "test_plan.py"}
+    assert len(ran) >= 40 and {outcome for _, outcome in ran} == {"PASSED"}
+    probe = ("import sys; sys.path.insert(0, 'tests'); import comfy_host; "
+             "comfy_host.import_pack(); import comfyui_adacache.adacache; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'comfy'))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
