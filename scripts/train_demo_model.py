@@ -32,6 +32,7 @@ are step-for-step identical on the same device type.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -121,6 +122,73 @@ def save_scenes(path: Path, scenes: list[str], emb: torch.Tensor):
               str(path), metadata={"scenes": json.dumps(scenes), "seed": str(EMB_SEED)})
 
 
+def flow_batch(x0: torch.Tensor, gen: torch.Generator, shift: float):
+    """(x_t, timestep fed to the model, target) of flow matching: half the batch with ``s`` from
+    the shifted distribution the "simple" scheduler walks, half uniform (so low-noise detail,
+    object edges, gets trained too)."""
+    b, dev = x0.shape[0], x0.device
+    noise = torch.randn(x0.shape, generator=gen, device=dev)
+    u = torch.rand(b, generator=gen, device=dev)
+    half = torch.arange(b, device=dev) % 2 == 1
+    s = torch.where(half, u, shift * u / (1 + (shift - 1) * u))
+    sv = s.view(-1, 1, 1, 1, 1)
+    return (1 - sv) * x0 + sv * noise, s * 1000.0, noise - x0
+
+
+def train_loop(model, batch, *, device, seed: int, steps: int, lr_max: float, ema_decay: float,
+               max_minutes: float, save_every: float, out: Path, meta: dict,
+               context=contextlib.nullcontext):
+    """The training loop of the demo and the zoo models.
+
+    ``batch(gen)`` returns (model args, model kwargs, target), drawn from ``gen`` (seeded).
+    AdamW, a 40-step warm-up then a cosine learning rate over
+    ``max(step / steps, elapsed / max_minutes)``, gradient clipping at 1, and an EMA of the
+    floating-point weights, which is what gets saved: every ``save_every`` seconds (so an
+    interrupted run still leaves usable weights) and at the end.
+    """
+    cuda = device.type == "cuda"
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr_max, betas=(0.9, 0.99), weight_decay=0.01)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    t0 = last_save = time.time()
+    budget, warmup = max_minutes * 60.0, 40
+    step, running = 0, None
+    while step < steps:
+        progress = max(step / steps, (time.time() - t0) / budget)
+        if progress >= 1.0:
+            print("time budget reached", flush=True)
+            break
+        lr = lr_max * min(1.0, (step + 1) / warmup) * (
+            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+        )
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            args, kwargs, target = batch(gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda), context():
+            pred = model(*args, **kwargs)
+        loss = (pred.float() - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if v.is_floating_point():
+                    ema[k].lerp_(v, 1 - decay)
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 100 == 0 or step == 1:
+            print(f"step {step} loss {running:.4f} lr {lr:.2e} {time.time() - t0:.0f}s",
+                  flush=True)
+        if time.time() - last_save > save_every:
+            save(ema, out, {**meta, "steps": step})
+            last_save = time.time()
+    save(ema, out, {**meta, "steps": step})
+    print(f"saved {out} after {step} steps, {time.time() - t0:.0f}s", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -163,64 +231,21 @@ def main():
     emb = scene_embeddings(len(dl.SCENES))
     save_scenes(args.scenes_out, dl.SCENES, emb)
     emb_dev = emb.to(device)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
 
-    t0 = time.time()
-    last_save = t0
-    budget = args.max_minutes * 60.0
-    warmup = 40
-    step = 0
-    running = None
+    def batch(gen):
+        cls = torch.randint(0, len(dl.SCENES), (args.batch,), generator=gen, device=device)
+        x0 = dl.rgb_to_latent(dl.render_scenes(cls, gen))
+        xt, timestep, target = flow_batch(x0, gen, SHIFT)
+        ctx = emb_dev[cls]
+        drop = torch.rand(args.batch, generator=gen, device=device) < 0.1
+        ctx = torch.where(drop[:, None, None], torch.zeros_like(ctx), ctx)
+        return (xt, timestep, ctx), {}, target
+
     meta = {"config": json.dumps(CONFIG), "scenes": json.dumps(dl.SCENES), "shift": SHIFT,
             "seed": args.seed, "objective": "rectified flow v = noise - x0, t = 1000 s"}
-    while step < args.steps:
-        elapsed = time.time() - t0
-        progress = max(step / args.steps, elapsed / budget)
-        if progress >= 1.0:
-            print("time budget reached", flush=True)
-            break
-        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 *
-                                                          (1 + math.cos(math.pi * progress)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        cls = torch.randint(0, len(dl.SCENES), (args.batch,), generator=gen, device=device)
-        with torch.no_grad():
-            x0 = dl.rgb_to_latent(dl.render_scenes(cls, gen))
-            noise = torch.randn(x0.shape, generator=gen, device=device)
-            u = torch.rand(args.batch, generator=gen, device=device)
-            s = SHIFT * u / (1 + (SHIFT - 1) * u)
-            # half the batch: uniform s, so low-noise detail (object edges) gets trained too
-            s = torch.where(torch.arange(args.batch, device=device) % 2 == 1, u, s)
-            sv = s.view(-1, 1, 1, 1, 1)
-            xt = (1 - sv) * x0 + sv * noise
-            target = noise - x0
-            ctx = emb_dev[cls]
-            drop = torch.rand(args.batch, generator=gen, device=device) < 0.1
-            ctx = torch.where(drop[:, None, None], torch.zeros_like(ctx), ctx)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            pred = model(xt, s * 1000.0, ctx)
-        loss = (pred.float() - target).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                ema[k].lerp_(v, 1 - decay)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 100 == 0 or step == 1:
-            print(f"step {step} loss {running:.4f} lr {lr:.2e} {time.time() - t0:.0f}s",
-                  flush=True)
-        if time.time() - last_save > args.save_every:
-            save(ema, args.out, {**meta, "steps": step})
-            last_save = time.time()
-    save(ema, args.out, {**meta, "steps": step})
-    print(f"saved {args.out} after {step} steps, {time.time() - t0:.0f}s", flush=True)
-
+    train_loop(model, batch, device=device, seed=args.seed, steps=args.steps, lr_max=args.lr,
+               ema_decay=args.ema, max_minutes=args.max_minutes, save_every=args.save_every,
+               out=args.out, meta=meta)
 
 if __name__ == "__main__":
     main()

@@ -46,19 +46,19 @@ saved every ``--save-every`` seconds and at the end). Everything is seeded.
 ComfyUI's flux-style blocks (HunyuanVideo) add in place; for them autograd gets copies of the
 tensors it saves (``saved_tensors_hooks``; values unchanged), the model code is untouched.
 
-Helpers shared with the demo's training (``scripts/train_demo_model.py``: host boot, fp16 save)
-are imported from it, so the demo training is unchanged.
+The training loop, the flow-matching batch, host boot and fp16 save are the demo's
+(``scripts/train_demo_model.py``: ``train_loop``, ``flow_batch``), imported from it. A 2-step
+run of the demo and of each zoo model gave bit-identical weights before and after they were
+shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -69,20 +69,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO_DIR = ROOT / "models" / "zoo"
 EMB_SEED = 4321
 TEXT_LEN = 8
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchkit import load_module  # noqa: E402
 
-
-def _load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_train = _load("adacache_train_demo_model", ROOT / "scripts" / "train_demo_model.py")
-scenes = _load("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
+demo_train = load_module("adacache_train_demo_model", ROOT / "scripts" / "train_demo_model.py")
+scenes = load_module("adacache_zoo_scenes", ROOT / "benchmarks" / "zoo_scenes.py")
 
 # what model detection reads back from these weights (tests/test_zoo.py checks it)
 MODELS = {
@@ -183,22 +174,18 @@ def sampling_settings(name: str) -> dict:
 
 def noisy_batch(name: str, x0, gen, settings):
     """(model input, timestep fed to the model, target) for ComfyUI's sampling of this type."""
+    if MODELS[name]["objective"] == "flow":
+        return demo_train.flow_batch(x0, gen, settings["shift"])
     b, dev = x0.shape[0], x0.device
     noise = torch.randn(x0.shape, generator=gen, device=dev)
     u = torch.rand(b, generator=gen, device=dev)
     half = torch.arange(b, device=dev) % 2 == 1
-    if MODELS[name]["objective"] == "flow":
-        shift = settings["shift"]
-        s = torch.where(half, u, shift * u / (1 + (shift - 1) * u))
-        timestep = s * 1000.0
-    else:
-        lo, hi = math.log(settings["sigma_min"]), math.log(settings["sigma_max"])
-        sigma = torch.exp(lo + (hi - lo) * u)
-        t_lo, t_hi = (math.exp(lo) / (1 + math.exp(lo)), math.exp(hi) / (1 + math.exp(hi)))
-        s = torch.where(half, t_lo + (t_hi - t_lo) * u, sigma / (sigma + 1))
-        timestep = s
+    lo, hi = math.log(settings["sigma_min"]), math.log(settings["sigma_max"])
+    sigma = torch.exp(lo + (hi - lo) * u)
+    t_lo, t_hi = (math.exp(lo) / (1 + math.exp(lo)), math.exp(hi) / (1 + math.exp(hi)))
+    s = torch.where(half, t_lo + (t_hi - t_lo) * u, sigma / (sigma + 1))
     sv = s.view(-1, 1, 1, 1, 1)
-    return (1 - sv) * x0 + sv * noise, timestep, noise - x0
+    return (1 - sv) * x0 + sv * noise, s, noise - x0
 
 
 def main():
@@ -219,7 +206,7 @@ def main():
                     help="continue from saved weights (e.g. the shipped file, for a longer run)")
     args = ap.parse_args()
     spec = MODELS[args.model]
-    batch = args.batch or spec["batch"]
+    batch_size = args.batch or spec["batch"]
     lr_max = args.lr or spec["lr"]
     ema_decay = args.ema or spec["ema"]
     out = args.out or model_path(args.model)
@@ -237,7 +224,7 @@ def main():
     settings = sampling_settings(args.model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model {args.model} ({spec['class']}): {n_params / 1e6:.2f} M params, device "
-          f"{device}, batch {batch}, lr {lr_max:g}, ema {ema_decay:g}, sampling {settings}",
+          f"{device}, batch {batch_size}, lr {lr_max:g}, ema {ema_decay:g}, sampling {settings}",
           flush=True)
 
     emb, pooled = scene_embeddings(len(scenes.SCENES), spec["context_dim"],
@@ -245,64 +232,28 @@ def main():
     save_scenes(out.with_name(f"{out.stem}_scenes.safetensors"), emb, pooled)
     emb_dev = emb.to(device)
     pooled_dev = pooled.to(device) if pooled is not None else None
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr_max, betas=(0.9, 0.99), weight_decay=0.01)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
+
+    def batch(gen):
+        cls = torch.randint(0, len(scenes.SCENES), (batch_size,), generator=gen, device=device)
+        x0 = scenes.rgb_to_latent(scenes.render_scenes(cls, gen))
+        xt, timestep, target = noisy_batch(args.model, x0, gen, settings)
+        ctx = emb_dev[cls]
+        drop = torch.rand(batch_size, generator=gen, device=device) < 0.1
+        ctx = torch.where(drop[:, None, None], torch.zeros_like(ctx), ctx)
+        extra = {}
+        if pooled_dev is not None:  # HunyuanVideo's vector_in (ComfyUI passes it as y)
+            y = pooled_dev[cls]
+            extra["y"] = torch.where(drop[:, None], torch.zeros_like(y), y)
+        return (xt, timestep, ctx), extra, target
+
     meta = {"config": json.dumps(spec["config"]), "class": spec["class"],
             "scenes": json.dumps(scenes.SCENES), "sampling": json.dumps(settings),
             "seed": args.seed, "objective": spec["objective"]}
-
-    t0 = time.time()
-    last_save = t0
-    budget = args.max_minutes * 60.0
-    warmup = 40
-    step = 0
-    running = None
-    while step < args.steps:
-        elapsed = time.time() - t0
-        progress = max(step / args.steps, elapsed / budget)
-        if progress >= 1.0:
-            print("time budget reached", flush=True)
-            break
-        lr = lr_max * min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 *
-                                                       (1 + math.cos(math.pi * progress)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        cls = torch.randint(0, len(scenes.SCENES), (batch,), generator=gen, device=device)
-        with torch.no_grad():
-            x0 = scenes.rgb_to_latent(scenes.render_scenes(cls, gen))
-            xt, timestep, target = noisy_batch(args.model, x0, gen, settings)
-            ctx = emb_dev[cls]
-            drop = torch.rand(batch, generator=gen, device=device) < 0.1
-            ctx = torch.where(drop[:, None, None], torch.zeros_like(ctx), ctx)
-            extra = {}
-            if pooled_dev is not None:  # HunyuanVideo's vector_in (ComfyUI passes it as y)
-                y = pooled_dev[cls]
-                extra["y"] = torch.where(drop[:, None], torch.zeros_like(y), y)
-        with (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda),
-              saved_copies(spec.get("inplace_blocks", False))):
-            pred = model(xt, timestep, ctx, **extra)
-        loss = (pred.float() - target).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.is_floating_point():
-                    ema[k].lerp_(v, 1 - decay)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 100 == 0 or step == 1:
-            print(f"step {step} loss {running:.4f} lr {lr:.2e} {time.time() - t0:.0f}s",
-                  flush=True)
-        if time.time() - last_save > args.save_every:
-            demo_train.save(ema, out, {**meta, "steps": step})
-            last_save = time.time()
-    demo_train.save(ema, out, {**meta, "steps": step})
-    print(f"saved {out} after {step} steps, {time.time() - t0:.0f}s", flush=True)
-
+    demo_train.train_loop(
+        model, batch, device=device, seed=args.seed, steps=args.steps, lr_max=lr_max,
+        ema_decay=ema_decay, max_minutes=args.max_minutes, save_every=args.save_every, out=out,
+        meta=meta, context=lambda: saved_copies(spec.get("inplace_blocks", False)),
+    )
 
 if __name__ == "__main__":
     main()
