@@ -62,6 +62,19 @@ def test_apply_refuses_it_too():
         apply_adacache(other, AdaCacheConfig())
 
 
+class SingleStreamDiT(torch.nn.Module):
+    """Another pack's model that happens to share Krea 2's (generic) class name."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+def test_a_generic_class_name_is_checked_for_the_modules_its_family_has():
+    with pytest.raises(UnsupportedModelError, match=r"Krea 2 adapter cannot handle "
+                       r"'SingleStreamDiT': it has no attribute 'txtfusion'"):
+        family_for(SingleStreamDiT())
+
+
 # -- token layouts for MoReg -------------------------------------------------------------------
 def numbered(tokens: int, batch: int = 1, dim: int = 2) -> torch.Tensor:
     """[batch, tokens, dim] whose value is the token index, to see which tokens were picked."""

@@ -268,4 +268,5 @@ from . import wan  # noqa: E402,F401
 from . import video  # noqa: E402,F401
 from . import image  # noqa: E402,F401
 from . import recent  # noqa: E402,F401
+from . import recent_image  # noqa: E402,F401
 # isort: on

@@ -1,4 +1,5 @@
-"""Image DiTs: Flux, Chroma, Qwen-Image, SD3 (MMDiT), AuraFlow, Lumina2 / Z-Image, HiDream, PixArt.
+"""Image DiTs: Flux, Chroma, Qwen-Image, SD3 (MMDiT), AuraFlow, HunyuanDiT, Lumina2 / Z-Image,
+HiDream, PixArt.
 
 Image models have one frame, so ``is_video=False``: MoReg has no motion term for them (the run
 reports that once in its warnings). Block arguments, as read from ComfyUI 0.3.75's block loops:
@@ -14,6 +15,10 @@ reports that once in its warnings). Block arguments, as read from ComfyUI 0.3.75
   ``x`` / ``context``). After the stack only ``img`` feeds the final layer (SD3's last joint
   block even returns ``txt=None``: its context block is ``pre_only``), so only ``img`` is
   carried.
+- HunyuanDiT (hydit/models.py): ``("double_block", i)`` gets ``img``, ``txt``, ``vec``, ``pe``
+  and ``skip`` and returns ``img``; the long skips from the first half of the blocks to the
+  second stay inside the stack (a passed-through block ignores its skip), ``final_layer``
+  follows the last block.
 - Lumina2 / Z-Image (``NextDiT``), HiDream and PixArt have no ``patches_replace["dit"]``: whole
   model mode (diffusion_model.forward skipped on cached steps, output - input reused).
 """
@@ -74,6 +79,15 @@ AURA = replace(
     note="needs both double and single layers (every released AuraFlow has them)",
 )
 
+HUNYUAN_DIT = Family(
+    name="HunyuanDiT",
+    class_names=("HunYuanDiT",),
+    stacks=(("blocks", "double_block"),),
+    is_video=False,
+    note="HunyuanDiT 1.0-1.2: long skips between the halves of the stack stay inside it; "
+    "ControlNet (added to the skips) makes an evaluation compute",
+)
+
 LUMINA2 = Family(
     name="Lumina2 / Z-Image",
     class_names=("NextDiT",),
@@ -98,4 +112,4 @@ PIXART = Family(
     note="PixArt alpha / sigma; no block replacement: whole-model mode (EPS output)",
 )
 
-register(FLUX, CHROMA, QWEN_IMAGE, SD3, AURA, LUMINA2, HIDREAM, PIXART)
+register(FLUX, CHROMA, QWEN_IMAGE, SD3, AURA, HUNYUAN_DIT, LUMINA2, HIDREAM, PIXART)
