@@ -22,10 +22,16 @@ _PLANS: dict[tuple, object] = {}  # (the runs, speed) -> fitted codebook
 _LOCK = threading.Lock()
 
 
-def resolve_auto(config, setup: dict | None):
+def resolve_auto(config, setup: dict | None, continuing: bool = False):
     """``config`` (an auto preset) as the config this sampling call runs: ``custom`` with a
-    calibrated plan, or ``calibrate``; its note says which, for the node and the log."""
+    calibrated plan, or ``calibrate``; its note says which, for the node and the log.
+    ``continuing``: this call is the next slice (KSamplerAdvanced) of a calibrating run, which
+    goes on calibrating (the partial run in the store is not a profile to plan from)."""
     speed = AUTO_PRESETS[config.preset]
+    if continuing:
+        note = ("auto: calibrating - this sampler continues the previous sampler's calibrating "
+                f"run (every step computed and recorded); the next runs run at ~{speed:g}x")
+        return dataclasses.replace(config, preset="calibrate", notes=(*config.notes, note))
     key = store_key(setup) if setup else None
     runs = [r for r in STORE.runs(key) if same_setup(r.sample.setup, setup)] if key else []
     plan = _plan(runs, speed) if runs else None

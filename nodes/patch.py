@@ -287,16 +287,19 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         config = handle.config
         positions = [_schedule_position(sampling, s) for s in sigmas]
         setup = _setup_or_none(guider, args, positions)
+        continued = None
+        if config.preset == "calibrate" or config.preset in AUTO_PRESETS:
+            # the next slice of a calibration's schedule (KSamplerAdvanced)?
+            latent = tuple((setup or {}).get("latent") or ())
+            continued = continued_calibration(handle, sigmas, latent)
         if config.preset in AUTO_PRESETS:  # a plan for this model and setup, or calibrate
-            config = resolve_auto(config, setup)
+            config = resolve_auto(config, setup, continuing=continued is not None)
+        if config.preset != "calibrate":
+            continued = None
         high = float(sampling.percent_to_sigma(config.start_percent))
         low = float(sampling.percent_to_sigma(config.end_percent))
 
         steps = equivalent_steps(positions, 1.0)
-        continued = None
-        if config.preset == "calibrate":  # the next slice of a calibration's schedule?
-            latent = tuple((setup or {}).get("latent") or ())
-            continued = continued_calibration(handle, sigmas, latent)
         run = AdaCacheRun(
             config,
             handle.family,

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_host  # noqa: E402
 import pytest  # noqa: E402
 
-PURE_CORE = {"test_core.py", "test_plan.py", "test_architecture.py"}  # tier 1: adacache/ only, no host
+# tier 1: adacache/ only, no host needed
+PURE_CORE = {"test_core.py", "test_plan.py", "test_architecture.py"}
 HOST = (comfy_host.COMFY / "main.py").is_file()
 if HOST:
     comfy_host.boot_host()

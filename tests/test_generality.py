@@ -302,6 +302,35 @@ def test_two_ksampler_advanced_slices_record_the_same_calibration_as_one_sampler
     calibration.STORE.clear(key)
 
 
+def test_auto_calibrates_across_ksampler_advanced_slices_then_plans(demo):
+    """The first prompt's second slice continues its calibration (it must not plan from the
+    first slice's partial run); the whole schedule is recorded once, and the next prompt
+    plans from it."""
+    import nodes as comfy_nodes
+
+    model, pos, neg, _, calibration = demo
+    patched = calibrating(demo, "auto balanced (3x)")
+    key = calibration.store_key(patched)
+    calibration.STORE.clear(key)
+    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    first = advanced(patched, pos, neg, 0, 8)
+    assert handle.last_summary["computed_steps"] == 8
+    comfy_nodes.KSamplerAdvanced().sample(
+        patched, "disable", 3, 16, 3.0, "euler", "simple", pos, neg, first, 8, 16, "disable")
+    second = handle.last_summary
+    assert second["computed_steps"] == 8 and second["preset"] == "calibrate", second["warnings"]
+    assert any("auto: calibrating" in w for w in second["warnings"])
+    (run,) = calibration.STORE.runs(key)
+    assert run.sample.n_steps == 16 and all(
+        run.sample.gap_distances[step] for step in range(1, 16)
+    )
+    advanced(patched, pos, neg, 0, 16)  # the next prompt: the plan of the stitched run
+    summary = handle.last_summary
+    assert any(w.startswith("auto: the calibrated plan") for w in summary["warnings"])
+    assert summary["computed_steps"] < 16
+    calibration.STORE.clear(key)
+
+
 def test_a_recorded_run_says_what_it_was_recorded_on(demo):
     model, pos, neg, _, calibration = demo
     patched = calibrating(demo)
