@@ -186,6 +186,12 @@ class CacheSchedule:
         ratio = record.regularized_distance / reference if reference > 0 else 1.0
         return self.planner.gap(record.step, ratio)
 
+    def force(self, step: int, reason: str) -> None:
+        """The current step computes after all (a call that cannot reuse: ``reason``)."""
+        record = self.trace[step]
+        if not record.computed:
+            record.computed, record.reason = True, reason
+
     def close(self) -> None:
         if self.current is not None:
             self._finalize(self.current)
@@ -219,33 +225,83 @@ def _linear_positions(sigmas: list[float]) -> tuple[float, ...]:
     return tuple(min(max((s - low) / span, 0.0), 1.0) if span > 0 else 1.0 for s in sigmas)
 
 
-def preview_schedule(
-    distances: list[float | None], codebook: Codebook, n_steps: int, gap_distances=None,
-    positions=None, sigmas=None,
-) -> list[int]:
-    """The compute steps the rule gives when step i's distance is ``distances[i]``.
+# Reasons a recorded step computed whatever the codebook said: they hold for any codebook.
+FORCED_BY_THE_RUN = frozenset({OUTSIDE_RANGE, CONTROL_HINTS, MODEL_PATCHES})
 
-    With ``gap_distances`` (a calibration run's ``[step][gap - 1]`` changes), a compute step
-    reached after a gap of k sees the change over k steps, as a cached run measures it.
+
+@dataclass
+class Prediction:
+    computed: list[int]
+    approximate: bool  # a compute step's change was not measured over its predicted gap
+
+
+def predict_schedule(
+    records: list[dict | None], codebook: Codebook, sigmas: list[float], positions=None,
+    gap_distances=None,
+) -> Prediction:
+    """The compute steps ``codebook`` (thresholds or a calibrated plan) gives on a recorded
+    run: the run's own ``CacheSchedule``, fed the recorded changes (the what-if).
+
+    ``records``: the run's trace (``StepRecord.as_dict()``, index = step); its steps forced by
+    the run (``FORCED_BY_THE_RUN``) stay forced. At a compute step reached after a gap ``k``
+    the change is, in order: a calibration run's change over ``k`` (``gap_distances[step]``),
+    the step's own recorded change, the nearest recorded one. Exact when each compute step's
+    change was measured over the same gap (a calibration trace: every step at gap 1);
+    otherwise ``approximate``. MoReg is not replayed: recorded changes include its factor.
     """
-    if sigmas is None or len(sigmas) != n_steps + 1:
-        sigmas = [float(n_steps - i) for i in range(n_steps + 1)]
+    n_steps = max(len(sigmas) - 1, 0)
     schedule = CacheSchedule(sigmas, codebook, positions=positions)
+
+    def field_of(step: int, name: str):
+        record = records[step] if 0 <= step < len(records) else None
+        return record.get(name) if record else None
+
+    def recorded(step: int) -> float | None:
+        value = field_of(step, "regularized_distance")
+        return value if value is not None else field_of(step, "distance")
+
+    known = [t for t in range(1, n_steps) if recorded(t) is not None]
+    ran = [t for t in range(n_steps) if field_of(t, "computed")]
+    every_step = n_steps > 1 and len(known) == n_steps - 1
     computed: list[int] = []
+    approximate = False
     for step in range(n_steps):
         record = schedule.enter(step)
+        if not record.computed and field_of(step, "reason") in FORCED_BY_THE_RUN:
+            schedule.force(step, field_of(step, "reason"))
         if not record.computed:
             continue
         gap = step - computed[-1] if computed else 0
         computed.append(step)
         if gap < 1:
             continue
-        distance = distances[step] if step < len(distances) else None
-        if gap_distances is not None and step < len(gap_distances):
-            row = gap_distances[step]
-            value = row[min(gap, len(row)) - 1] if row else None
-            distance = value if value is not None else distance
-        if distance is not None:
-            schedule.measure(distance, gap, None)
+        row = gap_distances[step] if gap_distances and step < len(gap_distances) else None
+        value = row[min(gap, len(row)) - 1] if row else None
+        if value is None:
+            value = recorded(step)
+            if value is None and known:
+                value = recorded(min(known, key=lambda t: abs(t - step)))
+            at = ran.index(step) if step in ran else 0
+            run_gap = step - ran[at - 1] if at > 0 else None  # the gap the run measured over
+            exact = value is not None and (gap == 1 if every_step else run_gap == gap)
+            approximate = approximate or (not exact and bool(known))
+        if value is not None:
+            schedule.measure(value, gap, None)
     schedule.close()
-    return computed
+    return Prediction(computed, approximate)
+
+
+def preview_schedule(
+    distances: list[float | None], codebook: Codebook, n_steps: int, gap_distances=None,
+    positions=None, sigmas=None,
+) -> list[int]:
+    """The compute steps the rule gives when step i's distance is ``distances[i]``
+    (``predict_schedule`` on those distances).
+
+    With ``gap_distances`` (a calibration run's ``[step][gap - 1]`` changes), a compute step
+    reached after a gap of k sees the change over k steps, as a cached run measures it.
+    """
+    if sigmas is None or len(sigmas) != n_steps + 1:
+        sigmas = [float(n_steps - i) for i in range(n_steps + 1)]
+    records = [{"distance": d} if d is not None else None for d in distances]
+    return predict_schedule(records, codebook, sigmas, positions, gap_distances).computed
