@@ -141,17 +141,18 @@ def ernie_image():
     return model, torch.zeros(1, 128, 8, 8), cond_pair(6, 32)
 
 
-CASES = {  # name: (build, family, block lists counted (block stack) or None (whole model))
-    "hunyuan_dit": (hunyuan_dit, "HunyuanDiT", ("blocks",)),
-    "lens": (lens, "Lens", ("transformer_blocks",)),
-    "mage_flow": (mage_flow, "Mage-Flow", ("transformer_blocks",)),
-    "hidream_o1": (hidream_o1, "HiDream-O1", None),  # see the last test
-    "pixeldit": (pixeldit, "PixelDiT", None),
-    "omnigen2": (omnigen2, "OmniGen2", None),
-    "boogu": (boogu, "Boogu", None),
-    "ideogram4": (ideogram4, "Ideogram 4", None),
-    "krea2": (krea2, "Krea 2", None),
-    "ernie_image": (ernie_image, "ERNIE-Image", None),
+BLOCKS, WHOLE = "block stack", "whole model"
+CASES = {  # name: (build, family, mode, block lists counted: run on computed steps only)
+    "hunyuan_dit": (hunyuan_dit, "HunyuanDiT", BLOCKS, ("blocks",)),
+    "lens": (lens, "Lens", BLOCKS, ("transformer_blocks",)),
+    "mage_flow": (mage_flow, "Mage-Flow", BLOCKS, ("transformer_blocks",)),
+    "hidream_o1": (hidream_o1, "HiDream-O1", WHOLE, ("language_model.layers",)),  # see the end
+    "pixeldit": (pixeldit, "PixelDiT", WHOLE, ("patch_blocks", "pixel_blocks")),
+    "omnigen2": (omnigen2, "OmniGen2", WHOLE, ("layers",)),
+    "boogu": (boogu, "Boogu", WHOLE, ("double_stream_layers", "single_stream_layers")),
+    "ideogram4": (ideogram4, "Ideogram 4", WHOLE, ("layers",)),
+    "krea2": (krea2, "Krea 2", WHOLE, ("blocks",)),
+    "ernie_image": (ernie_image, "ERNIE-Image", WHOLE, ("layers",)),
 }
 
 
@@ -176,6 +177,17 @@ def summary(model) -> dict:
     return model.model_options["transformer_options"]["adacache_handle"].last_summary
 
 
+def counter(diffusion_model, paths) -> BlockCounter:
+    """Counts the block executions of the lists at ``paths`` (``language_model.layers``)."""
+    holder = torch.nn.Module()
+    for i, path in enumerate(paths):
+        module = diffusion_model
+        for part in path.split("."):
+            module = getattr(module, part)
+        holder.add_module(f"stack{i}", module)
+    return BlockCounter(holder, tuple(f"stack{i}" for i in range(len(paths))))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _free_models():
     yield
@@ -186,10 +198,9 @@ def _free_models():
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_family_and_mode(name):
-    _, family_name, stacks = CASES[name]
+    _, family_name, mode, _ = CASES[name]
     family = family_for(case(name)[0].model.diffusion_model)
-    assert (family.name, family.support, family.is_video) == (
-        family_name, "whole model" if stacks is None else "block stack", False)
+    assert (family.name, family.support, family.is_video) == (family_name, mode, False)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -208,9 +219,8 @@ def test_never_reusing_codebook_is_bit_identical_to_vanilla(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_cached_steps_skip_the_stack(name):
     model = case(name)[0]
-    stacks = CASES[name][2]
     cached = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE))
-    blocks = BlockCounter(model.model.diffusion_model, stacks or ())
+    blocks = counter(model.model.diffusion_model, CASES[name][3])
     try:
         out = run(cached, name)
     finally:
@@ -222,8 +232,7 @@ def test_cached_steps_skip_the_stack(name):
     calls_per_step = s["stack_runs"] // s["computed_steps"]
     assert s["computed_steps"] == 5 and s["stack_runs"] == 5 * calls_per_step
     assert s["reused_calls"] == 5 * calls_per_step
-    if stacks is not None:
-        assert blocks.calls == blocks.n_blocks * s["stack_runs"]
+    assert blocks.calls == blocks.n_blocks * s["stack_runs"]  # real block executions
     reference = vanilla(name)
     assert out.shape == reference.shape and out.dtype == reference.dtype
     assert torch.isfinite(out).all() and not torch.equal(out, reference)
