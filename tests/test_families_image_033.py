@@ -91,13 +91,28 @@ def hidream_o1():
     return model, torch.zeros(1, 3, 64, 64), (positive, negative)  # 2 x 2 pixel patches
 
 
+PIXELDIT = dict(
+    in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8, pixel_attn_hidden_size=32,
+    pixel_num_groups=2, patch_depth=2, pixel_depth=1, patch_size=4, txt_embed_dim=32,
+    txt_max_length=16,
+)
+
+
 def pixeldit():
-    model = build("PixelDiTT2I", dict(
-        image_model="pixeldit", in_channels=3, num_groups=2, hidden_size=64,
-        pixel_hidden_size=8, pixel_attn_hidden_size=32, pixel_num_groups=2, patch_depth=2,
-        pixel_depth=1, patch_size=4, txt_embed_dim=32, txt_max_length=16,
-    ))
+    model = build("PixelDiTT2I", dict(PIXELDIT, image_model="pixeldit"))
     return model, torch.zeros(1, 3, 16, 16), cond_pair(6, 32)
+
+
+def pid():
+    """PiD (PidNet, a PixDiT_T2I subclass): upscaling from a low-quality latent, one latent
+    pixel per 4 x 4 pixel patch here."""
+    model = build("PiD", dict(
+        PIXELDIT, image_model="pid", lq_latent_channels=16, lq_hidden_dim=32,
+        lq_num_res_blocks=1, sr_scale=1, latent_spatial_down_factor=4,
+    ))
+    lq = torch.randn(1, 16, 4, 4, generator=g(5))
+    return model, torch.zeros(1, 3, 16, 16), cond_pair(
+        6, 32, lq_latent=lq, degrade_sigma=torch.tensor([0.1]))
 
 
 def omnigen2(name="Omnigen2", image_model="omnigen2", **kw):
@@ -148,6 +163,7 @@ CASES = {  # name: (build, family, mode, block lists counted: run on computed st
     "mage_flow": (mage_flow, "Mage-Flow", BLOCKS, ("transformer_blocks",)),
     "hidream_o1": (hidream_o1, "HiDream-O1", WHOLE, ("language_model.layers",)),  # see the end
     "pixeldit": (pixeldit, "PixelDiT", WHOLE, ("patch_blocks", "pixel_blocks")),
+    "pid": (pid, "PixelDiT", WHOLE, ("patch_blocks", "pixel_blocks")),
     "omnigen2": (omnigen2, "OmniGen2", WHOLE, ("layers",)),
     "boogu": (boogu, "Boogu", WHOLE, ("double_stream_layers", "single_stream_layers")),
     "ideogram4": (ideogram4, "Ideogram 4", WHOLE, ("layers",)),
