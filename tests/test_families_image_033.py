@@ -91,13 +91,28 @@ def hidream_o1():
     return model, torch.zeros(1, 3, 64, 64), (positive, negative)  # 2 x 2 pixel patches
 
 
+PIXELDIT = dict(
+    in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8, pixel_attn_hidden_size=32,
+    pixel_num_groups=2, patch_depth=2, pixel_depth=1, patch_size=4, txt_embed_dim=32,
+    txt_max_length=16,
+)
+
+
 def pixeldit():
-    model = build("PixelDiTT2I", dict(
-        image_model="pixeldit", in_channels=3, num_groups=2, hidden_size=64,
-        pixel_hidden_size=8, pixel_attn_hidden_size=32, pixel_num_groups=2, patch_depth=2,
-        pixel_depth=1, patch_size=4, txt_embed_dim=32, txt_max_length=16,
-    ))
+    model = build("PixelDiTT2I", dict(PIXELDIT, image_model="pixeldit"))
     return model, torch.zeros(1, 3, 16, 16), cond_pair(6, 32)
+
+
+def pid():
+    """PiD (PidNet, a PixDiT_T2I subclass): upscaling from a low-quality latent, one latent
+    pixel per 4 x 4 pixel patch here."""
+    model = build("PiD", dict(
+        PIXELDIT, image_model="pid", lq_latent_channels=16, lq_hidden_dim=32,
+        lq_num_res_blocks=1, sr_scale=1, latent_spatial_down_factor=4,
+    ))
+    lq = torch.randn(1, 16, 4, 4, generator=g(5))
+    return model, torch.zeros(1, 3, 16, 16), cond_pair(
+        6, 32, lq_latent=lq, degrade_sigma=torch.tensor([0.1]))
 
 
 def omnigen2(name="Omnigen2", image_model="omnigen2", **kw):
@@ -141,17 +156,19 @@ def ernie_image():
     return model, torch.zeros(1, 128, 8, 8), cond_pair(6, 32)
 
 
-CASES = {  # name: (build, family, block lists counted (block stack) or None (whole model))
-    "hunyuan_dit": (hunyuan_dit, "HunyuanDiT", ("blocks",)),
-    "lens": (lens, "Lens", ("transformer_blocks",)),
-    "mage_flow": (mage_flow, "Mage-Flow", ("transformer_blocks",)),
-    "hidream_o1": (hidream_o1, "HiDream-O1", None),  # see the last test
-    "pixeldit": (pixeldit, "PixelDiT", None),
-    "omnigen2": (omnigen2, "OmniGen2", None),
-    "boogu": (boogu, "Boogu", None),
-    "ideogram4": (ideogram4, "Ideogram 4", None),
-    "krea2": (krea2, "Krea 2", None),
-    "ernie_image": (ernie_image, "ERNIE-Image", None),
+BLOCKS, WHOLE = "block stack", "whole model"
+CASES = {  # name: (build, family, mode, block lists counted: run on computed steps only)
+    "hunyuan_dit": (hunyuan_dit, "HunyuanDiT", BLOCKS, ("blocks",)),
+    "lens": (lens, "Lens", BLOCKS, ("transformer_blocks",)),
+    "mage_flow": (mage_flow, "Mage-Flow", BLOCKS, ("transformer_blocks",)),
+    "hidream_o1": (hidream_o1, "HiDream-O1", WHOLE, ("language_model.layers",)),  # see the end
+    "pixeldit": (pixeldit, "PixelDiT", WHOLE, ("patch_blocks", "pixel_blocks")),
+    "pid": (pid, "PixelDiT", WHOLE, ("patch_blocks", "pixel_blocks")),
+    "omnigen2": (omnigen2, "OmniGen2", WHOLE, ("layers",)),
+    "boogu": (boogu, "Boogu", WHOLE, ("double_stream_layers", "single_stream_layers")),
+    "ideogram4": (ideogram4, "Ideogram 4", WHOLE, ("layers",)),
+    "krea2": (krea2, "Krea 2", WHOLE, ("blocks",)),
+    "ernie_image": (ernie_image, "ERNIE-Image", WHOLE, ("layers",)),
 }
 
 
@@ -176,6 +193,17 @@ def summary(model) -> dict:
     return model.model_options["transformer_options"]["adacache_handle"].last_summary
 
 
+def counter(diffusion_model, paths) -> BlockCounter:
+    """Counts the block executions of the lists at ``paths`` (``language_model.layers``)."""
+    holder = torch.nn.Module()
+    for i, path in enumerate(paths):
+        module = diffusion_model
+        for part in path.split("."):
+            module = getattr(module, part)
+        holder.add_module(f"stack{i}", module)
+    return BlockCounter(holder, tuple(f"stack{i}" for i in range(len(paths))))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _free_models():
     yield
@@ -186,10 +214,9 @@ def _free_models():
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_family_and_mode(name):
-    _, family_name, stacks = CASES[name]
+    _, family_name, mode, _ = CASES[name]
     family = family_for(case(name)[0].model.diffusion_model)
-    assert (family.name, family.support, family.is_video) == (
-        family_name, "whole model" if stacks is None else "block stack", False)
+    assert (family.name, family.support, family.is_video) == (family_name, mode, False)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -208,9 +235,8 @@ def test_never_reusing_codebook_is_bit_identical_to_vanilla(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_cached_steps_skip_the_stack(name):
     model = case(name)[0]
-    stacks = CASES[name][2]
     cached = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE))
-    blocks = BlockCounter(model.model.diffusion_model, stacks or ())
+    blocks = counter(model.model.diffusion_model, CASES[name][3])
     try:
         out = run(cached, name)
     finally:
@@ -222,8 +248,7 @@ def test_cached_steps_skip_the_stack(name):
     calls_per_step = s["stack_runs"] // s["computed_steps"]
     assert s["computed_steps"] == 5 and s["stack_runs"] == 5 * calls_per_step
     assert s["reused_calls"] == 5 * calls_per_step
-    if stacks is not None:
-        assert blocks.calls == blocks.n_blocks * s["stack_runs"]
+    assert blocks.calls == blocks.n_blocks * s["stack_runs"]  # real block executions
     reference = vanilla(name)
     assert out.shape == reference.shape and out.dtype == reference.dtype
     assert torch.isfinite(out).all() and not torch.equal(out, reference)

@@ -84,8 +84,8 @@ HUNYUAN_DIT = Family(
     class_names=("HunYuanDiT",),
     stacks=(("blocks", "double_block"),),
     is_video=False,
-    note="HunyuanDiT 1.0-1.2: long skips between the halves of the stack stay inside it; "
-    "ControlNet (added to the skips) makes an evaluation compute",
+    note="HunyuanDiT (hydit and hydit1 configs): long skips between the halves of the stack "
+    "stay inside it; ControlNet (added to the skips) makes an evaluation compute",
 )
 
 LUMINA2 = Family(

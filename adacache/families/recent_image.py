@@ -44,8 +44,7 @@ def _whole(name: str, class_name: str, note: str, requires: tuple[str, ...] = ()
                   requires=requires, note=f"no block replacement: whole-model mode; {note}")
 
 
-PIXELDIT = _whole("PixelDiT", "PixDiT_T2I",
-                  "pixel space; PiD (PidNet) is a subclass, not tested separately")
+PIXELDIT = _whole("PixelDiT", "PixDiT_T2I", "pixel space; also PiD (PidNet, a subclass)")
 OMNIGEN2 = _whole("OmniGen2", "OmniGen2Transformer2DModel", "reference latents ride in the call")
 BOOGU = _whole("Boogu", "BooguTransformer2DModel", "OmniGen2-style refiners")
 IDEOGRAM4 = _whole("Ideogram 4", "Ideogram4Transformer2DModel", "packed [text, image] sequence")
