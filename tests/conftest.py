@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_host  # noqa: E402
 import pytest  # noqa: E402
 
-PURE_CORE = {"test_core.py", "test_plan.py"}  # tier 1: adacache/ only, no host
+PURE_CORE = {"test_core.py", "test_plan.py", "test_decisions.py"}  # tier 1: adacache/ only, no host
 HOST = (comfy_host.COMFY / "main.py").is_file()
 if HOST:
     comfy_host.boot_host()
