@@ -15,7 +15,7 @@ import comfy_host  # noqa: E402
 import pytest  # noqa: E402
 
 # tier 1: adacache/ only, no host needed
-PURE_CORE = {"test_core.py", "test_plan.py", "test_architecture.py"}
+PURE_CORE = {"test_core.py", "test_plan.py", "test_decisions.py", "test_architecture.py"}
 HOST = (comfy_host.COMFY / "main.py").is_file()
 if HOST:
     comfy_host.boot_host()
