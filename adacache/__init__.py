@@ -35,6 +35,7 @@ from .schedule import (
     CacheSchedule,
     StepRecord,
     equivalent_steps,
+    predict_schedule,
     preview_schedule,
     step_of_sigma,
 )
@@ -48,5 +49,5 @@ __all__ = [
     "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord", "StreamKey",
     "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook", "equivalent_steps",
     "family_for", "format_summary", "format_trace", "motion_score", "parse_metric_blocks",
-    "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
+    "predict_schedule", "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
 ]

@@ -695,6 +695,9 @@ class AdaCacheRun:
             "warnings": warnings,
             "calibration_sample": self.calibration_sample().to_dict() if self.calibrating else None,
             "trace": [r.as_dict() for r in s.trace],
+            # where the what-if replays the trace (schedule.predict_schedule)
+            "sigmas": list(s.sigmas),
+            "positions": list(s.positions),
         }
 
     def _no_reuse_advice(self, reached, distances, calibrated) -> str:

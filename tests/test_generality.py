@@ -331,6 +331,34 @@ def test_auto_calibrates_across_ksampler_advanced_slices_then_plans(demo):
     calibration.STORE.clear(key)
 
 
+@pytest.mark.parametrize("kind", ["thresholds", "plan"])
+def test_the_what_if_on_a_calibration_trace_is_the_schedule_that_runs(demo, kind):
+    """One rule: the what-if (schedule.predict_schedule on a recorded calibration run) gives
+    exactly the steps a run with that codebook or plan computes, same seed and setup."""
+    from comfyui_adacache.adacache import predict_schedule, preset_codebook
+
+    model, pos, neg, nodes, calibration = demo
+    patched = calibrating(demo)
+    key = calibration.store_key(patched)
+    calibration.STORE.clear(key)
+    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    advanced(patched, pos, neg, 0, 16)
+    recorded = handle.last_summary
+    sample = calibration.STORE.runs(key)[0].sample
+    codebook = (preset_codebook("fast", 16) if kind == "thresholds"
+                else calibrate([sample], 3.0).codebook)
+    prediction = predict_schedule(recorded["trace"], codebook, recorded["sigmas"],
+                                  recorded["positions"], sample.gap_distances)
+    cached = node(nodes.AdaCacheApply).execute(
+        model, "custom", "l1", "middle", 0.0, 1.0, False, codebook=codebook).args[0]
+    advanced(cached, pos, neg, 0, 16)
+    ran = cached.model_options["transformer_options"]["adacache_handle"].last_summary
+    assert not prediction.approximate
+    assert prediction.computed == [r["step"] for r in ran["trace"] if r["computed"]]
+    assert 3 < len(prediction.computed) < 16
+    calibration.STORE.clear(key)
+
+
 def test_a_recorded_run_says_what_it_was_recorded_on(demo):
     model, pos, neg, _, calibration = demo
     patched = calibrating(demo)
