@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from . import whatif_route  # noqa: F401  (registers POST /adacache/whatif)
 from .adacache_nodes import AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings
 from .calibration_nodes import CALIBRATION_NODES
 from .demo_nodes import DEMO_NODES, demo_enabled

@@ -220,3 +220,27 @@ def test_invalid_codebook_fails_with_named_entry(server, object_info):
     assert status_code == 400, body
     assert body["node_errors"]["5"]["class_type"] == "AdaCacheCodebookEditor", body
     assert body["node_errors"]["5"]["errors"][0]["type"] == "required_input_missing", body
+
+
+def test_the_what_if_route_answers_with_the_cores_rule(server):
+    """``POST /adacache/whatif`` gives the core's predict_schedule; bad entries are named."""
+    from comfyui_adacache.adacache import predict_schedule, preset_codebook
+
+    sigmas = [1.0 - i / 30 for i in range(31)]
+    trace = [{"step": i, "computed": True, "reason": "scheduled",
+              "distance": None if i == 0 else 0.02 + 0.3 * (i % 7) / 7} for i in range(30)]
+    trace[12]["reason"] = "ControlNet hints"
+    codebook = preset_codebook("fast", 30)
+    body = {"trace": trace, "sigmas": sigmas, "codebook": codebook.to_dict()}
+    status, answer = server.request("/adacache/whatif", body)
+    expected = predict_schedule(trace, codebook, sigmas)
+    assert status == 200, answer
+    assert answer == {"computed": expected.computed, "approximate": expected.approximate}
+    assert 8 < len(answer["computed"]) < 30
+    for bad, named in (
+        ({**body, "codebook": {"thresholds": [0.1, 1.0], "rates": [2, 0]}}, "rate 2"),
+        ({**body, "sigmas": [1.0, "x", 0.0]}, "sigmas entry 1"),
+        ({**body, "codebook": None}, "codebook must be an object"),
+    ):
+        status, answer = server.request("/adacache/whatif", bad)
+        assert status == 400 and named in answer["error"], answer
