@@ -67,6 +67,19 @@ def copies(model) -> list:
     return model.get_additional_models_with_key("multigpu")
 
 
+def adacache_hooks_on_own_modules(patcher) -> int:
+    """Checks that every AdaCache object hook of ``patcher`` wraps a method of ``patcher``'s
+    own module at its path; returns how many hooks it checked."""
+    checked = 0
+    for name, hook in patcher.object_patches.items():
+        if getattr(hook, "adacache_rebind", None) is None:
+            continue
+        module = patcher.get_model_object(name.rsplit(".", 1)[0])
+        assert hook.adacache_original.__self__ is module, name
+        checked += 1
+    return checked
+
+
 @pytest.mark.parametrize("order", ["apply then split", "split then apply"])
 def test_work_units_run_the_single_device_schedule(order, head_calls):
     base = load_wan()
@@ -104,11 +117,7 @@ def test_each_copy_hooks_its_own_modules(head_calls):
     (copy,) = copies(model)
     own = copy.get_model_object("diffusion_model.head")
     assert own is not primary
-    hook = copy.object_patches["diffusion_model.head.forward"]
-    assert hook.adacache_original.__self__ is own
-    assert model.object_patches["diffusion_model.head.forward"].adacache_original.__self__ is (
-        primary
-    )
+    assert adacache_hooks_on_own_modules(model) == adacache_hooks_on_own_modules(copy) == 1
     heads_by_thread = {}
     for head, thread in head_calls:
         heads_by_thread.setdefault(thread, set()).add(head)
@@ -149,3 +158,26 @@ def test_calls_entering_a_step_together_reach_one_decision(monkeypatch):
     assert [r["rate"] for r in s["trace"]] == [r["rate"] for r in reference["trace"]]
     assert [r["calls"] for r in s["trace"]] == [2] * len(s["trace"])
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_every_kind_of_hook_is_rebound():
+    """Wan VACE has the stack-output hook and one silenced-module hook per VACE block."""
+    model = split(patched(load_wan("vace")))  # the node matches its copies already
+    (copy,) = copies(model)
+    assert copy.model is not model.model
+    assert adacache_hooks_on_own_modules(model) == adacache_hooks_on_own_modules(copy) == 3
+
+
+def test_a_deep_copy_of_the_patched_model_hooks_its_own_modules(head_calls):
+    """Select Model Device moves a model to another GPU by deep-cloning its patcher (a fresh
+    model from the loader); AdaCache applied before it then runs on the fresh model alone."""
+    base = load_wan()
+    single = patched(base)
+    expected = sample(single)
+    moved = single.deepclone_multigpu(new_load_device=TWO_CPUS[1])
+    assert adacache_hooks_on_own_modules(moved) == 1
+    head_calls.clear()
+    out = sample(moved)
+    assert {head for head, _ in head_calls} == {moved.get_model_object("diffusion_model.head")}
+    assert summary_of(moved)["pattern"] == summary_of(single)["pattern"]
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
