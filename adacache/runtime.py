@@ -10,14 +10,17 @@ Every hook reads that plan; the only change a hook may make is the fallback from
 compute when the stored residual does not fit (``_reuse``). Stored residuals are stamped with
 the compute step that produced them and only those of the run's last compute step are reused.
 The plan of the call in progress lives in a context variable, so concurrent calls (threads)
-never see each other's plan.
+never see each other's plan; what they share (the schedule, the stored residuals, the counters)
+changes only under the run's lock (ComfyUI's MultiGPU work units run conds in threads).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,6 +217,17 @@ def plan_mismatch(planned: dict | None, run: dict) -> list[str]:
     ]
 
 
+def _locked(method):
+    """``method`` run under its run's lock (calls from threads share one run)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class AdaCacheRun:
     def __init__(
         self,
@@ -260,6 +274,7 @@ class AdaCacheRun:
         self._pinned: dict = {}  # (stream, key) -> page-locked CPU buffer for offload_cache
         self.streams: dict[object, StreamCache] = {}
         self._plan = contextvars.ContextVar(f"adacache_plan_{id(self)}", default=None)
+        self.lock = threading.RLock()  # held while shared state changes (see the docstring)
         self.calibrating = config.preset == "calibrate"
         self.gap_recorders: dict[object, GapRecorder] = {}
         self.gap_rows: dict[int, list[tuple]] = {}  # step -> one row per stream
@@ -292,6 +307,7 @@ class AdaCacheRun:
         """The plan of the model call in progress in this context (thread), if any."""
         return self._plan.get()
 
+    @_locked
     def begin_call(
         self,
         sigma: float,
@@ -355,6 +371,7 @@ class AdaCacheRun:
                 return WINDOW_NO_CACHE if getattr(key, "window", None) is not None else NO_CACHE
         return None
 
+    @_locked
     def end_call(self) -> None:
         call = self.call
         if call is None:
@@ -388,7 +405,8 @@ class AdaCacheRun:
         # blocks, LTX-Video: ``img += ...``), so what is kept of a block's input is a copy.
         if position == 0:
             call.stack_input = {k: v.clone() for k, v in family.carried(args).items()}
-            self.stack_runs += 1
+            with self.lock:
+                self.stack_runs += 1
         before = family.metric_part(args).clone() if position in self.metric_positions else None
         out = run_inner(args)
         if before is not None:
@@ -409,7 +427,8 @@ class AdaCacheRun:
             cached = self._reuse(call, {"out": view} if view is not None else None)
             if cached is not None:
                 return view + cached["out"]
-        self.stack_runs += 1
+        with self.lock:
+            self.stack_runs += 1
         out = run_inner()
         view = _crop(x, out.shape[1:])
         if view is None:  # output not a crop of the input: nothing we can cache
@@ -429,6 +448,7 @@ class AdaCacheRun:
         self.check_interrupt()
         return cached
 
+    @_locked
     def stack_output(self, hidden) -> None:
         """The hidden state after the whole stack (including any side-module hints)."""
         call = self.call
@@ -509,6 +529,7 @@ class AdaCacheRun:
                     )
         self.schedule.measure(distance, gap, motion)
 
+    @_locked
     def warn_once(self, note: str) -> None:
         if note not in self.warnings:
             self.warnings.append(note)
@@ -571,6 +592,7 @@ class AdaCacheRun:
             out[name] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         return out
 
+    @_locked
     def _force_compute(self, call: CallPlan, reason: str = NO_CACHE) -> None:
         call.mode, call.reason = COMPUTE, reason
         call.log.update(mode=COMPUTE, reason=reason)

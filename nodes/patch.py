@@ -7,12 +7,15 @@ handle. The APPLY_MODEL wrapper takes it from its call's options and, for the du
 call, makes it visible to the block / object hooks through a context variable (thread-local),
 since object hooks do not receive ``transformer_options``. No run is ever kept on the handle or
 the model, which every clone shares, so two samplers on one patched model (threads) each see
-only their own run.
+only their own run. ComfyUI's MultiGPU work units run one sampling call's conds in threads on
+per-device model copies: those calls share the call's run (safe under its lock), and each copy's
+object hooks wrap its own modules (workunits.py).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 
 import comfy.model_management
@@ -37,10 +40,11 @@ from ..adacache import (
     format_trace,
     parse_metric_blocks,
 )
-from ..adacache.families import UnsupportedModelError, video_latent_shape
+from ..adacache.families import video_latent_shape
 from .auto import resolve_auto
 from .live_trace import LIVE, LiveTrace
 from .run_setup import RUNS, continued_calibration, run_setup
+from .workunits import add_copy_callbacks
 
 log = logging.getLogger("AdaCache")
 KEY = "adacache"
@@ -50,12 +54,6 @@ KEY = "adacache"
 PATCHES_BEFORE_STACK = frozenset({"post_input"})
 # ((handle, run), ...) of the model calls in progress in this context (thread)
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("adacache_active", default=())
-# MultiGPU work units (comfy/multigpu.py) run conds in threads on per-device model copies that
-# receive these object patches (bound to the primary copy's modules) and share one run.
-MULTIGPU_UNSUPPORTED = (
-    "AdaCache does not support MultiGPU work units yet (per-device model copies): remove the "
-    "MultiGPU node or AdaCache Apply from this workflow"
-)
 
 
 NATIVE_CACHE = "easycache"  # transformer_options entry of native EasyCache and LazyCache
@@ -167,6 +165,7 @@ def _output_hook(handle: AdaCacheHandle, original):
         return original(x, *args, **kwargs)
 
     adacache_stack_output.adacache_original = original  # a later Apply unwraps, never nests
+    adacache_stack_output.adacache_rebind = functools.partial(_output_hook, handle)  # workunits
     return adacache_stack_output
 
 
@@ -178,6 +177,7 @@ def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
         return run.silenced_module(returns, original, *args, **kwargs)
 
     adacache_silenced_module.adacache_original = original
+    adacache_silenced_module.adacache_rebind = functools.partial(_silenced_hook, handle, returns)
     return adacache_silenced_module
 
 
@@ -189,6 +189,7 @@ def _whole_model_hook(handle: AdaCacheHandle, original):
         return run.whole_model(x, lambda: original(x, *args, **kwargs))
 
     adacache_whole_model.adacache_original = original
+    adacache_whole_model.adacache_rebind = functools.partial(_whole_model_hook, handle)
     return adacache_whole_model
 
 
@@ -211,8 +212,6 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
         run = (transformer_options.get(RUNS) or {}).get(handle)
         if run is None:
             return executor(*args, **kwargs)
-        if transformer_options.get("multigpu_thread_device") is not None:
-            raise UnsupportedModelError(MULTIGPU_UNSUPPORTED)
         family = handle.family
         patches = _between_block_patches(transformer_options)
         reason = CONTROL_HINTS if _control(args, kwargs) else MODEL_PATCHES if patches else None
@@ -221,19 +220,20 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
                           "call that carries them: those calls run the whole stack")
         active = _ACTIVE.set((*_ACTIVE.get(), (handle, run)))
         try:
-            step_before = run.schedule.current
-            run.begin_call(
-                float(sigma.max()),
-                _stream_keys(transformer_options, x),
-                video_latent_shape(x, kwargs),  # packed audio+video latents: the video's
-                _stack_intact(handle, transformer_options)
-                and not any(k in transformer_options for k in family.bypass_options),
-                compute_reason=reason,
-                tail_tokens=family.tail_tokens(kwargs),
-            )
-            live = LIVE.get(run)
-            if live is not None:  # the browser's view: a step's decision is final
-                live.step_entered(step_before, run.schedule.current)
+            with run.lock:  # work-unit threads: one step change, seen and sent once
+                step_before = run.schedule.current
+                run.begin_call(
+                    float(sigma.max()),
+                    _stream_keys(transformer_options, x),
+                    video_latent_shape(x, kwargs),  # packed audio+video latents: the video's
+                    _stack_intact(handle, transformer_options)
+                    and not any(k in transformer_options for k in family.bypass_options),
+                    compute_reason=reason,
+                    tail_tokens=family.tail_tokens(kwargs),
+                )
+                live = LIVE.get(run)
+                if live is not None:  # the browser's view: a step's decision is final
+                    live.step_entered(step_before, run.schedule.current)
             try:
                 return executor(*args, **kwargs)
             finally:
@@ -410,6 +410,7 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
         model.remove_wrappers_with_key(wrapper_type, KEY)
     model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper(handle))
     model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, KEY, _apply_model_wrapper(handle))
+    add_copy_callbacks(model, KEY)  # MultiGPU work units: per-device copies' hooks
     model.model_options["transformer_options"]["adacache_handle"] = handle
     return model
 

@@ -193,13 +193,3 @@ def test_calls_carrying_per_block_patches_are_computed():
     assert any("model patches between blocks" in w for w in s["warnings"])
     assert torch.equal(out, vanilla)
 
-
-def test_multigpu_work_units_get_a_clear_error():
-    """ComfyUI's MultiGPU work units mark every threaded evaluation with
-    transformer_options['multigpu_thread_device']; AdaCache refuses them by name rather than
-    run hooks bound to another device's modules (no second device exists on this machine, so
-    the mark is set the way comfy.samplers sets it, through the model's transformer_options)."""
-    model = apply_adacache(load_wan("t2v", layers=2), AdaCacheConfig())
-    model.model_options["transformer_options"]["multigpu_thread_device"] = torch.device("cpu")
-    with pytest.raises(UnsupportedModelError, match="MultiGPU work units"):
-        sample(model, steps=4)
