@@ -14,8 +14,6 @@ object hooks wrap its own modules (workunits.py).
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import logging
 
 import comfy.model_management
@@ -42,6 +40,15 @@ from ..adacache import (
 )
 from ..adacache.families import video_latent_shape
 from .auto import resolve_auto
+from .hooks import (
+    ACTIVE,
+    AdaCacheHandle,
+    block_patch,
+    output_hook,
+    silenced_hook,
+    stack_intact,
+    whole_model_hook,
+)
 from .live_trace import LIVE, LiveTrace
 from .run_setup import RUNS, continued_calibration, run_setup
 from .workunits import add_copy_callbacks
@@ -52,12 +59,9 @@ KEY = "adacache"
 # input, so a reused residual is added on top of them); any other non-empty list runs between
 # or inside blocks outside block replacement, and forces compute.
 PATCHES_BEFORE_STACK = frozenset({"post_input"})
-# ((handle, run), ...) of the model calls in progress in this context (thread)
-_ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("adacache_active", default=())
 
 
 NATIVE_CACHE = "easycache"  # transformer_options entry of native EasyCache and LazyCache
-RECENT_OUTPUTS = 8  # summaries kept per handle, by the latent they produced
 
 
 def check_model(value, node: str, name: str = "model"):
@@ -86,125 +90,6 @@ def native_cache_conflict(node_id, native: str) -> str:
     )
 
 
-def latent_fingerprint(samples) -> tuple | None:
-    """A cheap identity of a sampled latent: its shape and a strided subsample of its values
-    (float32, CPU), as the sampler returns it."""
-    if not isinstance(samples, torch.Tensor) or getattr(samples, "is_nested", False):
-        return None
-    flat = samples.detach().reshape(-1)
-    picked = flat[:: max(flat.numel() // 4096, 1)][:4096].to("cpu", torch.float32)
-    return tuple(samples.shape), picked
-
-
-def same_latent(a: tuple | None, b: tuple | None) -> bool:
-    """Whether two fingerprints are of one latent; tolerant of a lower-precision copy (a host
-    that moves the sampler's output to a bf16/fp16 intermediate dtype: half a bf16 step),
-    not of two different runs (their latents differ by more somewhere in 4,096 values)."""
-    if a is None or b is None or a[0] != b[0] or a[1].shape != b[1].shape:
-        return False
-    return bool(torch.allclose(a[1], b[1], rtol=5e-3, atol=1e-5, equal_nan=True))
-
-
-class AdaCacheHandle:
-    """Shared by the patches of one AdaCache Apply (and by every clone of the patched model)."""
-
-    def __init__(self, config: AdaCacheConfig, family, keys, node_id=None):
-        self.config = config
-        self.family = family
-        self.keys = keys
-        self.node_id = node_id
-        self.last_summary: dict | None = None
-        self.recent: list[tuple[tuple, dict]] = []  # (latent fingerprint, summary), newest last
-
-    def remember(self, output, summary: dict) -> None:
-        fingerprint = latent_fingerprint(output)
-        if fingerprint is not None:
-            self.recent = [*self.recent, (fingerprint, summary)][-RECENT_OUTPUTS:]
-
-    def summary_for(self, samples) -> dict | None:
-        """The summary of the run that produced ``samples``, if it is one of the recent ones."""
-        fingerprint = latent_fingerprint(samples)
-        for known, summary in reversed(self.recent):
-            if same_latent(known, fingerprint):
-                return summary
-        return None
-
-    @property
-    def run(self) -> AdaCacheRun | None:
-        """The run of the model call in progress in this thread, if any (read-only)."""
-        return _active_run(self)
-
-    def __deepcopy__(self, memo):
-        # ModelPatcher.clone() deep-copies model_options; every clone shares this one handle,
-        # as its patches (closures over it) do.
-        return self
-
-
-def _block_patch(handle: AdaCacheHandle, position: int, previous):
-    def adacache_block(args, extra):
-        if previous is not None:
-            def run_inner(a):
-                return previous(a, extra)
-        else:
-            run_inner = extra["original_block"]
-        run = _active_run(handle)
-        if run is None:
-            return run_inner(args)
-        return run.block(position, args, run_inner)
-
-    adacache_block.adacache_handle = handle
-    adacache_block.adacache_previous = previous
-    return adacache_block
-
-
-def _output_hook(handle: AdaCacheHandle, original):
-    def adacache_stack_output(x, *args, **kwargs):
-        run = _active_run(handle)
-        if run is not None:
-            run.stack_output(x)
-        return original(x, *args, **kwargs)
-
-    adacache_stack_output.adacache_original = original  # a later Apply unwraps, never nests
-    adacache_stack_output.adacache_rebind = functools.partial(_output_hook, handle)  # workunits
-    return adacache_stack_output
-
-
-def _silenced_hook(handle: AdaCacheHandle, returns: str, original):
-    def adacache_silenced_module(*args, **kwargs):
-        run = _active_run(handle)
-        if run is None:
-            return original(*args, **kwargs)
-        return run.silenced_module(returns, original, *args, **kwargs)
-
-    adacache_silenced_module.adacache_original = original
-    adacache_silenced_module.adacache_rebind = functools.partial(_silenced_hook, handle, returns)
-    return adacache_silenced_module
-
-
-def _whole_model_hook(handle: AdaCacheHandle, original):
-    def adacache_whole_model(x, *args, **kwargs):
-        run = _active_run(handle)
-        if run is None:
-            return original(x, *args, **kwargs)
-        return run.whole_model(x, lambda: original(x, *args, **kwargs))
-
-    adacache_whole_model.adacache_original = original
-    adacache_whole_model.adacache_rebind = functools.partial(_whole_model_hook, handle)
-    return adacache_whole_model
-
-
-def _stack_intact(handle: AdaCacheHandle, transformer_options: dict) -> bool:
-    replaced = transformer_options.get("patches_replace", {}).get("dit", {})
-    return all(getattr(replaced.get(k), "adacache_handle", None) is handle for k in handle.keys)
-
-
-def _active_run(handle: AdaCacheHandle) -> AdaCacheRun | None:
-    for owner, run in reversed(_ACTIVE.get()):
-        if owner is handle:
-            return run
-    return None
-
-
 def _apply_model_wrapper(handle: AdaCacheHandle):
     def adacache_apply_model(executor, *args, **kwargs):
         x, sigma = args[0], args[1]
@@ -218,7 +103,7 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
         if patches:
             run.warn_once(f"model patches between blocks ({', '.join(patches)}) run on every "
                           "call that carries them: those calls run the whole stack")
-        active = _ACTIVE.set((*_ACTIVE.get(), (handle, run)))
+        active = ACTIVE.set((*ACTIVE.get(), (handle, run)))
         try:
             with run.lock:  # work-unit threads: one step change, seen and sent once
                 step_before = run.schedule.current
@@ -226,7 +111,7 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
                     float(sigma.max()),
                     _stream_keys(transformer_options, x),
                     video_latent_shape(x, kwargs),  # packed audio+video latents: the video's
-                    _stack_intact(handle, transformer_options)
+                    stack_intact(handle, transformer_options)
                     and not any(k in transformer_options for k in family.bypass_options),
                     compute_reason=reason,
                     tail_tokens=family.tail_tokens(kwargs),
@@ -239,7 +124,7 @@ def _apply_model_wrapper(handle: AdaCacheHandle):
             finally:
                 run.end_call()
         finally:
-            _ACTIVE.reset(active)
+            ACTIVE.reset(active)
 
     return adacache_apply_model
 
@@ -392,19 +277,19 @@ def apply_adacache(model, config: AdaCacheConfig, node_id=None):
         previous = existing.get((kind, index))
         while getattr(previous, "adacache_handle", None) is not None:  # replace, never nest
             previous = previous.adacache_previous
-        model.set_model_patch_replace(_block_patch(handle, position, previous), "dit", kind, index)
+        model.set_model_patch_replace(block_patch(handle, position, previous), "dit", kind, index)
 
     if family.mode == WHOLE:
         name = "diffusion_model.forward"
-        model.add_object_patch(name, _whole_model_hook(handle, _unhooked(model, name)))
+        model.add_object_patch(name, whole_model_hook(handle, _unhooked(model, name)))
     for path in family.output_modules:  # e.g. WanDancer runs head or head_global
         if _module_names(diffusion_model, path):
             name = f"diffusion_model.{path}.forward"
-            model.add_object_patch(name, _output_hook(handle, _unhooked(model, name)))
+            model.add_object_patch(name, output_hook(handle, _unhooked(model, name)))
     for path, returns in family.silenced_modules:
         for name in _module_names(diffusion_model, path):
             name = f"diffusion_model.{name}.forward"
-            model.add_object_patch(name, _silenced_hook(handle, returns, _unhooked(model, name)))
+            model.add_object_patch(name, silenced_hook(handle, returns, _unhooked(model, name)))
 
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.APPLY_MODEL):
         model.remove_wrappers_with_key(wrapper_type, KEY)

@@ -344,7 +344,7 @@ def test_prompt_without_client_id_is_not_broadcast(server, object_info, canary):
 
 
 def test_a_latent_is_recognised_through_a_lower_precision_copy():
-    from comfyui_adacache.nodes.patch import latent_fingerprint, same_latent
+    from comfyui_adacache.nodes.hooks import latent_fingerprint, same_latent
 
     x = torch.randn(1, 16, 4, 60, 104, generator=torch.Generator().manual_seed(0))
     own = latent_fingerprint(x)
