@@ -105,10 +105,11 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
     d.text((16, 10), title, fill=FG, font=f_title)
     moreg = "on" if summary.get("moreg") else "off"
     sub = f"codebook {summary.get('codebook', '?')}  ·  MoReg {moreg}"
-    timing = summary.get("timing") or {}
-    speedup = _finite(timing.get("estimated_speedup"))
-    if speedup is not None:
-        sub += f"  ·  estimated wall-clock speedup {speedup:.2f}x (from this run's timings)"
+    shown = (summary.get("timing") or {}).get("speedup_text")  # only where timings support it
+    if shown:
+        sub += f"  ·  wall-clock {shown} (estimated from this run's timings)"
+    if summary.get("interrupted"):
+        sub += "  ·  interrupted"
     d.text((16, 34), sub, fill=FG, font=f_small)
 
     left, right = 90, width - 110
