@@ -45,7 +45,7 @@ ex.SLOTS.update({
 ex.SIZES.update({
     "AdaCacheDemoScene": (300, 80), "AdaCacheDemoDecode": (260, 60),
     "AdaCacheDemoTrace": (300, 50), "AdaCacheReport": (320, 300),
-    "AdaCacheCalibrate": (320, 230), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
+    "AdaCacheCalibrate": (320, 250), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
 })
 CALIBRATE_SPEED = 3.0  # AdaCache Calibrate's target: 3x fewer block-stack steps (10 of 30)
 PLAN_NAME = "demo"

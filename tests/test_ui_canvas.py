@@ -27,6 +27,16 @@ APPLIES = """() => {
             run: applies.find(n => preset(n) !== 'calibrate').id,
             calibrate: window.app.graph._nodes.find(n => n.type === 'AdaCacheCalibrate').id}; }"""
 STATE = """(id) => window.adacache.stateOf(window.app.graph.getNodeById(id)).summary"""
+# Whether every line of a node's DOM widget is shown: inside the widget's box, inside the node.
+SHOWN = """([id, name]) => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+    const el = n.widgets.find(w => w.name === name).element, b = el.getBoundingClientRect();
+    const cr = c.canvas.getBoundingClientRect(), s = c.ds.scale, o = c.ds.offset;
+    const bottom = cr.top + (n.pos[1] + n.size[1] + o[1]) * s;
+    const lines = el.children.length ? [...el.children] : [el];
+    return b.height > 0 && b.bottom <= bottom + 1 && lines.every(l => {
+        const r = l.getBoundingClientRect();
+        return r.top >= b.top - 0.5 && r.bottom <= b.bottom + 0.5
+            && l.scrollWidth <= l.clientWidth + 1 && l.scrollHeight <= l.clientHeight + 1; }); }"""
 
 
 def overlaps(page):  # noqa: F811
@@ -153,10 +163,8 @@ def test_calibrate_shows_its_result(page, demo_run):  # noqa: F811
     assert f"saved as '{result['name']}'" in lines[1], lines
     mean = sum(result["predicted_computed"]) / len(result["predicted_computed"])
     assert re.search(rf"predicted: (about )?{round(mean)}/30 steps computed", lines[2]), lines
-    # every line fits the node (none cut)
-    assert page.evaluate("""(id) => [...window.app.graph.getNodeById(id).widgets
-        .find(w => w.name === 'adacache_result').element.children]
-        .every(d => d.scrollWidth <= d.clientWidth)""", demo_run["ids"]["calibrate"])
+    # every line shown in full, inside the node
+    assert page.evaluate(SHOWN, [demo_run["ids"]["calibrate"], "adacache_result"])
     shot(page, "canvas_calibrate_result.png")
 
 
@@ -274,6 +282,7 @@ def test_an_interrupted_run_is_marked_and_gives_no_advice(page):  # noqa: F811
 EDITOR_CASES = [
     ("0.1, 0.2, 1", "3, 2, 1"),
     ("0.2, 0.1, 1", "3, 2, 1"),
+    ("0.08573, 0.01531, 0.2202, 0.2874, 1", "5, 4, 3, 2, 1"),
     ("0.1, nan, 1", "3, 2, 1"),
     ("0.1, 0.2, 1", "3, 0, 1"),
     ("0.1, 0.2, 1", "3, 2.5, 1"),
@@ -311,6 +320,7 @@ def test_the_codebook_editor_validates_as_you_type(page):  # noqa: F811
             expected = str(e)
         assert bool(shown) == bool(expected), (thresholds, rates, shown, expected)
         assert re.split(r"[(:]", shown)[0] == re.split(r"[(:]", expected)[0], (shown, expected)
+        frames(page)
+        assert page.evaluate(SHOWN, [editor, "adacache_check"]), shown  # all of it
         if thresholds == "0.2, 0.1, 1":
-            frames(page)
             shot(page, "editor_check_error.png")

@@ -2,6 +2,7 @@
 // saved, and the steps the fitted plan computes on those runs (the node's UI output
 // "adacache_calibration", nodes/calibration_nodes.py).
 import { app } from "../../scripts/app.js";
+import { fitToWidgets } from "./layout.js";
 
 const CALIBRATE = "AdaCacheCalibrate";
 const LINES = 3;
@@ -39,10 +40,17 @@ function addResultWidget(node) {
     box.style.color = payload ? "#cfcfcf" : "#8a8a8a";
   };
   show(null);
-  const height = LINES * LINE_H + 6; // fixed: a result never makes the node grow
+  // fixed: a result never makes the node grow (the frontend keeps 10 px above and below)
+  const height = LINES * LINE_H + 26;
   node.addDOMWidget("adacache_result", "adacache-calibration", box, {
     serialize: false, hideOnZoom: false, getMinHeight: () => height, getMaxHeight: () => height,
   }).serialize = false;
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    fitToWidgets(this); // a workflow saved before this widget existed
+    return r;
+  };
   const onExecuted = node.onExecuted;
   node.onExecuted = function (message) {
     const r = onExecuted?.apply(this, arguments);
@@ -59,6 +67,7 @@ app.registerExtension({
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
       addResultWidget(this);
+      fitToWidgets(this);
       return r;
     };
   },

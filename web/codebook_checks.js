@@ -4,6 +4,7 @@
 // - AdaCache Apply's preset says when a connected codebook overrides it (nodes/adacache_nodes.py:
 //   a connected codebook replaces every preset but custom and calibrate).
 import { app } from "../../scripts/app.js";
+import { fitToWidgets } from "./layout.js";
 
 const APPLY = "AdaCacheApply";
 const EDITOR = "AdaCacheCodebookEditor";
@@ -73,10 +74,17 @@ function addEditorCheck(node) {
   const box = document.createElement("div");
   box.className = "adacache-codebook-check";
   Object.assign(box.style, { font: "11px/14px sans-serif", padding: "1px 6px", width: "100%",
-    boxSizing: "border-box", overflow: "hidden", height: "30px" });
-  node.addDOMWidget("adacache_check", "adacache-check", box, {
-    serialize: false, hideOnZoom: false, getMinHeight: () => 32, getMaxHeight: () => 32,
+    boxSizing: "border-box", overflow: "hidden", height: "44px" });
+  node.addDOMWidget("adacache_check", "adacache-check", box, { // three lines, fixed
+    serialize: false, hideOnZoom: false, getMinHeight: () => 46, getMaxHeight: () => 46,
   }).serialize = false;
+  fitToWidgets(node);
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    fitToWidgets(this); // a workflow saved before this widget existed
+    return r;
+  };
   let checked = null;
   const check = () => {
     const values = ["thresholds", "rates", "saved"].map((n) => String(widget(node, n)?.value ?? ""));

@@ -72,6 +72,14 @@ function makeRoom(graph, grown, before) {
   }
 }
 
+// After a node's DOM widget is added (or a saved node loaded): as tall as its widgets need.
+export function fitToWidgets(node) {
+  requestAnimationFrame(() => {
+    const want = node.computeSize?.()[1];
+    if (want && node.size[1] < want - 0.5) setNodeHeight(node, want);
+  });
+}
+
 export function rectsOverlap(graph = app.graph) {
   const nodes = nodesOf(graph);
   const out = [];
