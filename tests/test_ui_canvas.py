@@ -163,8 +163,11 @@ def test_calibrate_shows_its_result(page, demo_run):  # noqa: F811
     assert f"saved as '{result['name']}'" in lines[1], lines
     mean = sum(result["predicted_computed"]) / len(result["predicted_computed"])
     assert re.search(rf"predicted: (about )?{round(mean)}/30 steps computed", lines[2]), lines
-    # every line shown in full, inside the node
+    # every line shown in full, inside the node, and not saved with the workflow
     assert page.evaluate(SHOWN, [demo_run["ids"]["calibrate"], "adacache_result"])
+    saved = page.evaluate("() => window.app.graph.serialize()")
+    (node,) = [n for n in saved["nodes"] if str(n["id"]) == str(demo_run["ids"]["calibrate"])]
+    assert len(node["widgets_values"]) == 4, node["widgets_values"]  # speed, moreg, name, runs
     shot(page, "canvas_calibrate_result.png")
 
 
@@ -324,3 +327,7 @@ def test_the_codebook_editor_validates_as_you_type(page):  # noqa: F811
         assert page.evaluate(SHOWN, [editor, "adacache_check"]), shown  # all of it
         if thresholds == "0.2, 0.1, 1":
             shot(page, "editor_check_error.png")
+    # the check is not saved with the workflow: the fields and 'saved' only
+    saved = page.evaluate("() => window.app.graph.serialize()")
+    (node,) = saved["nodes"]
+    assert len(node["widgets_values"]) == 3, node["widgets_values"]

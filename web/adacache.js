@@ -32,7 +32,8 @@ const COLORS = {
   unreached: "#2a2a2a",
   whatif: "#81c784",
   warn: SHARED.warn ?? "#f4511e",
-  thresholds: [SHARED.threshold ?? "#e57373", "#f06292", "#ba68c8", "#9575cd", "#7986cb", "#4fc3f7", "#4db6ac"],
+  thresholds: [SHARED.threshold ?? "#e57373", "#f06292", "#ba68c8", "#9575cd", "#7986cb",
+    "#4fc3f7", "#4db6ac"],
 };
 
 // --- the schedule rule: a mirror of adacache/schedule.py (CacheSchedule, preview_schedule) ---

@@ -57,7 +57,9 @@ export function checkCodebook(thresholdsText, ratesText) {
       "threshold needs exactly one rate";
   }
   for (const [i, v] of thresholds.entries()) {
-    if (!Number.isFinite(v) || v <= 0) return `threshold ${i + 1} (${t.parts[i]}) must be a finite number > 0`;
+    if (!Number.isFinite(v) || v <= 0) {
+      return `threshold ${i + 1} (${t.parts[i]}) must be a finite number > 0`;
+    }
     if (i && v <= thresholds[i - 1]) {
       return `threshold ${i + 1} (${t.parts[i]}) is not greater than threshold ${i} ` +
         `(${t.parts[i - 1]}); thresholds must be strictly increasing`;
@@ -87,7 +89,8 @@ function addEditorCheck(node) {
   };
   let checked = null;
   const check = () => {
-    const values = ["thresholds", "rates", "saved"].map((n) => String(widget(node, n)?.value ?? ""));
+    const values = ["thresholds", "rates", "saved"]
+      .map((n) => String(widget(node, n)?.value ?? ""));
     const key = values.join("\u0000");
     if (key === checked) return;
     checked = key;
@@ -95,7 +98,8 @@ function addEditorCheck(node) {
     const usesSaved = saved && saved !== USE_ABOVE; // the saved file's values, not the fields
     const error = usesSaved ? null : checkCodebook(thresholds, rates);
     box.textContent = error ? `⚠ ${error}` : usesSaved ? `✓ uses the saved codebook '${saved}'`
-      : `✓ ${split(field(thresholds, rates, "thresholds"), "").parts.length} thresholds and rates`;
+      : `✓ ${split(field(thresholds, rates, "thresholds"), "").parts.length} thresholds ` +
+        "and rates";
     box.title = box.textContent;
     box.style.color = error ? "#ff7043" : "#81c784";
     box.dataset.error = error ?? "";

@@ -6,7 +6,8 @@ import { app } from "../../scripts/app.js";
 const GAP = 20; // space kept between nodes
 
 export function nodeRect(node) {
-  const title = node.constructor?.title_mode === 1 ? 0 : (globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30);
+  const title = node.constructor?.title_mode === 1 ? 0
+    : (globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30);
   return [node.pos[0], node.pos[1] - title, node.size[0], node.size[1] + title];
 }
 
