@@ -119,9 +119,18 @@ def test_a_node_with_no_run_is_compact_and_the_plot_unfolds_after_a_run(page, de
     assert plot_data(page, ids["run"])["folded"] == "true"
     assert node_height(page, ids["run"]) < compact[1] + 40
     shot(page, "canvas_folded.png")
+    # a node put in the space the fold freed is moved down when the plot unfolds, not covered
+    note = page.evaluate("""(id) => { const a = window.app.graph.getNodeById(id);
+        const n = window.LiteGraph.createNode('Note'); n.size = [a.size[0], 80];
+        n.pos = [a.pos[0], a.pos[1] + a.size[1] + 60]; window.app.graph.add(n);
+        return {id: n.id, y: n.pos[1]}; }""", ids["run"])
+    assert overlaps(page) == []
     press(page, ids["run"], "adacache-fold")
     assert plot_data(page, ids["run"])["folded"] == "false"
     assert node_height(page, ids["run"]) == pytest.approx(full[1], abs=1)
+    moved = page.evaluate("(id) => window.app.graph.getNodeById(id).pos[1]", note["id"])
+    assert moved > note["y"] + 150 and overlaps(page) == []
+    page.evaluate("(id) => window.app.graph.remove(window.app.graph.getNodeById(id))", note["id"])
 
 
 def test_no_node_covers_another_after_load_a_run_and_every_button(page, demo_run):  # noqa: F811
