@@ -654,12 +654,13 @@ class AdaCacheRun:
         return None
 
     # -- reporting -------------------------------------------------------------------------
-    def finish(self) -> dict:
+    def finish(self, interrupted: bool = False) -> dict:
         """Closes the run and returns its summary; never raises (reporting must not fail a
-        finished run nor replace an interrupt's exception)."""
+        finished run nor replace an interrupt's exception). ``interrupted``: sampling did not
+        return (an interrupt or an error); the summary says so and gives no advice."""
         try:
             self.schedule.close()
-            summary = self.summary()
+            summary = self.summary(interrupted)
         except Exception as e:  # a bug in reporting: keep the run's result, say what failed
             log.warning("AdaCache: could not build the run summary: %s", e, exc_info=True)
             summary = {"family": self.family.name, "steps": self.schedule.n_steps,
@@ -668,7 +669,7 @@ class AdaCacheRun:
         self._pinned.clear()
         return summary
 
-    def summary(self) -> dict:
+    def summary(self, interrupted: bool = False) -> dict:
         s = self.schedule
         reached = [r for r in s.trace if r.computed is not None]
         computed = len(s.computed_steps)
@@ -676,14 +677,18 @@ class AdaCacheRun:
         rates = self.codebook.rates
         if max(rates) <= 1:  # suggest a codebook that can reuse steps
             rates = preset_codebook("fast", self.steps_for_codebook).rates
-        calibrated = calibrated_codebook(distances, rates)
+        calibrated = None if interrupted else calibrated_codebook(distances, rates)
         warnings = list(self.warnings)
-        if not self.calibrating and len(reached) >= 5 and not s.reused_steps:
+        if interrupted:  # a partial run: nothing recorded, no advice drawn from it
+            warnings = [f"interrupted at step {len(reached)} of {s.n_steps}: this partial run "
+                        "recorded nothing and gives no advice"]
+        elif not self.calibrating and len(reached) >= 5 and not s.reused_steps:
             warnings.append(self._no_reuse_advice(reached, distances, calibrated))
         return {
             "family": self.family.name,
             "preset": self.config.preset,
             "calibration": self.calibrating,
+            "interrupted": interrupted,
             "mode": self.family.support,
             "steps": s.n_steps,
             "steps_reached": len(reached),
@@ -715,7 +720,10 @@ class AdaCacheRun:
                 v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
             ],
             "warnings": warnings,
-            "calibration_sample": self.calibration_sample().to_dict() if self.calibrating else None,
+            "calibration_sample": (
+                self.calibration_sample().to_dict() if self.calibrating and not interrupted
+                else None
+            ),
             "trace": [r.as_dict() for r in s.trace],
             # where the what-if replays the trace (schedule.predict_schedule)
             "sigmas": list(s.sigmas),

@@ -48,6 +48,33 @@ def _server():
         return None
 
 
+MIN_COMPUTED, MIN_REUSED = 3, 2  # timed steps an estimate needs (step 0 not counted)
+MAX_ERROR = 0.15  # the largest relative standard error of the estimate that is shown
+
+
+def shown_speedup(speedup, computed_call_s: list[float], reused: int, step_ratio: float):
+    """(text, None) for a wall-clock speedup the run's own timings support, or (None, why not).
+
+    The estimate is the mean computed call time x all calls / the time sampling took, so its
+    uncertainty is that of the mean computed call time (its relative standard error). It is
+    hidden for runs with too few timed computed or reused steps, when that error exceeds
+    MAX_ERROR, and when it claims more than the block-stack ratio (``step_ratio``), which no
+    real run reaches; otherwise rounded to a step no finer than twice that error."""
+    n = len(computed_call_s)
+    if speedup is None or n < MIN_COMPUTED or reused < MIN_REUSED:
+        return None, "too few timed steps in this run"
+    mean = sum(computed_call_s) / n
+    spread = (sum((s - mean) ** 2 for s in computed_call_s) / (n - 1)) ** 0.5
+    error = spread / mean / n**0.5 if mean > 0 else math.inf
+    if error > MAX_ERROR:
+        return None, f"this run's step times vary ±{error:.0%}"
+    if speedup > step_ratio * 1.05:
+        return None, "step times too uneven: it exceeds the step ratio"
+    step = next(s for s in (0.05, 0.1, 0.2, 0.5) if s >= 2 * error * speedup or s == 0.5)
+    value = round(speedup / step) * step
+    return f"≈{value:.2f}".rstrip("0").rstrip(".") + "x", None
+
+
 class LiveTrace:
     """One sampling run's events, for the AdaCache Apply node ``node_id``."""
 
@@ -102,7 +129,9 @@ class LiveTrace:
     def timing(self, end: float) -> dict:
         """Mean seconds per model evaluation on computed and on cached steps, and the wall-clock
         speedup they imply over computing every step (an estimate: step 0, which carries
-        warm-up costs, is left out of the computed mean when other computed steps exist)."""
+        warm-up costs, is left out of the computed mean when other computed steps exist).
+        ``speedup_text`` is that estimate rounded to what the run's own timings support, or
+        None with ``speedup_note`` saying why it is not shown (see shown_speedup)."""
         trace = self.run.schedule.trace
         starts = sorted(self.step_start.items())
         per_call = {True: [], False: []}
@@ -124,9 +153,12 @@ class LiveTrace:
         speedup = None
         if computed_s and total > 0:
             speedup = computed_s * calls_total / total
+        ratio = (len(per_call[True]) + len(cached)) / max(len(per_call[True]), 1)
+        text, note = shown_speedup(speedup, computed, len(cached), ratio)
         return sanitize({
             "computed_call_s": computed_s, "cached_call_s": cached_s,
             "estimated_speedup": speedup, "sampling_s": total,
+            "speedup_text": text, "speedup_note": note,
         })
 
     def _progress(self, step: int, final: bool = False) -> None:
@@ -165,11 +197,6 @@ class LiveTrace:
             },
             "moreg": schedule.moreg is not None, "calibration": self.calibration, "text": text,
         }, self.client_id)
-        # the line on the node: where the schedule changes (compute steps) and at the end; the
-        # sampler's own progress bar counts the other steps
-        send_text = getattr(self.server, "send_progress_text", None)
-        if send_text is not None and (record.computed or step + 1 >= schedule.n_steps):
-            send_text(text, self.node_id, self.client_id)
 
     def _send(self, event: str, data: dict) -> None:
         if self.server is None:

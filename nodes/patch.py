@@ -215,7 +215,7 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             return output
         finally:
             runs.pop(handle, None)
-            summary = run.finish()
+            summary = run.finish(interrupted=output is None)
             handle.last_summary = summary
             handle.remember(output, summary)
             log.info(format_summary(summary))

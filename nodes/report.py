@@ -8,8 +8,10 @@ computed/reused strip.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +24,18 @@ from .patch import check_model
 log = logging.getLogger("AdaCache")
 WIDTH, HEIGHT = 1024, 640
 BG, FG, GRID = (255, 255, 255), (30, 30, 30), (225, 225, 225)
-BLUE, ORANGE, RED, GREY, GREEN = (31, 119, 180), (230, 126, 34), (200, 50, 50), (175, 175, 175), (
-    44, 160, 44)
+# One colour code with the AdaCache Apply plot: web/colors.json (the widget reads it too).
+SHARED = json.loads((Path(__file__).resolve().parents[1] / "web" / "colors.json").read_text())
+
+
+def _rgb(name: str) -> tuple[int, int, int]:
+    value = SHARED[name].lstrip("#")
+    return tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
+
+
+COMPUTED, REUSED, BLUE, ORANGE, THRESHOLD, RED = (
+    _rgb(k) for k in ("computed", "reused", "distance", "factor", "threshold", "warn"))
+GREY = REUSED
 
 
 def _font(size: int):
@@ -93,10 +105,11 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
     d.text((16, 10), title, fill=FG, font=f_title)
     moreg = "on" if summary.get("moreg") else "off"
     sub = f"codebook {summary.get('codebook', '?')}  ·  MoReg {moreg}"
-    timing = summary.get("timing") or {}
-    speedup = _finite(timing.get("estimated_speedup"))
-    if speedup is not None:
-        sub += f"  ·  estimated wall-clock speedup {speedup:.2f}x (from this run's timings)"
+    shown = (summary.get("timing") or {}).get("speedup_text")  # only where timings support it
+    if shown:
+        sub += f"  ·  wall-clock {shown} (estimated from this run's timings)"
+    if summary.get("interrupted"):
+        sub += "  ·  interrupted"
     d.text((16, 34), sub, fill=FG, font=f_small)
 
     left, right = 90, width - 110
@@ -136,14 +149,14 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
             if t is None or not axis.contains(t):
                 continue
             y = axis.y(t)
-            _dashed(d, left, right, y, ORANGE)
+            _dashed(d, left, right, y, THRESHOLD)
             rate = rates[i] if i < len(rates) else "?"
             d.text((right + 6, (y + previous_y) / 2), f"< {_nice(t)}: rate {rate}",
-                   fill=ORANGE, font=f_small, anchor="lm")
+                   fill=THRESHOLD, font=f_small, anchor="lm")
             previous_y = y
         if rates:
             d.text((right + 6, max(dist_top + 6, previous_y - 12)), f"above: rate {rates[-1]}",
-                   fill=ORANGE, font=f_small, anchor="lm")
+                   fill=THRESHOLD, font=f_small, anchor="lm")
         ref = [(x(s), axis.y(v)) for s, v in references]
         if len(ref) > 1:
             d.line(ref, fill=GREY, width=1)
@@ -194,15 +207,15 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
     by_step = {r["step"]: r.get("computed") for r in summary.get("trace", [])}
     for s in range(n):
         c = by_step.get(s)
-        color = RED if c else (GREY if c is False else BG)
+        color = COMPUTED if c else (REUSED if c is False else BG)
         d.rectangle([x(s - 0.5) + 1, strip_top, x(s + 0.5) - 1, strip_bottom], fill=color,
                     outline=GREY)
-    d.text((16, strip_top + 2), "computed", fill=RED, font=f_small)
+    d.text((16, strip_top + 2), "computed", fill=COMPUTED, font=f_small)
     every = max(1, math.ceil(n / 15))
     for s in range(0, n, every):
         d.line([(x(s), strip_bottom), (x(s), strip_bottom + 4)], fill=FG)
         d.text((x(s), strip_bottom + 6), str(s), fill=FG, font=f_small, anchor="mt")
-    d.text(((left + right) / 2, strip_bottom + 24), "sampling step  (red: block stack ran, "
+    d.text(((left + right) / 2, strip_bottom + 24), "sampling step  (green: block stack ran, "
            "grey: reused)", fill=FG, font=f_small, anchor="mt")
     y = strip_bottom + 44
     for w in summary.get("warnings", [])[:3]:

@@ -45,7 +45,7 @@ ex.SLOTS.update({
 ex.SIZES.update({
     "AdaCacheDemoScene": (300, 80), "AdaCacheDemoDecode": (260, 60),
     "AdaCacheDemoTrace": (300, 50), "AdaCacheReport": (320, 300),
-    "AdaCacheCalibrate": (320, 180), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
+    "AdaCacheCalibrate": (320, 250), "SaveAnimatedPNG": (300, 360), "PreviewImage": (320, 300),
 })
 CALIBRATE_SPEED = 3.0  # AdaCache Calibrate's target: 3x fewer block-stack steps (10 of 30)
 PLAN_NAME = "demo"
@@ -132,7 +132,7 @@ def build(calibrate: bool | None = None) -> dict:
         g.link(cal_apply, 0, cal, "model")
         g.link(cal_ks, 0, cal, "latent")
         codebook_source = cal
-        # room for the progress line a run adds under the plot (the node grows ~50 px)
+        # free space between the two Apply nodes (a node that grows moves the ones below)
         y += ex.SIZES["AdaCacheApply"][1] + 140
     apply = ex.adacache(g, (380, y), (unet, 0), "custom" if calibrate else "fast", moreg=moreg,
                         codebook=codebook_source,

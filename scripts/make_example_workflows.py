@@ -133,7 +133,7 @@ SIZES = {
     "DualCLIPLoader": (350, 130), "VAELoader": (350, 58), "CLIPVisionLoader": (350, 58),
     "LoadImage": (440, 326), "ModelSamplingSD3": (250, 58), "CLIPTextEncode": (420, 160),
     "AdaCacheApply": (460, 540), "AdaCacheMoRegSettings": (320, 250),
-    "AdaCacheCodebookEditor": (320, 110), "KSampler": (320, 262), "KSamplerAdvanced": (320, 334),
+    "AdaCacheCodebookEditor": (320, 160), "KSampler": (320, 262), "KSamplerAdvanced": (320, 334),
     "SamplerCustom": (320, 230), "SamplerCustomAdvanced": (270, 106), "Note": (360, 200),
     "VAEDecode": (210, 46), "VAEDecodeTiled": (270, 150), "CreateVideo": (270, 78),
     "SaveVideo": (420, 420), "SaveImage": (420, 420),

@@ -148,8 +148,8 @@ def test_every_note_shows_all_its_text(page, path):  # noqa: F811
 
 
 def test_demo_has_no_overlapping_nodes_after_a_run(page):  # noqa: F811
-    """A run adds a progress line under each AdaCache Apply's plot; the demo leaves room for
-    it, so '1 · calibrate' never covers '2 · run'."""
+    """After a run each AdaCache Apply shows its plot (a compact node unfolds); '1 · calibrate'
+    never covers '2 · run'."""
     from test_ui_live import RECTS, demo_workflow, load, queue_and_wait
 
     load(page, demo_workflow())

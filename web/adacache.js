@@ -6,25 +6,34 @@
 // serialize: false, so nothing visual lands in the prompt.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { freeSpot, setNodeHeight } from "./layout.js";
+
+// The colours shared with the AdaCache Report image (nodes/report.py reads the same file).
+const SHARED = await fetch(new URL("./colors.json", import.meta.url))
+  .then((r) => r.json()).catch(() => ({}));
 
 const APPLY = "AdaCacheApply";
 const EDITOR = "AdaCacheCodebookEditor";
 const USE_ABOVE = "(use the values above)";
-const PLOT_H = 280; // canvas height in CSS pixels
+const PLOT_H = 280; // canvas height in CSS pixels, with a run shown
+const SHORT_H = 32; // folded, or no run yet: the two header lines
 const BAR_H = 26; // toolbar under the plot
+const LINE_H = 13;
+const WARN_LINES = 4; // warning lines that fit in PLOT_H; more make the node taller
 const COLORS = {
   text: "#dddddd",
   dim: "#9a9a9a",
   grid: "#3a3a3a",
-  distance: "#64b5f6",
+  distance: SHARED.distance ?? "#42a5f5",
   regularized: "#ce93d8",
-  factor: "#ffb74d",
-  computed: "#4caf50",
-  reused: "#555555",
+  factor: SHARED.factor ?? "#fb8c00",
+  computed: SHARED.computed ?? "#43a047",
+  reused: SHARED.reused ?? "#9e9e9e",
   unreached: "#2a2a2a",
   whatif: "#81c784",
-  warn: "#ff8a65",
-  thresholds: ["#e57373", "#f06292", "#ba68c8", "#9575cd", "#7986cb", "#4fc3f7", "#4db6ac"],
+  warn: SHARED.warn ?? "#f4511e",
+  thresholds: [SHARED.threshold ?? "#e57373", "#f06292", "#ba68c8", "#9575cd", "#7986cb",
+    "#4fc3f7", "#4db6ac"],
 };
 
 // --- the schedule rule: a mirror of adacache/schedule.py (CacheSchedule, preview_schedule) ---
@@ -238,10 +247,10 @@ function yScale(values, top, bottom) {
   return { y, inv, ticks, log, lo, hi };
 }
 
-function layoutOf(w, h, st) {
+function layoutOf(w, h, st, warnLines = 0) {
   const withFactor = st.moreg || st.records.some((r) => r?.moreg_factor != null);
   const left = 52, right = w - 40;
-  const top = st.summary?.warnings?.length && !st.stale ? 64 : 50; // room for a warning line
+  const top = 50 + (warnLines ? warnLines * LINE_H + 1 : 0); // room for the warnings
   const xAxis = h - 28;
   const whatifStrip = xAxis - 14;
   const runStrip = whatifStrip - 12;
@@ -254,18 +263,44 @@ function layoutOf(w, h, st) {
     withFactor, x: (t) => left + (t + 0.5) * colW };
 }
 
-function drawPlot(ctx, w, h, node) {
+// Each warning wrapped to `width`: [{text, index}] lines, the first of each marked ⚠.
+function wrapWarnings(ctx, warnings, width) {
+  const lines = [];
+  warnings.forEach((warning, index) => {
+    let line = "⚠";
+    for (const word of String(warning).split(/\s+/)) {
+      const next = `${line} ${word}`;
+      if (ctx.measureText(next).width > width && line.trim() !== "⚠" && line.trim()) {
+        lines.push({ text: line, index });
+        line = `   ${word}`;
+      } else {
+        line = next;
+      }
+    }
+    lines.push({ text: line, index });
+  });
+  return lines;
+}
+
+function drawPlot(ctx, w, h, node, warnings = [], short = false) {
   const st = stateOf(node);
   ctx.font = "11px sans-serif";
   ctx.textBaseline = "alphabetic";
   if (!st.nSteps) {
     ctx.fillStyle = COLORS.dim;
-    ctx.fillText("Queue a run: each step appears here as it is sampled.", 8, 18);
-    ctx.fillText("A calibration trace (every step computed) makes the what-if exact.", 8, 34);
+    ctx.fillText("Queue a run: each step appears here as it is sampled.", 8, 13);
+    ctx.fillText("A calibration trace (every step computed) makes the what-if exact.", 8, 26);
+    return null;
+  }
+  if (short) { // folded: the header only
+    ctx.fillStyle = COLORS.text;
+    const lines = headerText(st);
+    if (warnings.length) lines[0] += ` · ⚠ ${st.summary.warnings.length} (unfold to read)`;
+    lines.forEach((line, i) => ctx.fillText(line, 8, 13 + LINE_H * i, w - 12));
     return null;
   }
   if (st.stale || st.notRerun) ctx.globalAlpha = 0.35;
-  const L = layoutOf(w, h, st);
+  const L = layoutOf(w, h, st, warnings.length);
   const cb = codebookOf(st);
   const lines = cb ? cb.thresholds.slice(0, -1) : [];
   const shown = st.records.map((r) => r?.distance ?? null);
@@ -285,7 +320,8 @@ function drawPlot(ctx, w, h, node) {
   // After a calibrated plan's run the node shows one schedule, the one that ran: the plan picks
   // rates from the model's change profile, not from thresholds, so a what-if of its thresholds
   // appears only once the artist edits them.
-  const prediction = cb && !planned ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
+  const prediction = cb && !planned && !st.summary?.interrupted
+    ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
   L.prediction = prediction;
   if (prediction) {
     ctx.fillStyle = COLORS.whatif;
@@ -481,12 +517,13 @@ function drawPlot(ctx, w, h, node) {
     ctx.strokeRect(L.left + st.hover.step * L.colW, L.top, L.colW, L.whatifStrip + 9 - L.top);
   }
   ctx.globalAlpha = 1;
-  if (st.summary?.warnings?.length && !st.stale) {
-    ctx.fillStyle = COLORS.warn;
-    let text = `⚠ ${st.summary.warnings[0]}`;
-    while (text.length > 8 && ctx.measureText(text).width > w - 16) text = `${text.slice(0, -2)}…`;
-    ctx.fillText(text, 8, 52); // the whole warning is in the console log
-  }
+  // the warnings in full, wrapped; hovering one shows it in the tooltip
+  ctx.fillStyle = COLORS.warn;
+  L.warnings = warnings.map(({ text, index }, i) => {
+    const y = 52 + LINE_H * i;
+    ctx.fillText(text, 8, y);
+    return { index, y0: y - 10, y1: y + 3, width: ctx.measureText(text).width };
+  });
   return L;
 }
 
@@ -517,13 +554,18 @@ function headerText(st) {
     return [st.text || "sampling…",
       st.calibration ? "calibration run: every step computed" : "live: each step appears as it finishes"];
   }
+  if (s.interrupted) {
+    return [`interrupted at step ${s.steps_reached} of ${s.steps} · block stack ran ` +
+      `${s.computed_steps}`, "a partial run: no estimate, no advice, nothing recorded"];
+  }
   const t = s.timing ?? {};
   return [
     `block stack ran ${s.computed_steps}/${s.steps_reached} steps` +
       `${s.moreg ? " · MoReg on" : ""}${st.calibration ? " · calibration run" : ""}`,
-    t.estimated_speedup
-      ? `wall-clock speedup ≈ ${t.estimated_speedup.toFixed(2)}x (estimate from this run's step times)`
-      : "wall-clock speedup: not estimated (no timings)",
+    st.calibration ? "every step computed: full quality (the output of an uncached run)"
+      : t.speedup_text ? `wall-clock ${t.speedup_text} faster than computing every step ` +
+        "(this run's step times)"
+        : `wall-clock speedup: not estimated (${t.speedup_note ?? "no timings"})`,
   ];
 }
 
@@ -538,7 +580,7 @@ const tooltip = (() => {
         Object.assign(el.style, {
           position: "fixed", zIndex: 10000, pointerEvents: "none", background: "#1b1b1bee",
           color: "#eee", border: "1px solid #555", borderRadius: "4px", padding: "4px 6px",
-          font: "11px/1.35 monospace", whiteSpace: "pre",
+          font: "11px/1.35 monospace", whiteSpace: "pre-wrap", maxWidth: "480px",
         });
         document.body.appendChild(el);
       }
@@ -578,7 +620,7 @@ function addPlotWidget(node) {
   Object.assign(box.style, { display: "flex", flexDirection: "column", width: "100%" });
   const canvas = document.createElement("canvas");
   canvas.className = "adacache-adacache_schedule";
-  Object.assign(canvas.style, { width: "100%", height: `${PLOT_H}px`, touchAction: "none" });
+  Object.assign(canvas.style, { width: "100%", height: `${SHORT_H}px`, touchAction: "none" });
   const bar = document.createElement("div");
   Object.assign(bar.style, { display: "flex", gap: "6px", height: `${BAR_H - 4}px`,
     alignItems: "center", font: "11px sans-serif", color: COLORS.dim, marginTop: "2px" });
@@ -591,6 +633,8 @@ function addPlotWidget(node) {
     bar.appendChild(b);
     return b;
   };
+  const fold = button("▾ fold", "Fold the plot to its header line (unfold to see it again)");
+  fold.className = "adacache-fold";
   const use = button("Use this codebook", "Write the codebook shown into the connected Codebook " +
     "Editor (one is added if none is connected) and set preset to custom (an Apply feeding " +
     "AdaCache Calibrate keeps 'calibrate'; a connected plan is replaced only after you confirm)");
@@ -604,29 +648,56 @@ function addPlotWidget(node) {
   bar.appendChild(hint);
   box.append(canvas, bar);
 
+  // The canvas is as tall as what it shows: two lines before the first run or when folded, the
+  // plot after a run (taller only for many warning lines). The node follows; nodes it would
+  // cover move down (layout.js).
+  let height = SHORT_H;
+  let barShown = false;
+  const total = () => height + (barShown ? BAR_H : 0) + 4;
   const w = node.addDOMWidget("adacache_schedule", "adacache-plot", box, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => PLOT_H + BAR_H + 4,
-    getMaxHeight: () => PLOT_H + BAR_H + 4,
+    getMinHeight: total,
+    getMaxHeight: total,
   });
   w.serialize = false; // purely visual: never in widgets_values nor the prompt
+  const fitNode = () => {
+    const want = node.computeSize?.()[1];
+    if (want && Math.abs(want - node.size[1]) >= 1) setNodeHeight(node, want);
+  };
   let layout = null;
   let draws = 0;
   let drawnScale = 0;
+  let warnText = [];
   const redraw = () => {
     const cssW = canvas.clientWidth || 360;
+    const st = stateOf(node);
+    const ctx = canvas.getContext("2d");
+    ctx.font = "11px sans-serif";
+    const warnings = st.summary && !st.stale && !st.notRerun
+      ? wrapWarnings(ctx, st.summary.warnings ?? [], cssW - 16) : [];
+    const folded = !!node.properties?.adacache_folded;
+    const short = folded || !st.nSteps;
+    const h = short ? SHORT_H : PLOT_H + Math.max(0, warnings.length - WARN_LINES) * LINE_H;
+    if (h !== height || barShown !== !!st.nSteps) {
+      height = h;
+      barShown = !!st.nSteps;
+      canvas.style.height = `${h}px`;
+      bar.style.display = barShown ? "flex" : "none";
+      for (const b of [use, reset, hint]) b.style.display = folded ? "none" : "";
+      fold.textContent = folded ? "▸ unfold plot" : "▾ fold";
+      fitNode();
+    }
     // The frontend scales DOM widgets by the canvas zoom: draw at the pixels actually shown.
     drawnScale = app.canvas?.ds?.scale ?? 1;
     const ratio = (window.devicePixelRatio || 1) * Math.min(Math.max(drawnScale, 0.25), 8);
     canvas.width = Math.max(1, Math.round(cssW * ratio));
-    canvas.height = Math.max(1, Math.round(PLOT_H * ratio));
-    const ctx = canvas.getContext("2d");
+    canvas.height = Math.max(1, Math.round(h * ratio));
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, cssW, PLOT_H);
-    layout = drawPlot(ctx, cssW, PLOT_H, node);
+    ctx.clearRect(0, 0, cssW, h);
+    layout = drawPlot(ctx, cssW, h, node, warnings, short);
+    warnText = warnings;
     canvas.__adacache = { node, layout };
-    const st = stateOf(node);
     draws += 1;
     // readable by tests and people's tools
     Object.assign(canvas.dataset, {
@@ -634,7 +705,12 @@ function addPlotWidget(node) {
       pixelRatio: String(ratio),
       run: st.run ?? "",
       state: !st.nSteps ? "empty" : st.stale ? "stale" : st.notRerun ? "earlier"
-        : st.summary ? "done" : "live",
+        : st.summary?.interrupted ? "interrupted" : st.summary ? "done" : "live",
+      folded: String(folded),
+      width: String(cssW),
+      header: st.nSteps ? headerText(st).join("\n") : "",
+      warningLines: JSON.stringify(warnText.map((l) => l.text)),
+      warningWidth: String(Math.max(0, ...(layout?.warnings ?? []).map((b) => b.width))),
       points: String(st.records.filter((r) => r).length),
       // a calibrated plan: compute steps drawn against the plan's expected change
       expected: String(st.codebook?.planned && !st.whatif
@@ -645,7 +721,14 @@ function addPlotWidget(node) {
       thresholds: codebookOf(st)?.thresholds.join(",") ?? "",
       rates: codebookOf(st)?.rates.join(",") ?? "",
     });
-    use.disabled = !codebookOf(st);
+    use.disabled = !codebookOf(st) || !!st.summary?.interrupted;
+  };
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () { // a loaded node takes the height of what it shows
+    const r = onConfigure?.apply(this, arguments);
+    height = -1;
+    requestAnimationFrame(redraw);
+    return r;
   };
   const observer = new ResizeObserver(redraw);
   observer.observe(canvas);
@@ -716,7 +799,10 @@ function addPlotWidget(node) {
     const changed = st.hover?.step !== step || st.hover?.line !== line;
     st.hover = { step, line };
     if (changed) redraw();
-    if (line !== null) {
+    const warning = layout.warnings?.find((b) => py >= b.y0 && py <= b.y1);
+    if (warning && line === null) {
+      tooltip.show(e.clientX, e.clientY, `⚠ ${st.summary.warnings[warning.index]}`);
+    } else if (line !== null) {
       const cb = codebookOf(st);
       tooltip.show(e.clientX, e.clientY, `threshold ${line + 1}: ${fmt(cb.thresholds[line])}\n` +
         `below: rate ${cb.rates[line]} · above: rate ${cb.rates[line + 1]}\ndrag to move`);
@@ -745,6 +831,12 @@ function addPlotWidget(node) {
   use.addEventListener("click", (e) => {
     e.stopPropagation();
     useCodebook(node, codebookOf(stateOf(node)));
+    redraw();
+  });
+  fold.addEventListener("click", (e) => {
+    e.stopPropagation();
+    node.properties ??= {};
+    node.properties.adacache_folded = !node.properties.adacache_folded;
     redraw();
   });
   reset.addEventListener("click", (e) => {
@@ -812,7 +904,11 @@ export function useCodebook(apply, cb, confirmReplace = (text) => window.confirm
   }
   if (!editor || editor.type !== EDITOR) {
     editor = LiteGraph.createNode(EDITOR);
-    editor.pos = [apply.pos[0] - (editor.size?.[0] ?? 320) - 40, apply.pos[1] + 40];
+    // its laid-out size (DOM widgets included), in free space: never over another node
+    const size = [editor.size?.[0] ?? 320, Math.max(editor.size?.[1] ?? 0,
+      editor.computeSize?.()[1] ?? 160)];
+    editor.setSize?.(size);
+    editor.pos = freeSpot(graph, size, apply);
     graph.add(editor);
     editor.connect(0, apply, slot);
   }
@@ -984,7 +1080,7 @@ app.registerExtension({
 
 // For tests and people's tools: the schedule rule and the per-node state.
 window.adacache = {
-  predictSchedule, rateFor, useCodebook, stateOf, refreshSavedOptions,
+  predictSchedule, rateFor, useCodebook, stateOf, refreshSavedOptions, COLORS,
   plotLayout: (canvas) => canvas.__adacache?.layout ?? null,
   distances: (canvas) => stateOf(canvas.__adacache.node).records.map((r) => r?.distance ?? null)
     .filter((d, t) => d !== null && t >= 1),
