@@ -233,6 +233,7 @@ FORCED_BY_THE_RUN = frozenset({OUTSIDE_RANGE, CONTROL_HINTS, MODEL_PATCHES})
 class Prediction:
     computed: list[int]
     approximate: bool  # a compute step's change was not measured over its predicted gap
+    rates: list[int | None]  # per step: the rate chosen there (None on a reused step)
 
 
 def predict_schedule(
@@ -288,7 +289,7 @@ def predict_schedule(
         if value is not None:
             schedule.measure(value, gap, None)
     schedule.close()
-    return Prediction(computed, approximate)
+    return Prediction(computed, approximate, [r.rate for r in schedule.trace])
 
 
 def preview_schedule(

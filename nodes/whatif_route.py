@@ -5,7 +5,8 @@ this route, so the browser holds no copy of the rule.
 Body: ``{"trace": [...], "sigmas": [...], "positions": [...], "gap_distances": [[...], ...],
 "codebook": {"thresholds": [...], "rates": [...], ...}}`` (the run summary's fields and a
 codebook as ``Codebook.to_dict`` writes it). Answer: ``{"computed": [steps], "approximate":
-bool}``, or status 400 with ``{"error": ...}`` naming the bad entry.
+bool, "rates": [rate per step, null where reused]}``, or status 400 with ``{"error": ...}``
+naming the bad entry.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def whatif(body) -> dict:
             for step, row in enumerate(gaps)
         ]
     prediction = predict_schedule(trace, codebook, sigmas, positions, gaps)
-    return {"computed": prediction.computed, "approximate": prediction.approximate}
+    return {"computed": prediction.computed, "approximate": prediction.approximate,
+            "rates": prediction.rates}
 
 
 def _numbers(values, name: str, allow_none: bool = False) -> list:

@@ -235,7 +235,8 @@ def test_the_what_if_route_answers_with_the_cores_rule(server):
     status, answer = server.request("/adacache/whatif", body)
     expected = predict_schedule(trace, codebook, sigmas)
     assert status == 200, answer
-    assert answer == {"computed": expected.computed, "approximate": expected.approximate}
+    assert answer == {"computed": expected.computed, "approximate": expected.approximate,
+                      "rates": expected.rates}
     assert 8 < len(answer["computed"]) < 30
     for bad, named in (
         ({**body, "codebook": {"thresholds": [0.1, 1.0], "rates": [2, 0]}}, "rate 2"),

@@ -62,6 +62,12 @@ def apply_ids(page) -> list[int]:  # noqa: F811
 
 
 def plot_data(page, node_id: int) -> dict:  # noqa: F811
+    """The plot's dataset, once the server has answered its what-if (web/whatif.js)."""
+    page.wait_for_function(
+        """(id) => window.app.graph.getNodeById(id).widgets
+            .find(w => w.name === 'adacache_schedule').canvas.dataset.whatif !== 'pending'""",
+        arg=node_id, timeout=30_000,
+    )
     return page.evaluate(
         """(id) => ({...window.app.graph.getNodeById(id).widgets
             .find(w => w.name === 'adacache_schedule').canvas.dataset})""",

@@ -7,6 +7,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { freeSpot, setNodeHeight } from "./layout.js";
+import { predictionFor } from "./whatif.js";
 
 // The colours shared with the AdaCache Report image (nodes/report.py reads the same file).
 const SHARED = await fetch(new URL("./colors.json", import.meta.url))
@@ -36,67 +37,6 @@ const COLORS = {
     "#4fc3f7", "#4db6ac"],
 };
 
-// --- the schedule rule: a mirror of adacache/schedule.py (CacheSchedule, preview_schedule) ---
-export function rateFor(codebook, c) {
-  const { thresholds, rates } = codebook;
-  for (let i = 0; i < thresholds.length - 1; i++) if (c < thresholds[i]) return rates[i];
-  return rates[rates.length - 1];
-}
-
-// The distance the codebook compares at a record: regularised by MoReg when it is on.
-function comparedDistance(record) {
-  if (!record) return null;
-  return record.regularized_distance ?? record.distance ?? null;
-}
-
-// Compute steps under `codebook` given per-step records (index = step), as
-// adacache/schedule.py preview_schedule does: steps 0, 1 and the last two compute; a step
-// outside start/end percent computes; at a compute step t >= 1 with distance c the next
-// compute is t + rate(c). On a calibration trace every step has its own distance (gap 1). On
-// any other trace a compute step keeps the distance the run measured there (over the run's own
-// gap); a missing one (a step the run reused) is taken from the nearest recorded step, and a
-// gap other than the run's makes the result `approximate`. `gapDistances` (a calibration run's
-// [step][gap - 1] changes, summary.calibration_sample.gap_distances) give the change a cached
-// run measures after a gap of k steps, as preview_schedule uses them.
-export function predictSchedule(records, nSteps, codebook, gapDistances = null) {
-  const known = [];
-  for (let t = 1; t < nSteps; t++) if (comparedDistance(records[t]) !== null) known.push(t);
-  const everyStep = known.length === nSteps - 1 && nSteps > 1;
-  const ranAt = [];
-  records.forEach((r, t) => { if (r?.computed) ranAt.push(t); });
-  const runGap = (t) => {
-    const k = ranAt.indexOf(t);
-    return k > 0 ? t - ranAt[k - 1] : null;
-  };
-  const nearest = (t) => {
-    let best = null;
-    for (const k of known) if (best === null || Math.abs(k - t) < Math.abs(best - t)) best = k;
-    return best === null ? null : comparedDistance(records[best]);
-  };
-  const computed = [];
-  let approximate = false;
-  let next = 0;
-  for (let t = 0; t < nSteps; t++) {
-    const r = records[t];
-    const forced = r && (r.reason === "outside range" || r.reason === "ControlNet hints");
-    if (!(t < 2 || t >= nSteps - 2 || forced || t >= next)) continue;
-    const prev = computed.length ? computed[computed.length - 1] : null;
-    computed.push(t);
-    let c = null;
-    const row = gapDistances?.[t];
-    const gap = t - (prev ?? t);
-    if (t >= 1 && row?.length && row[Math.min(gap, row.length) - 1] != null) {
-      c = row[Math.min(gap, row.length) - 1];
-    } else if (t >= 1) {
-      c = comparedDistance(r);
-      if (c === null && known.length) c = nearest(t);
-      const sameGap = everyStep ? gap === 1 : runGap(t) === gap;
-      if (c === null || !sameGap) approximate = approximate || known.length > 0;
-    }
-    next = c === null ? t + 1 : t + rateFor(codebook, c);
-  }
-  return { computed, approximate };
-}
 
 // --- small helpers ----------------------------------------------------------------------------
 function parseList(text) {
@@ -316,13 +256,15 @@ function drawPlot(ctx, w, h, node, warnings = [], short = false) {
   // header: progress, or the finished run's numbers
   ctx.fillStyle = COLORS.text;
   headerText(st).forEach((line, i) => ctx.fillText(line, 8, 13 + 13 * i));
-  const gaps = st.summary?.calibration_sample?.gap_distances ?? null;
   // After a calibrated plan's run the node shows one schedule, the one that ran: the plan picks
   // rates from the model's change profile, not from thresholds, so a what-if of its thresholds
-  // appears only once the artist edits them.
-  const prediction = cb && !planned && !st.summary?.interrupted
-    ? predictSchedule(st.records, st.nSteps, cb, gaps) : null;
-  L.prediction = prediction;
+  // appears only once the artist edits them. The server answers it (whatif.js); until then the
+  // node shows the run alone.
+  const asked = cb && !planned && !st.summary?.interrupted
+    ? predictionFor(st, st.summary, cb, () => redrawApply(node)) : null;
+  L.whatifPending = asked === undefined;
+  const prediction = asked ?? null;
+  L.prediction = st.prediction = prediction;
   if (prediction) {
     ctx.fillStyle = COLORS.whatif;
     const edited = st.whatif && !sameCodebook(st.whatif, st.codebook);
@@ -609,8 +551,10 @@ function recordText(r, t, st) {
     `regular.  ${fmt(r?.regularized_distance)}`,
     `rate      ${r?.rate ?? "–"}`,
   ];
-  const c = comparedDistance(r);
-  if (cb && c !== null && t >= 1) lines.push(`what-if rate ${rateFor(cb, c)}`);
+  const what = st.prediction;  // the server's what-if (whatif.js), once it answered
+  if (cb && what?.rates) {
+    lines.push(what.rates[t] != null ? `what-if   computed, rate ${what.rates[t]}` : "what-if   reused");
+  }
   return lines.join("\n");
 }
 
@@ -718,6 +662,7 @@ function addPlotWidget(node) {
       pattern: st.records.map((r) => (r?.computed ? "C" : r?.computed === false ? "." : " ")).join(""),
       predicted: layout?.prediction ? layout.prediction.computed.join(",") : "",
       predictedCount: layout?.prediction ? String(layout.prediction.computed.length) : "",
+      whatif: layout?.whatifPending ? "pending" : layout?.prediction ? "ready" : "none",
       thresholds: codebookOf(st)?.thresholds.join(",") ?? "",
       rates: codebookOf(st)?.rates.join(",") ?? "",
     });
@@ -1080,7 +1025,7 @@ app.registerExtension({
 
 // For tests and people's tools: the schedule rule and the per-node state.
 window.adacache = {
-  predictSchedule, rateFor, useCodebook, stateOf, refreshSavedOptions, COLORS,
+  useCodebook, stateOf, refreshSavedOptions, COLORS,
   plotLayout: (canvas) => canvas.__adacache?.layout ?? null,
   distances: (canvas) => stateOf(canvas.__adacache.node).records.map((r) => r?.distance ?? null)
     .filter((d, t) => d !== null && t >= 1),
