@@ -61,6 +61,12 @@ class Codebook:
                 data["setup"] = self.setup
         return data
 
+    def summary_values(self) -> dict:
+        """What the log, the node and the Report read: the thresholds and rates, and whether a
+        calibrated plan picks the rates (from its profile, at ``speed``) instead."""
+        return {"thresholds": list(self.thresholds), "rates": list(self.rates),
+                "planned": self.planned, "speed": self.speed}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 

@@ -704,9 +704,7 @@ class AdaCacheRun:
             )),
             "codebook": self.codebook.describe(),
             "codebook_text": self.codebook.editor_text(),  # as the Codebook Editor takes it
-            "codebook_values": {
-                "thresholds": list(self.codebook.thresholds), "rates": list(self.codebook.rates)
-            },
+            "codebook_values": self.codebook.summary_values(),
             "codebook_steps": round(self.steps_for_codebook, 2),
             "metric": self.config.metric,
             "metric_blocks": list(self.metric_positions),
@@ -774,8 +772,10 @@ def format_summary(summary: dict) -> str:
 
 def _format_summary(summary: dict) -> str:
     codebook = summary.get("codebook_text") or summary["codebook"]  # the editor's form
-    if str(summary["codebook"]).startswith("calibrated plan"):
-        codebook = f"{summary['codebook'].split(' (')[0]} (plain codebook {codebook})"
+    values = summary.get("codebook_values") or {}
+    if values.get("planned"):
+        codebook = (f"calibrated plan for {values['speed']:g}x fewer block-stack steps "
+                    f"(plain codebook {codebook})")
     lines = [
         f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
         f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "

@@ -95,6 +95,7 @@ class LiveTrace:
         self.own_seconds = 0.0  # time spent in this object's code on the sampling thread
         self.unsent: list[int] = []  # finished reused steps held back (see _progress)
         self.last_send = 0.0
+        self.sent_setup = False  # the run's codebook and MoReg, sent with the first message
 
     # -- during sampling -------------------------------------------------------------------
     def step_entered(self, before: int | None, current: int | None) -> None:
@@ -177,26 +178,24 @@ class LiveTrace:
         earlier, self.unsent = self.unsent, []
         self.last_send = now
         next_compute = schedule.next_compute if schedule.next_compute < schedule.n_steps else None
-        codebook = self.run.codebook
         computed = sum(1 for r in schedule.trace[: step + 1] if r.computed)
         text = f"step {step + 1}/{schedule.n_steps} · computed {computed}"
         if next_compute is not None and step + 1 < schedule.n_steps:
             text += f" · next compute at {next_compute + 1}"
-        # built flat and sanitised where a float can be NaN/inf: this runs on every step
-        self.server.send_sync("adacache.progress", {
+        # built flat and sanitised where a float can be NaN/inf: this runs on every step; what
+        # does not change during a run (the codebook, MoReg on/off) goes with the first only
+        message = {
             "prompt_id": self.prompt_id, "node": self.node_id, "run": self.run_id,
             "step": step, "n_steps": schedule.n_steps,
             "record": _fields(record),
             "earlier": [_fields(schedule.trace[k]) for k in earlier],
-            "computed_steps": computed, "next_compute": next_compute,
-            "codebook": {
-                "thresholds": list(codebook.thresholds), "rates": list(codebook.rates),
-                # a calibrated plan: rates come from the change profile, not the thresholds
-                "planned": bool(getattr(codebook, "planned", False)),
-                "speed": sanitize(getattr(codebook, "speed", None)),
-            },
-            "moreg": schedule.moreg is not None, "calibration": self.calibration, "text": text,
-        }, self.client_id)
+            "computed_steps": computed, "next_compute": next_compute, "text": text,
+        }
+        if not self.sent_setup:
+            self.sent_setup = True
+            message.update(codebook=self.run.codebook.summary_values(),
+                           moreg=schedule.moreg is not None, calibration=self.calibration)
+        self.server.send_sync("adacache.progress", message, self.client_id)
 
     def _send(self, event: str, data: dict) -> None:
         if self.server is None:

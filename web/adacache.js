@@ -43,13 +43,6 @@ function parseList(text) {
   return String(text ?? "").split(/[,;]/).map((s) => s.trim()).filter((s) => s.length);
 }
 
-function parseDescribed(text) {
-  // "{0.08: 6, 0.16: 5}" (Codebook.describe) -> {thresholds, rates}
-  const pairs = [...String(text ?? "").matchAll(/([-+\d.eE]+)\s*:\s*(\d+)/g)];
-  if (!pairs.length) return null;
-  return { thresholds: pairs.map((p) => Number(p[1])), rates: pairs.map((p) => Number(p[2])) };
-}
-
 function sig3(v) {
   return Number(Number(v).toPrecision(3));
 }
@@ -932,10 +925,12 @@ function onProgress(detail) {
   if (st.records.length < st.nSteps) st.records.length = st.nSteps;
   for (const r of detail.earlier ?? []) st.records[r.step] = r; // reused steps held back
   st.records[detail.step] = detail.record;
-  st.codebook = detail.codebook ?? st.codebook;
+  if (detail.codebook) {  // what does not change during a run comes with its first message
+    st.codebook = detail.codebook;
+    st.moreg = !!detail.moreg;
+    st.calibration = !!detail.calibration;
+  }
   st.startCodebook ??= editorCodebook(node);
-  st.moreg = !!detail.moreg;
-  st.calibration = !!detail.calibration;
   st.nextCompute = detail.next_compute ?? null;
   st.text = detail.text ?? `step ${detail.step + 1}/${st.nSteps} · computed ${detail.computed_steps}` +
     (detail.next_compute != null ? ` · next compute at ${detail.next_compute + 1}` : "");
@@ -950,7 +945,7 @@ function onTrace(detail) {
   st.summary = detail;
   st.nSteps = detail.steps;
   st.records = detail.trace.map((r) => (r.computed === null ? null : r));
-  st.codebook ??= parseDescribed(detail.codebook);
+  st.codebook ??= detail.codebook_values ?? null;
   st.startCodebook ??= editorCodebook(node);
   st.moreg = !!detail.moreg;
   // a calibration trace: every reached step computed, so each has its own distance (gap 1)
