@@ -129,12 +129,12 @@ def adacache_config(spec: dict | None):
 
 
 def patched_wan(config=None):
-    """The tiny Wan of these tests (two heads: Ulysses splits heads), with AdaCache if
+    """The tiny Wan of these tests (two blocks, two heads: Ulysses splits heads), with AdaCache if
     ``config`` (an AdaCacheConfig)."""
     from comfyui_adacache.nodes.patch import apply_adacache
     from wan_fixtures import load_wan
 
-    model = load_wan("t2v", heads=2)
+    model = load_wan("t2v", layers=2, heads=2)
     return model if config is None else apply_adacache(model, config)
 
 
