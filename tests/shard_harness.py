@@ -118,13 +118,15 @@ def _run_case(rank: int, world: int, case: dict, tmp: Path) -> dict:
 
 def adacache_config(spec: dict | None):
     """An AdaCacheConfig from plain data (what a spawned process can unpickle before it
-    imports the pack): codebook (thresholds, rates) and MoReg settings."""
+    imports the pack): a preset, or a codebook (thresholds, rates), and MoReg settings."""
     if spec is None:
         return None
     from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 
     moreg = spec.get("moreg")
-    return AdaCacheConfig(preset="custom", codebook=Codebook(*spec["codebook"]),
+    codebook = spec.get("codebook")
+    return AdaCacheConfig(preset=spec.get("preset", "custom"),
+                          codebook=None if codebook is None else Codebook(*codebook),
                           moreg=None if moreg is None else MoRegSettings(**moreg))
 
 

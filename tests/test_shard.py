@@ -18,6 +18,7 @@ ODD = {"frames": 3, "size": 10}  # 75 tokens: rank 1 holds one pad token
 # distances here are 0.02-0.035 per step: rate 3 wherever the schedule may reuse
 CODEBOOK = ((0.05, 1.0), (3, 1))
 NEVER_REUSE, ALWAYS_REUSE = ((1.0,), (1,)), ((1.0,), (4,))
+CALIBRATE = {"preset": "calibrate"}
 
 
 def config(codebook=CODEBOOK) -> dict:
@@ -29,13 +30,13 @@ def config(codebook=CODEBOOK) -> dict:
 @pytest.fixture(scope="module")
 def single():
     """The single-process runs every split run is compared with."""
-    return {
-        (name, size): shard_harness.run_wan(
-            shard_harness.patched_wan(shard_harness.adacache_config(cfg)), lat
-        )
-        for name, cfg in (("vanilla", None), ("adacache", config()))
-        for size, lat in (("even", EVEN), ("odd", ODD))
-    }
+    runs = {(name, size): (cfg, lat)
+            for name, cfg in (("vanilla", None), ("adacache", config()))
+            for size, lat in (("even", EVEN), ("odd", ODD))}
+    runs["calibrate", "odd"] = (CALIBRATE, ODD)
+    return {key: shard_harness.run_wan(
+        shard_harness.patched_wan(shard_harness.adacache_config(cfg)), lat
+    ) for key, (cfg, lat) in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def ulysses(tmp_path_factory):
     return shard_harness.spawn({"runs": {
         "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
         "vanilla odd": (None, ODD), "adacache odd": (config(), ODD),
+        "calibrate odd": (CALIBRATE, ODD),
         # rank 1 alone wants to compute every step
         "disagree": ({0: config(ALWAYS_REUSE), 1: config(NEVER_REUSE)}, EVEN),
     }}, tmp_path_factory.mktemp("ulysses"))
@@ -92,6 +94,17 @@ def test_odd_token_count_with_padding_reproduces_it(ulysses, single):
 
 def test_cfg_parallel_reproduces_it(cfg_split, single):
     assert_reproduces(cfg_split, single, "even")
+
+
+def test_calibration_on_a_split_sequence_records_the_single_process_sample(ulysses, single):
+    expected = single[("calibrate", "odd")]["summary"]["calibration_sample"]
+    for rank in ulysses:
+        sample = rank["calibrate odd"]["summary"]["calibration_sample"]
+        assert sample["distances"] == pytest.approx(expected["distances"], abs=1e-3)
+        assert sample["motions"] == pytest.approx(expected["motions"], abs=1e-3)
+        assert len(sample["gap_distances"]) == len(expected["gap_distances"])
+        for mine, theirs in zip(sample["gap_distances"], expected["gap_distances"], strict=True):
+            assert mine == pytest.approx(theirs, abs=1e-3)
 
 
 def test_one_rank_alone_wanting_to_compute_makes_every_rank_compute(ulysses):
