@@ -6,12 +6,16 @@ distances, and an output as close to one process's as the engine's own differenc
 from __future__ import annotations
 
 import pytest
+import shard_harness
 import torch
-from comfyui_adacache.adacache.shard import COMPUTES_ELSEWHERE, ShardContext, ShardError
-
-pytest.importorskip("xfuser", reason="xfuser==0.4.5 is installed by make setup (--no-deps)")
-pytest.importorskip("yunchang", reason="yunchang==0.6.4 is installed by make setup")
-import shard_harness  # noqa: E402
+from comfyui_adacache.adacache.metrics import METRICS, metric_sample, relative_distance
+from comfyui_adacache.adacache.shard import (
+    COMPUTES_ELSEWHERE,
+    ShardContext,
+    ShardError,
+    _ratio,
+    _sums,
+)
 
 EVEN = {"frames": 4, "size": 8}  # 64 tokens: 32 on each rank
 ODD = {"frames": 3, "size": 10}  # 75 tokens: rank 1 holds one pad token
@@ -39,9 +43,15 @@ def single():
     ) for key, (cfg, lat) in runs.items()}
 
 
+def spawn(case: dict, tmp):
+    for name in ("xfuser", "yunchang"):  # make setup installs them (pinned, --no-deps)
+        pytest.importorskip(name, reason=f"{name} is installed by make setup")
+    return shard_harness.spawn(case, tmp)
+
+
 @pytest.fixture(scope="module")
 def ulysses(tmp_path_factory):
-    return shard_harness.spawn({"runs": {
+    return spawn({"runs": {
         "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
         "vanilla odd": (None, ODD), "adacache odd": (config(), ODD),
         "calibrate odd": (CALIBRATE, ODD),
@@ -52,7 +62,7 @@ def ulysses(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg_split(tmp_path_factory):
-    return shard_harness.spawn({"cfg_degree": 2, "runs": {
+    return spawn({"cfg_degree": 2, "runs": {
         "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
     }}, tmp_path_factory.mktemp("cfg"))
 
@@ -126,3 +136,27 @@ def test_one_rank_alone_wanting_to_compute_makes_every_rank_compute(ulysses):
 def test_unsupported_splits_are_refused_with_a_clear_error(kwargs, words):
     with pytest.raises(ShardError, match=words):
         ShardContext(**kwargs)
+
+
+# -- the core's shard arithmetic, without processes ------------------------------------------
+def shards(x: torch.Tensor, ranks: int) -> list[torch.Tensor]:
+    """``x`` [B, L, D] padded at its end and split as xDiT splits it."""
+    pad = -x.shape[1] % ranks
+    padded = torch.cat([x, torch.full_like(x[:, :pad], 7.0)], dim=1)  # padding never measured
+    return list(padded.chunk(ranks, dim=1))
+
+
+@pytest.mark.parametrize("length, ranks", [(3001, 3), (75, 2), (1024, 4)])
+def test_the_shards_samples_are_the_whole_sequences_sample(length, ranks):
+    x = torch.randn(1, length, 8, generator=torch.Generator().manual_seed(length))
+    parts = [ShardContext(seq_rank=r, seq_size=ranks).metric_sample(shard, length)
+             for r, shard in enumerate(shards(x, ranks))]
+    assert torch.equal(torch.cat(parts), metric_sample(x))  # the same rows, in order
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_shards_sums_give_the_whole_sequences_distance(metric):
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(600, 8, generator=g), torch.randn(600, 8, generator=g)
+    sums = sum(_sums(a[i:i + 200], b[i:i + 200]) for i in (0, 200, 400))
+    assert _ratio(sums, metric) == pytest.approx(relative_distance(a, b, metric), rel=1e-5)
