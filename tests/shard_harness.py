@@ -104,14 +104,14 @@ def _run_case(rank: int, world: int, case: dict, tmp: Path) -> dict:
         classifier_free_guidance_degree=cfg, sequence_parallel_degree=world // cfg,
         ulysses_degree=world // cfg, ring_degree=1, backend="gloo",
     )
-    from comfyui_adacache.adacache.shard import SHARD_OPTION, from_xfuser
+    from comfyui_adacache.nodes.xdit import apply_in_worker
 
     results = {}
     for name, (config, lat) in case["runs"].items():
         config = config.get(rank, config) if isinstance(config, dict) else config  # per rank
-        model = inject_xdit(patched_wan(adacache_config(config)), ps)
-        model.model_options["transformer_options"][SHARD_OPTION] = from_xfuser()
-        results[name] = run_wan(model, lat)
+        config = adacache_config(config)
+        model = patched_wan(config, apply=apply_in_worker)  # what each Raylight worker runs
+        results[name] = run_wan(inject_xdit(model, ps), lat)
     torch.distributed.barrier()
     return results
 
@@ -130,14 +130,14 @@ def adacache_config(spec: dict | None):
                           moreg=None if moreg is None else MoRegSettings(**moreg))
 
 
-def patched_wan(config=None):
+def patched_wan(config=None, apply=None):
     """The tiny Wan of these tests (two blocks, two heads: Ulysses splits heads), with AdaCache if
     ``config`` (an AdaCacheConfig)."""
     from comfyui_adacache.nodes.patch import apply_adacache
     from wan_fixtures import load_wan
 
     model = load_wan("t2v", layers=2, heads=2)
-    return model if config is None else apply_adacache(model, config)
+    return model if config is None else (apply or apply_adacache)(model, config)
 
 
 def run_wan(model, lat: dict, steps: int = 8) -> dict:

@@ -160,3 +160,13 @@ def test_the_shards_sums_give_the_whole_sequences_distance(metric):
     a, b = torch.randn(600, 8, generator=g), torch.randn(600, 8, generator=g)
     sums = sum(_sums(a[i:i + 200], b[i:i + 200]) for i in (0, 200, 400))
     assert _ratio(sums, metric) == pytest.approx(relative_distance(a, b, metric), rel=1e-5)
+
+
+def test_outside_a_split_run_the_worker_apply_is_the_ordinary_apply():
+    from comfyui_adacache.adacache.shard import SHARD_OPTION
+    from comfyui_adacache.nodes.xdit import apply_in_worker
+
+    config = shard_harness.adacache_config({"codebook": CODEBOOK})
+    model = shard_harness.patched_wan(config, apply=apply_in_worker)
+    options = model.model_options["transformer_options"]
+    assert SHARD_OPTION not in options and "adacache_handle" in options
