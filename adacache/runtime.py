@@ -473,7 +473,10 @@ class AdaCacheRun:
             if not full or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
             if self.shard.splits_sequence:  # this shard's part of the whole sequence's samples
-                full, current = self._shard_metrics(full, call)
+                full, current = self.shard.metrics(
+                    full, self.metric_positions[0], self.family, call.latent_shape,
+                    call.tail_tokens, self.calibrating, self.schedule.moreg is not None,
+                )
             else:
                 channels_last = self.family.mode != WHOLE
                 current = {p: metric_sample(m, channels_last) for p, m in full.items()}
@@ -528,21 +531,6 @@ class AdaCacheRun:
                         "its factor stays 1"
                     )
         self.schedule.measure(distance, gap, motion)
-
-    def _shard_metrics(self, full: dict, call: CallPlan) -> tuple[dict, dict]:
-        """A split sequence's metric residuals and samples (shard.py): a calibration gathers
-        every residual (it records samples); MoReg gathers the first one (frames)."""
-        first = self.metric_positions[0]
-        length = self.shard.sequence_length(
-            self.family, call.latent_shape, call.tail_tokens, full[first].shape[-2]
-        )
-        if self.calibrating:
-            full = {p: self.shard.gather_sequence(m, length) for p, m in full.items()}
-            return full, {p: metric_sample(m) for p, m in full.items()}
-        current = {p: self.shard.metric_sample(m, length) for p, m in full.items()}
-        if self.schedule.moreg is not None and self.family.is_video:
-            full = {**full, first: self.shard.gather_sequence(full[first], length)}
-        return full, current
 
     def warn_once(self, note: str) -> None:
         if note not in self.warnings:

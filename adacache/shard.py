@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import _EPS, METRICS, sample_rows
+from .metrics import _EPS, METRICS, metric_sample, sample_rows
 
 SHARD_OPTION = "adacache_shard"  # transformer_options key an engine adapter sets
 ENGINES = ("xdit",)  # xDiT / xfuser: Ulysses and ring sequence parallel, CFG parallel
@@ -169,6 +169,21 @@ class ShardContext:
         keep = (token >= start) & (token < start + real)
         local = (index // length) * real + token - start
         return x[:, :real].reshape(batch * real, -1).index_select(0, local[keep]).contiguous()
+
+    def metrics(self, full: dict, first: int, family, latent_shape, tail_tokens: int,
+                calibrating: bool, moreg: bool) -> tuple[dict, dict]:
+        """A stream's metric residuals (block -> [B, S, D] on this shard) and samples for the
+        schedule: this shard's rows of the whole sequence's sample, whose distance
+        ``distances`` sums over the ranks. A calibration gathers every residual and samples
+        the whole sequence (it records samples); MoReg gathers the first one (frames)."""
+        length = self.sequence_length(family, latent_shape, tail_tokens, full[first].shape[-2])
+        if calibrating:
+            full = {p: self.gather_sequence(m, length) for p, m in full.items()}
+            return full, {p: metric_sample(m) for p, m in full.items()}
+        current = {p: self.metric_sample(m, length) for p, m in full.items()}
+        if moreg and family.is_video:
+            full = {**full, first: self.gather_sequence(full[first], length)}
+        return full, current
 
     def distances(self, current: dict, previous: dict, metric: str) -> dict:
         """Per metric block, the change of the whole sequence's sample from the shards'
