@@ -29,13 +29,14 @@ import torch
 TIMEOUT_S = 240  # a whole spawn: imports (ComfyUI, xfuser) and every run of its case
 
 
-def spawn(case: dict, tmp: Path, world: int = 2) -> list[dict]:
-    """Runs ``case`` on ``world`` processes; every rank's results, per run. ``case``: the
-    CFG degree (the rest is sequence parallel) and ``runs``: name -> (config spec (see
+def spawn(cases: list[dict], tmp: Path, world: int = 2) -> list[list[dict]]:
+    """Runs ``cases`` one after the other on the same ``world`` processes (xfuser's parallel
+    state set up for each); per rank, per case, the results per run. A case: its CFG degree
+    (the rest is sequence parallel) and ``runs``: name -> (config spec (see
     ``adacache_config``), None or {rank: spec}; the latent's sizes). Never hangs: ranks
     still alive after ``TIMEOUT_S`` are killed and the call fails."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(rank, world, case, str(tmp)), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(rank, world, cases, str(tmp)), daemon=True)
              for rank in range(world)]
     for p in procs:
         p.start()
@@ -59,10 +60,10 @@ def spawn(case: dict, tmp: Path, world: int = 2) -> list[dict]:
     return results
 
 
-def _worker(rank: int, world: int, case: dict, tmp: str) -> None:
+def _worker(rank: int, world: int, cases: list[dict], tmp: str) -> None:
     try:
         torch.set_num_threads(1)
-        results = _run_case(rank, world, case, Path(tmp))
+        results = _run_cases(rank, world, cases, Path(tmp))
         torch.save(results, Path(tmp) / f"rank{rank}.pt")
     except BaseException:
         (Path(tmp) / f"rank{rank}.err").write_text(traceback.format_exc())
@@ -88,7 +89,7 @@ def _import_xfuser():
     return parallel_state
 
 
-def _run_case(rank: int, world: int, case: dict, tmp: Path) -> dict:
+def _run_cases(rank: int, world: int, cases: list[dict], tmp: Path) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import comfy_host
 
@@ -99,20 +100,24 @@ def _run_case(rank: int, world: int, case: dict, tmp: Path) -> dict:
         "gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world
     )
     ps.init_distributed_environment(rank=rank, world_size=world, backend="gloo")
-    cfg = case.get("cfg_degree", 1)
-    ps.initialize_model_parallel(
-        classifier_free_guidance_degree=cfg, sequence_parallel_degree=world // cfg,
-        ulysses_degree=world // cfg, ring_degree=1, backend="gloo",
-    )
     from comfyui_adacache.nodes.xdit import apply_in_worker
 
-    results = {}
-    for name, (config, lat) in case["runs"].items():
-        config = config.get(rank, config) if isinstance(config, dict) else config  # per rank
-        config = adacache_config(config)
-        model = patched_wan(config, apply=apply_in_worker)  # what each Raylight worker runs
-        results[name] = run_wan(inject_xdit(model, ps), lat)
-    torch.distributed.barrier()
+    results = []
+    for case in cases:
+        cfg = case.get("cfg_degree", 1)
+        ps.initialize_model_parallel(
+            classifier_free_guidance_degree=cfg, sequence_parallel_degree=world // cfg,
+            ulysses_degree=world // cfg, ring_degree=1, backend="gloo",
+        )
+        runs = {}
+        for name, (config, lat) in case["runs"].items():
+            config = config.get(rank, config) if isinstance(config, dict) else config  # a rank's
+            config = adacache_config(config)
+            model = patched_wan(config, apply=apply_in_worker)  # what a Raylight worker runs
+            runs[name] = run_wan(inject_xdit(model, ps), lat)
+        results.append(runs)
+        torch.distributed.barrier()
+        ps.destroy_model_parallel()
     return results
 
 

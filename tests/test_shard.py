@@ -43,28 +43,32 @@ def single():
     ) for key, (cfg, lat) in runs.items()}
 
 
-def spawn(case: dict, tmp):
+@pytest.fixture(scope="module")
+def split_runs(tmp_path_factory):
+    """Two processes (started once): the Ulysses split, then the CFG split."""
     for name in ("xfuser", "yunchang"):  # make setup installs them (pinned, --no-deps)
         pytest.importorskip(name, reason=f"{name} is installed by make setup")
-    return shard_harness.spawn(case, tmp)
-
-
-@pytest.fixture(scope="module")
-def ulysses(tmp_path_factory):
-    return spawn({"runs": {
+    ulysses = {"runs": {
         "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
         "vanilla odd": (None, ODD), "adacache odd": (config(), ODD),
         "calibrate odd": (CALIBRATE, ODD),
         # rank 1 alone wants to compute every step
         "disagree": ({0: config(ALWAYS_REUSE), 1: config(NEVER_REUSE)}, EVEN),
-    }}, tmp_path_factory.mktemp("ulysses"))
+    }}
+    cfg = {"cfg_degree": 2, "runs": {
+        "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
+    }}
+    return shard_harness.spawn([ulysses, cfg], tmp_path_factory.mktemp("split"))
 
 
 @pytest.fixture(scope="module")
-def cfg_split(tmp_path_factory):
-    return spawn({"cfg_degree": 2, "runs": {
-        "vanilla even": (None, EVEN), "adacache even": (config(), EVEN),
-    }}, tmp_path_factory.mktemp("cfg"))
+def ulysses(split_runs):
+    return [rank[0] for rank in split_runs]
+
+
+@pytest.fixture(scope="module")
+def cfg_split(split_runs):
+    return [rank[1] for rank in split_runs]
 
 
 def assert_reproduces(ranks: list[dict], single: dict, size: str) -> float:
