@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import time
 import traceback
 from pathlib import Path
 
 import torch
 
-TIMEOUT_S = 240  # a whole spawn: imports (ComfyUI, xfuser) and every run of its case
+TIMEOUT_S = 420  # a whole spawn: imports (ComfyUI, xfuser) and every run of its cases (busy CPUs)
 
 
 def spawn(cases: list[dict], tmp: Path, world: int = 2) -> list[list[dict]]:
@@ -40,8 +41,9 @@ def spawn(cases: list[dict], tmp: Path, world: int = 2) -> list[list[dict]]:
              for rank in range(world)]
     for p in procs:
         p.start()
+    deadline = time.monotonic() + TIMEOUT_S
     for p in procs:
-        p.join(TIMEOUT_S)
+        p.join(max(deadline - time.monotonic(), 0))
     hung = [rank for rank, p in enumerate(procs) if p.is_alive()]
     for p in procs:
         if p.is_alive():
