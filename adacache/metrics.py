@@ -28,15 +28,20 @@ def metric_sample(residual: torch.Tensor, channels_last: bool = True) -> torch.T
     else:
         x = x[0] if x.ndim >= 4 and x.shape[0] == 1 else x
         rows = x.reshape(x.shape[0], -1).transpose(0, 1)
-    n = rows.shape[0]
+    index = sample_rows(rows.shape[0], rows.device)
+    return rows.contiguous() if index is None else rows.index_select(0, index)
+
+
+def sample_rows(n: int, device) -> torch.Tensor | None:
+    """The sorted indices of the rows ``metric_sample`` keeps of ``n`` (None: all of them)."""
     if n <= METRIC_TOKENS:
-        return rows.contiguous()
-    key = (n, str(rows.device))
+        return None
+    key = (n, str(device))
     index = _ROWS.get(key)
     if index is None:
         draw = torch.randperm(n, generator=torch.Generator().manual_seed(n))[:METRIC_TOKENS]
-        index = _ROWS[key] = draw.sort().values.to(rows.device)
-    return rows.index_select(0, index)
+        index = _ROWS[key] = draw.sort().values.to(device)
+    return index
 
 
 def relative_distance(current: torch.Tensor, previous: torch.Tensor, metric: str = "l1") -> float:

@@ -46,6 +46,7 @@ from .schedule import (
     StepRecord,
     step_of_sigma,
 )
+from .shard import COMPUTES_ELSEWHERE, SINGLE, ShardContext
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
 # A guidance pass with blocks replaced (SkipLayerGuidance) beside reused cond/uncond passes:
@@ -243,13 +244,17 @@ class AdaCacheRun:
         positions=None,
         setup: dict | None = None,
         carry: CalibrationCarry | None = None,
+        shard: ShardContext | None = None,
     ):
         """``steps_for_codebook``: the whole schedule's length at this run's step density;
         ``first_step``: where this run's first step sits in it (KSamplerAdvanced slices).
         Both place the MoReg window on the whole schedule. ``positions``: each step's place
         in the noise schedule (plan.py). ``setup``: what this run is (model, latent, sampler,
         cfg; compared with a plan's). ``carry``: a calibration continued from the previous
-        slice of the same schedule."""
+        slice of the same schedule. ``shard``: this rank's place in a run split over
+        processes (shard.py; default one process)."""
+        self.shard = shard or SINGLE
+        self.shard.check_family(family)
         self.config = config
         self.family = family
         self.n_blocks = 1 if family.mode == WHOLE else n_blocks
@@ -264,7 +269,7 @@ class AdaCacheRun:
         self.schedule = CacheSchedule(
             sigmas, self.codebook, self.moreg_settings, cache_sigma_range, config.compute_steps,
             schedule_steps=self.steps_for_codebook, first_step=first_step, positions=positions,
-            check_interrupt=check_interrupt,
+            check_interrupt=check_interrupt, combine=self.shard.combine,
         )
         if self.codebook.planned:
             self.warnings += plan_mismatch(self.codebook.setup, self.setup)
@@ -324,6 +329,7 @@ class AdaCacheRun:
         patches added between blocks, which a stored residual would count twice).
         """
         step = step_of_sigma(self.schedule.sigmas, sigma)
+        stream_keys = self.shard.local_streams(stream_keys)  # CFG parallel: this rank's cond
         if stack_intact:
             plan = self.plan_call(self.schedule.enter(step), stream_keys, latent_shape,
                                   compute_reason)
@@ -336,6 +342,10 @@ class AdaCacheRun:
             plan = CallPlan(PASSTHROUGH, FOREIGN_BLOCKS, list(stream_keys), tuple(latent_shape))
         plan.tail_tokens = tail_tokens  # Family.tail_tokens: after the video, not frames
         plan.log = {"mode": plan.mode, "reason": plan.reason}
+        # -- split runs (shard.py): any rank runs the stack, every rank does
+        if self.shard.agree(plan.mode != REUSE) and plan.mode == REUSE:
+            self._force_compute(plan, COMPUTES_ELSEWHERE)
+        # --
         trace = self.schedule.trace
         if trace:
             trace[min(step, len(trace) - 1)].call_plans.append(plan.log)
@@ -411,7 +421,9 @@ class AdaCacheRun:
         out = run_inner(args)
         if before is not None:
             call.metric_residuals[position] = family.metric_part(out) - before
-        if family.output_module is None and position == self.n_blocks - 1:
+        # a split sequence: the stack output on this rank's shard, before the engine gathers
+        last = family.output_module is None or self.shard.splits_sequence
+        if last and position == self.n_blocks - 1:
             self.stack_output(out[family.hidden_key])
         return out
 
@@ -442,6 +454,8 @@ class AdaCacheRun:
         """The reuse-or-fall-back step both reuse paths share: the stored residuals batched
         like ``current``, or None after turning the call into a compute call."""
         cached = None if current is None else self._cached_residual(call, current)
+        if self.shard.agree(cached is None):  # split runs: one rank falls back, every rank does
+            cached = None
         if cached is None:
             self._force_compute(call, NO_CACHE)
             return None
@@ -478,8 +492,14 @@ class AdaCacheRun:
             full = {p: m[i].detach() for p, m in metrics.items()}
             if not full or stream.metric_step == step:
                 continue  # later evaluations of a step refresh only the residual
-            channels_last = self.family.mode != WHOLE
-            current = {p: metric_sample(m, channels_last) for p, m in full.items()}
+            if self.shard.splits_sequence:  # this shard's part of the whole sequence's samples
+                full, current = self.shard.metrics(
+                    full, self.metric_positions[0], self.family, call.latent_shape,
+                    call.tail_tokens, self.calibrating, self.schedule.moreg is not None,
+                )
+            else:
+                channels_last = self.family.mode != WHOLE
+                current = {p: metric_sample(m, channels_last) for p, m in full.items()}
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
@@ -505,9 +525,12 @@ class AdaCacheRun:
         """The change of this stream's metric samples since its last compute step, per step,
         and (MoReg, calibration) the motion score of the full metric residual ``hidden``."""
         gap = step - stream.metric_step
-        distance = sum(
-            relative_distance(current[p], stream.metric[p], self.config.metric) for p in current
-        ) / (len(current) * max(gap, 1))
+        if self.shard.splits_sequence and not self.calibrating:  # one all-reduce (shard.py)
+            parts = self.shard.distances(current, stream.metric, self.config.metric).values()
+        else:
+            parts = [relative_distance(current[p], stream.metric[p], self.config.metric)
+                     for p in current]
+        distance = sum(parts) / (len(current) * max(gap, 1))
         motion = None
         moreg = self.schedule.moreg is not None
         if (moreg or self.calibrating) and self.family.is_video:

@@ -90,13 +90,15 @@ class CacheSchedule:
         first_step: int = 0,
         positions=None,
         check_interrupt=None,
+        combine=None,
     ):
         """``fixed_steps``: compute exactly these steps (and step 0), for baselines.
         ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
         schedule's, not the slice's. ``positions``: each step's (and the end's) place in the
         model's noise schedule, 1 = noise .. 0 = clean (default: the sigmas, linearly), where
-        a calibrated plan and calibrated MoReg are read."""
+        a calibrated plan and calibrated MoReg are read. ``combine``: a split run's measures
+        of a step from every rank (shard.py), so all ranks decide alike."""
         self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
@@ -118,6 +120,7 @@ class CacheSchedule:
         self.current: int | None = None
         self.next_compute = 0
         self._measures: list[tuple[float, int, float | None]] = []
+        self.combine = combine
 
     def _in_range(self, step: int) -> bool:
         return self.cache_sigma_low <= self.sigmas[step] <= self.cache_sigma_high
@@ -157,6 +160,8 @@ class CacheSchedule:
     def _finalize(self, step: int) -> None:
         record = self.trace[step]
         measures, self._measures = self._measures, []
+        if self.combine is not None:
+            measures = self.combine(measures)
         if not record.computed:
             return
         if not measures:  # nothing to compare yet (step 0): the plan as calibrated, or 1

@@ -39,6 +39,7 @@ from ..adacache import (
     parse_metric_blocks,
 )
 from ..adacache.families import video_latent_shape
+from ..adacache.shard import SHARD_OPTION
 from .auto import resolve_auto
 from .hooks import (
     ACTIVE,
@@ -201,6 +202,8 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             positions=positions,
             setup=setup,
             carry=continued[0] if continued else None,
+            # an engine adapter's place for this rank in a split run (adacache/shard.py)
+            shard=guider.model_options.get("transformer_options", {}).get(SHARD_OPTION),
         )
         run.calibration_run_id = continued[1] if continued else None
         live = LIVE[run] = LiveTrace(

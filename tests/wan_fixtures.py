@@ -28,9 +28,11 @@ def random_state_dict(module: torch.nn.Module, seed: int) -> dict[str, torch.Ten
 
 
 @functools.cache
-def wan_checkpoint(kind: str = "t2v", layers: int = 4, seed: int = 0) -> Path:
+def wan_checkpoint(kind: str = "t2v", layers: int = 4, seed: int = 0, heads: int = 1) -> Path:
     ops = comfy.ops.disable_weight_init
-    common = dict(dim=128, ffn_dim=256, num_heads=1, num_layers=layers, operations=ops)
+    # ComfyUI reads Wan's head count from its width (128 per head)
+    common = dict(dim=128 * heads, ffn_dim=256 * heads, num_heads=heads, num_layers=layers,
+                  operations=ops)
     if kind == "t2v":
         model = wan.WanModel(**common)
     elif kind == "i2v":
@@ -39,14 +41,14 @@ def wan_checkpoint(kind: str = "t2v", layers: int = 4, seed: int = 0) -> Path:
         model = wan.VaceWanModel(vace_layers=2, vace_in_dim=96, **common)
     else:
         raise ValueError(kind)
-    path = TMP / f"wan_{kind}_{layers}_{seed}.safetensors"
+    path = TMP / f"wan_{kind}_{layers}_{seed}_{heads}.safetensors"
     save_file(random_state_dict(model, seed), str(path))
     return path
 
 
-def load_wan(kind: str = "t2v", layers: int = 4, seed: int = 0):
+def load_wan(kind: str = "t2v", layers: int = 4, seed: int = 0, heads: int = 1):
     """A fresh ModelPatcher for a tiny Wan, via comfy.sd.load_diffusion_model (UNETLoader)."""
-    return comfy.sd.load_diffusion_model(str(wan_checkpoint(kind, layers, seed)))
+    return comfy.sd.load_diffusion_model(str(wan_checkpoint(kind, layers, seed, heads)))
 
 
 def text(seed: int, length: int = 12, batch: int = 1) -> torch.Tensor:
