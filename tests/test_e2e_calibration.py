@@ -84,8 +84,9 @@ def test_calibrate_save_route_editor_report(server, object_info):
                                  tail=tail))
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     trace = entry["outputs"]["44"]["adacache_trace"][0]
-    assert trace["codebook_values"] == {"thresholds": fitted["thresholds"],
-                                        "rates": fitted["rates"]}
+    values = trace["codebook_values"]  # the saved plan, picked by name in the editor
+    assert values["thresholds"] == fitted["thresholds"] and values["rates"] == fitted["rates"]
+    assert values["planned"] is True and values["speed"] == 3.0
     assert trace["steps_reached"] == STEPS
     preview = entry["outputs"]["44"]["images"]
     assert len(preview) == 1 and preview[0]["type"] == "temp"
