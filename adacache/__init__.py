@@ -2,6 +2,13 @@
 
 from .calibration import CalibrationResult, CalibrationSample, calibrate
 from .codebook import PRESETS, Codebook, CodebookError, calibrated_codebook, preset_codebook
+from .config import (
+    AUTO_PRESETS,
+    PRESET_CHOICES,
+    AdaCacheConfig,
+    MetricBlocksError,
+    parse_metric_blocks,
+)
 from .families import (
     BLOCKS,
     FAMILIES,
@@ -14,21 +21,7 @@ from .families import (
 )
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings, MotionRegularizer
-from .runtime import (
-    AUTO_PRESETS,
-    COMPUTE,
-    PASSTHROUGH,
-    PRESET_CHOICES,
-    REUSE,
-    AdaCacheConfig,
-    AdaCacheRun,
-    CallPlan,
-    MetricBlocksError,
-    StreamKey,
-    format_summary,
-    format_trace,
-    parse_metric_blocks,
-)
+from .runtime import COMPUTE, PASSTHROUGH, REUSE, AdaCacheRun, CallPlan, StreamKey
 from .schedule import (
     CONTROL_HINTS,
     MODEL_PATCHES,
@@ -39,6 +32,7 @@ from .schedule import (
     preview_schedule,
     step_of_sigma,
 )
+from .summary import format_summary, format_trace
 
 __all__ = [
     "AUTO_PRESETS", "BLOCKS", "WHOLE", "register",

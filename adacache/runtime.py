@@ -21,7 +21,6 @@ import functools
 import logging
 import math
 import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -29,24 +28,24 @@ from typing import NamedTuple
 import torch
 
 from .calibration import CalibrationSample, GapRecorder
-from .codebook import Codebook, CodebookError, calibrated_codebook, preset_codebook
+from .config import (
+    AdaCacheConfig,
+    parse_metric_blocks,
+)
 from .families import WHOLE, Family
-from .metrics import METRICS, metric_sample, motion_score, relative_distance
+from .metrics import metric_sample, motion_score, relative_distance
 from .moreg import MoRegSettings
 from .schedule import (
-    FINAL,
     FOREIGN_BLOCKS,
     NO_CACHE,
-    OUTSIDE_RANGE,
-    SCHEDULED,
     STALE_CACHE,
-    WARMUP,
     WINDOW_NO_CACHE,
     CacheSchedule,
     StepRecord,
     step_of_sigma,
 )
 from .shard import COMPUTES_ELSEWHERE, SINGLE, ShardContext
+from .summary import plan_mismatch, run_summary
 
 COMPUTE, REUSE, PASSTHROUGH = "compute", "reuse", "passthrough"
 # A guidance pass with blocks replaced (SkipLayerGuidance) beside reused cond/uncond passes:
@@ -59,85 +58,7 @@ SKIP_PASS_ON_CACHED_STEPS = (
     "schedule, -0.2 dB with SLG's default 1-15 %); narrow the SLG range or pick a slower "
     "preset"
 )
-# "auto" presets (ours): a calibrated plan at this speed when runs of the same model and setup
-# are recorded, else this run calibrates (every step computed, recorded); the ComfyUI layer
-# resolves them per sampling call (nodes/auto.py) into "custom" with the plan or "calibrate".
-AUTO_PRESETS = {"auto balanced (3x)": 3.0, "auto quality (2x)": 2.0, "auto fast (4x)": 4.0,
-                "auto fastest (5x)": 5.0}
-PRESET_CHOICES = (*AUTO_PRESETS, "fast", "medium", "slow", "custom", "calibrate")
-# preset "calibrate": every step computed, changes over every gap and motion recorded
-CALIBRATION_CODEBOOK = Codebook((1.0e9,), (1,))
 log = logging.getLogger("AdaCache")
-
-
-class MetricBlocksError(ValueError):
-    pass
-
-
-def parse_metric_blocks(spec: str, n_blocks: int) -> tuple[int, ...]:
-    """'middle' (n // 2), 'first', 'last', or comma-separated indices (negative from the end)."""
-    named = {"middle": n_blocks // 2, "mid": n_blocks // 2, "first": 0, "last": n_blocks - 1}
-    out: list[int] = []
-    for i, part in enumerate(str(spec).split(",")):
-        part = part.strip().lower()
-        if part in named:
-            index = named[part]
-        else:
-            try:
-                index = int(part)
-            except ValueError:
-                raise MetricBlocksError(
-                    f"metric block entry {i + 1} ({part!r}) is not 'middle', 'first', 'last' "
-                    "or a block index"
-                ) from None
-            if index < 0:
-                index += n_blocks
-        if not 0 <= index < n_blocks:
-            raise MetricBlocksError(
-                f"metric block entry {i + 1} ({part!r}) is outside the stack of {n_blocks} blocks"
-            )
-        if index not in out:
-            out.append(index)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class AdaCacheConfig:
-    preset: str = "fast"
-    codebook: Codebook | None = None  # used when preset == "custom"; ignored by "calibrate"
-    moreg: MoRegSettings | None = None
-    metric: str = "l1"
-    metric_blocks: str = "middle"
-    start_percent: float = 0.0  # caching allowed from this fraction of the noise schedule ...
-    end_percent: float = 1.0  # ... up to this one
-    verbose: bool = False
-    offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
-    notes: tuple[str, ...] = ()  # said in every run's summary (e.g. what replaced the preset)
-    compute_steps: tuple[int, ...] = ()  # a fixed schedule instead of the rule (baselines)
-
-    def __post_init__(self):
-        if self.preset not in PRESET_CHOICES:
-            raise CodebookError(f"unknown preset {self.preset!r}; choose {PRESET_CHOICES}")
-        if self.preset == "custom" and self.codebook is None:
-            raise CodebookError(
-                "preset 'custom' needs a codebook: connect a Codebook Editor to 'codebook'"
-            )
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; choose one of {METRICS}")
-        for name in ("start_percent", "end_percent"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} ({getattr(self, name)!r}) must be a finite number")
-        if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
-            raise ValueError("need 0 <= start_percent <= end_percent <= 1")
-
-    def codebook_for(self, steps: float) -> Codebook:
-        if self.preset in AUTO_PRESETS:
-            raise CodebookError(f"preset {self.preset!r} is resolved per sampling call first")
-        if self.preset == "calibrate":
-            return CALIBRATION_CODEBOOK
-        if self.preset == "custom":
-            return self.codebook
-        return preset_codebook(self.preset, steps)
 
 
 class StreamKey(NamedTuple):
@@ -180,8 +101,6 @@ class CallPlan:
     token: object = None  # restores the context variable in end_call
 
 
-
-
 @dataclass
 class CalibrationCarry:
     """A calibration run that ended at a slice boundary (KSamplerAdvanced, one model's part):
@@ -191,31 +110,6 @@ class CalibrationCarry:
     sample: CalibrationSample
     steps: int
     recorders: list
-
-
-# what a plan's setup is compared on, and how each difference is named
-SETUP_CHECKS = (
-    ("model", "model"), ("fingerprint", "model weights"), ("latent", "latent shape"),
-    ("sampler", "sampler"), ("cfg", "cfg"),
-)
-
-
-def plan_mismatch(planned: dict | None, run: dict) -> list[str]:
-    """Warnings naming how this run differs from what a plan was calibrated on."""
-    if not planned or not run:
-        return []
-    differences = [
-        f"{label} {planned[key]} -> {run[key]}" for key, label in SETUP_CHECKS
-        if planned.get(key) is not None and run.get(key) is not None
-        and planned[key] != run[key]
-    ]
-    if not differences:
-        return []
-    return [
-        "this calibrated plan was recorded on another setup (" + "; ".join(differences) + "): "
-        "its schedule may not fit; calibrate on this one (preset 'calibrate' + AdaCache "
-        "Calibrate)"
-    ]
 
 
 def _locked(method):
@@ -677,6 +571,9 @@ class AdaCacheRun:
         return None
 
     # -- reporting -------------------------------------------------------------------------
+    def summary(self, interrupted: bool = False) -> dict:
+        return run_summary(self, interrupted)
+
     def finish(self, interrupted: bool = False) -> dict:
         """Closes the run and returns its summary; never raises (reporting must not fail a
         finished run nor replace an interrupt's exception). ``interrupted``: sampling did not
@@ -692,91 +589,6 @@ class AdaCacheRun:
         self._pinned.clear()
         return summary
 
-    def summary(self, interrupted: bool = False) -> dict:
-        s = self.schedule
-        reached = [r for r in s.trace if r.computed is not None]
-        computed = len(s.computed_steps)
-        distances = [r.distance for r in s.trace if r.distance is not None]
-        rates = self.codebook.rates
-        if max(rates) <= 1:  # suggest a codebook that can reuse steps
-            rates = preset_codebook("fast", self.steps_for_codebook).rates
-        calibrated = None if interrupted else calibrated_codebook(distances, rates)
-        warnings = list(self.warnings)
-        if interrupted:  # a partial run: nothing recorded, no advice drawn from it
-            warnings = [f"interrupted at step {len(reached)} of {s.n_steps}: this partial run "
-                        "recorded nothing and gives no advice"]
-        elif not self.calibrating and len(reached) >= 5 and not s.reused_steps:
-            warnings.append(self._no_reuse_advice(reached, distances, calibrated))
-        return {
-            "family": self.family.name,
-            "preset": self.config.preset,
-            "calibration": self.calibrating,
-            "interrupted": interrupted,
-            "mode": self.family.support,
-            "steps": s.n_steps,
-            "steps_reached": len(reached),
-            "computed_steps": computed,
-            "reused_steps": len(s.reused_steps),
-            "pattern": s.pattern(),
-            "estimated_speedup": (len(reached) / computed) if computed else 1.0,
-            "stack_runs": self.stack_runs,
-            "reused_calls": self.reused_calls,
-            "passthrough_calls": self.passthrough_calls,
-            "call_reasons": dict(Counter(
-                f"{p['mode']}: {p['reason']}" for r in s.trace for p in r.call_plans
-            )),
-            "codebook": self.codebook.describe(),
-            "codebook_text": self.codebook.editor_text(),  # as the Codebook Editor takes it
-            "codebook_values": self.codebook.summary_values(),
-            "codebook_steps": round(self.steps_for_codebook, 2),
-            "metric": self.config.metric,
-            "metric_blocks": list(self.metric_positions),
-            "moreg": self.schedule.moreg is not None,
-            "setup": self.setup or None,
-            "peak_cache_bytes": self.peak_cache_bytes,
-            "streams": len(self.streams),
-            "distance_range": [min(distances), max(distances)] if distances else None,
-            "calibrated_codebook": calibrated.editor_text() if calibrated else None,
-            "cache_sigma_range": [
-                v if math.isfinite(v) else None for v in (s.cache_sigma_high, s.cache_sigma_low)
-            ],
-            "warnings": warnings,
-            "calibration_sample": (
-                self.calibration_sample().to_dict() if self.calibrating and not interrupted
-                else None
-            ),
-            "trace": [r.as_dict() for r in s.trace],
-            # where the what-if replays the trace (schedule.predict_schedule)
-            "sigmas": list(s.sigmas),
-            "positions": list(s.positions),
-        }
-
-    def _no_reuse_advice(self, reached, distances, calibrated) -> str:
-        """Why no step was reused, and what would change that."""
-        middle = [r for r in reached if r.reason not in (WARMUP, FINAL)]
-        if not middle:
-            return "no step was reused: with so few steps only warm-up and final steps remain"
-        if all(r.reason == OUTSIDE_RANGE for r in middle):
-            return (
-                "no step was reused: start_percent/end_percent "
-                f"({self.config.start_percent:g}..{self.config.end_percent:g}) exclude every "
-                "step that could be cached; widen that range (0..1 allows every step)"
-            )
-        if not any(r.reason == SCHEDULED for r in middle):
-            reasons = sorted({r.reason for r in middle})
-            return f"no step was reused: every cacheable step was computed ({', '.join(reasons)})"
-        if not distances:
-            return "no step was reused: no distance was measured (was the block stack run?)"
-        text = (
-            f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g} "
-            f"per step) selected cache rate 1 in {self.codebook.editor_text()}; pick a faster "
-            "preset"
-        )
-        if calibrated is not None:
-            text += f" or a codebook calibrated to this model, e.g. {calibrated.editor_text()}"
-        return text + " (preset 'calibrate' + AdaCache Calibrate fit one to your model)"
-
-
 def _crop(x: torch.Tensor, shape) -> torch.Tensor | None:
     """``x`` cut to ``[batch, *shape]`` from the start of each dim (extra channels, padding)."""
     if x.ndim != len(shape) + 1 or any(a < b for a, b in zip(x.shape[1:], shape, strict=True)):
@@ -784,60 +596,3 @@ def _crop(x: torch.Tensor, shape) -> torch.Tensor | None:
     return x[(slice(None), *(slice(0, n) for n in shape))]
 
 
-def format_summary(summary: dict) -> str:
-    """The log lines of a run summary; never raises (an incomplete summary says so)."""
-    try:
-        return _format_summary(summary)
-    except (KeyError, TypeError, ValueError) as e:
-        warnings = "; ".join(str(w) for w in summary.get("warnings", []))
-        return f"AdaCache: incomplete run summary (missing {e}); {warnings}"
-
-
-def _format_summary(summary: dict) -> str:
-    codebook = summary.get("codebook_text") or summary["codebook"]  # the editor's form
-    values = summary.get("codebook_values") or {}
-    if values.get("planned"):
-        codebook = (f"calibrated plan for {values['speed']:g}x fewer block-stack steps "
-                    f"(plain codebook {codebook})")
-    lines = [
-        f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
-        f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "
-        f"steps), codebook {codebook} for {summary['codebook_steps']:g} steps, "
-        f"metric {summary['metric']} @ blocks {summary['metric_blocks']}, "
-        f"MoReg {'on' if summary['moreg'] else 'off'}",
-        f"AdaCache schedule  [{summary['pattern']}]  (C computed, . reused)",
-        f"AdaCache cache memory peak {summary['peak_cache_bytes'] / 2**20:.1f} MiB "
-        f"for {summary['streams']} stream(s)",
-    ]
-    if summary["distance_range"]:
-        lo, hi = summary["distance_range"]
-        suggestion = summary["calibrated_codebook"]
-        lines.append(
-            f"AdaCache distances per step ranged {lo:.4g}..{hi:.4g}"
-            + (f"; a codebook calibrated to this run (supplement A.2): {suggestion}"
-               if suggestion else "")
-        )
-    lines += [f"AdaCache warning: {w}" for w in summary["warnings"]]
-    return "\n".join(lines)
-
-
-def format_trace(summary: dict) -> str:
-    rows = ["step  sigma     mode      reason           distance  motion   factor  rate  calls"]
-    for r in summary.get("trace", []):
-        if r["computed"] is None:
-            continue
-        def num(v, fmt="{:.4f}"):
-            return fmt.format(v) if v is not None else "-"
-        rows.append(
-            f"{r['step']:>4}  {r['sigma']:<8.4f}  {'compute' if r['computed'] else 'reuse':<8}  "
-            f"{r['reason']:<15}  {num(r['distance']):>8}  {num(r['motion']):>6}  "
-            f"{num(r['moreg_factor'], '{:.3f}'):>6}  {num(r['rate'], '{}'):>4}  "
-            + _calls_column(r.get("call_plans", []))
-        )
-    return "\n".join(rows)
-
-
-def _calls_column(plans: list[dict]) -> str:
-    """Each call's plan, repeats counted: 'reuse (cached) x6, compute (stale cache)'."""
-    counts = Counter(f"{p['mode']} ({p['reason']})" for p in plans)
-    return ", ".join(f"{text} x{n}" if n > 1 else text for text, n in counts.items())

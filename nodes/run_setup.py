@@ -1,6 +1,6 @@
 """What a sampling run is: the model (class and weights fingerprint), latent, sampler, cfg and
 schedule it runs. Calibration samples carry it, the store is keyed by it, and a plan used on
-another setup says so (adacache.runtime.plan_mismatch)."""
+another setup says so (adacache.summary.plan_mismatch)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ..adacache.runtime import AdaCacheConfig
+from ..adacache.config import AdaCacheConfig
 from ..adacache.shard import SHARD_OPTION, ShardContext, from_xfuser
 from .patch import apply_adacache
 

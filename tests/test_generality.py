@@ -22,7 +22,7 @@ from comfyui_adacache.adacache.calibration import align
 from comfyui_adacache.adacache.families.wan import WAN
 from comfyui_adacache.adacache.metrics import metric_sample, relative_distance
 from comfyui_adacache.adacache.plan import RATIO_RANGE, Planner, default_max_gap, even_positions
-from comfyui_adacache.adacache.runtime import plan_mismatch
+from comfyui_adacache.adacache.summary import plan_mismatch
 from test_calibration import node
 
 N = 30
