@@ -221,8 +221,10 @@ class AdaCacheCodebookEditor(io.ComfyNode):
             node_id="AdaCacheCodebookEditor",
             display_name="AdaCache Codebook Editor",
             category=CATEGORY,
-            description="A custom codebook: a distance below threshold i selects cache rate i. "
-            "Pick a codebook saved by AdaCache Calibrate in 'saved', or type/paste values.",
+            description="A codebook, or a calibrated plan picked by name. A codebook: a "
+            "distance below threshold i selects cache rate i (type or paste the values). A plan "
+            "saved by AdaCache Calibrate ('saved') picks each gap from your model's recorded "
+            "change profile at its speed instead; its thresholds are shown, not used.",
             inputs=[
                 io.String.Input(
                     "thresholds",
@@ -246,7 +248,9 @@ class AdaCacheCodebookEditor(io.ComfyNode):
                     f"the fields above only display them; '{USE_VALUES_ABOVE}' uses the fields.",
                 ),
             ],
-            outputs=[Codebook_IO.Output(tooltip="The codebook, for AdaCache Apply (custom).")],
+            outputs=[Codebook_IO.Output(
+                tooltip="The codebook, or the picked calibrated plan, for AdaCache Apply's "
+                "'codebook' input (a connected one always replaces the preset).")],
         )
 
     @classmethod
