@@ -77,7 +77,9 @@ def equivalent_steps(timesteps: list[float], full_range: float) -> float:
 
 
 class CacheSchedule:
-    """Decides, step by step, whether the block stack runs; one decision for all streams."""
+    """Decides, step by step, whether the block stack runs. The decision is per step; a call
+    that cannot reuse (its stream has no residual of the last compute step, ControlNet hints)
+    turns a reused step into a compute step (``force``), never the reverse."""
 
     def __init__(
         self,
