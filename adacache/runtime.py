@@ -240,9 +240,7 @@ class AdaCacheRun:
         if self.shard.agree(plan.mode != REUSE) and plan.mode == REUSE:
             self._force_compute(plan, COMPUTES_ELSEWHERE)
         # --
-        trace = self.schedule.trace
-        if trace:
-            trace[min(step, len(trace) - 1)].call_plans.append(plan.log)
+        self.schedule.log_call(step, plan.log)
         plan.token = self._plan.set(plan)
         return plan.mode
 
@@ -262,7 +260,7 @@ class AdaCacheRun:
             return CallPlan(REUSE, record.reason, keys, tuple(latent_shape), record)
         if compute_reason and not any(w.startswith(compute_reason) for w in self.warnings):
             self.warnings.append(f"{compute_reason}: those steps are computed instead of reused")
-        record.computed, record.reason = True, reason
+        self.schedule.force(record.step, reason)
         return CallPlan(COMPUTE, reason, keys, tuple(latent_shape), record)
 
     def _cache_problem(self, stream_keys: list, step: int) -> str | None:
@@ -513,9 +511,8 @@ class AdaCacheRun:
     def _force_compute(self, call: CallPlan, reason: str = NO_CACHE) -> None:
         call.mode, call.reason = COMPUTE, reason
         call.log.update(mode=COMPUTE, reason=reason)
-        record = call.record
-        if record is not None and not record.computed:
-            record.computed, record.reason = True, reason
+        if call.record is not None:
+            self.schedule.force(call.record.step, reason)
 
     def calibration_sample(self) -> CalibrationSample:
         """This run as a calibration sample: per step, the change over every gap (streams

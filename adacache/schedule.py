@@ -199,6 +199,11 @@ class CacheSchedule:
         if not record.computed:
             record.computed, record.reason = True, reason
 
+    def log_call(self, step: int, plan: dict) -> None:
+        """One model call's mode and reason, in its step's record (the trace shows them)."""
+        if self.trace:
+            self.trace[min(max(step, 0), len(self.trace) - 1)].call_plans.append(plan)
+
     def close(self) -> None:
         if self.current is not None:
             self._finalize(self.current)

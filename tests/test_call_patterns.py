@@ -17,6 +17,7 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.ops
 import comfy.patcher_extension
+import comfy.sample
 import comfy.sd
 import comfy.taesd.taehv
 import pytest
@@ -428,9 +429,13 @@ def test_two_threads_sampling_one_patched_model_keep_their_own_runs(wan):
     """ComfyUI's model loading and clean-up are not thread-safe (one ``current_patcher`` per
     loaded model, object patches applied and removed on the shared modules), so the two
     samplers enter their loops together (both loaded) and finish them together (before either
-    cleans up); in between, their model calls interleave freely."""
+    cleans up); in between, their model calls interleave freely. (A failure 1 run in ~15 was
+    the test's own: both threads drew their noise from torch's global generator.)"""
     fast = patched(wan)
-    jobs = {"a": dict(lat=latent(), seed=1), "b": dict(lat=latent(frames=3), seed=2)}
+    # noise drawn here: comfy.sample.prepare_noise seeds torch's global generator, which two
+    # threads drawing at once would share
+    jobs = {name: dict(lat=lat, seed=seed, noise=comfy.sample.prepare_noise(lat, seed))
+            for name, lat, seed in (("a", latent(), 1), ("b", latent(frames=3), 2))}
     expected = {k: sample(fast, **kw) for k, kw in jobs.items()}
     expected_patterns = summary_of(fast)["pattern"]
 
