@@ -130,7 +130,7 @@ class AdaCacheRun:
         family: Family,
         n_blocks: int,
         sigmas: list[float],
-        steps_for_codebook: float | None = None,
+        schedule_steps: float | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
         check_interrupt: Callable[[], None] = lambda: None,
         cache_device: torch.device | None = None,
@@ -140,7 +140,7 @@ class AdaCacheRun:
         carry: CalibrationCarry | None = None,
         shard: ShardContext | None = None,
     ):
-        """``steps_for_codebook``: the whole schedule's length at this run's step density;
+        """``schedule_steps``: the whole schedule's length at this run's step density;
         ``first_step``: where this run's first step sits in it (KSamplerAdvanced slices).
         Both place the MoReg window on the whole schedule. ``positions``: each step's place
         in the noise schedule (plan.py). ``setup``: what this run is (model, latent, sampler,
@@ -155,14 +155,14 @@ class AdaCacheRun:
         spec = "first" if family.mode == WHOLE else config.metric_blocks
         self.metric_positions = parse_metric_blocks(spec, self.n_blocks)
         n_steps = max(len(sigmas) - 1, 1)
-        self.steps_for_codebook = steps_for_codebook or n_steps
-        self.codebook = config.codebook_for(self.steps_for_codebook)
+        self.schedule_steps = schedule_steps or n_steps
+        self.codebook = config.codebook_for(self.schedule_steps)
         self.warnings: list[str] = list(config.notes)
         self.setup = dict(setup or {})
         self.moreg_settings = self._moreg_for_plan(config.moreg)
         self.schedule = CacheSchedule(
             sigmas, self.codebook, self.moreg_settings, cache_sigma_range, config.compute_steps,
-            schedule_steps=self.steps_for_codebook, first_step=first_step, positions=positions,
+            schedule_steps=self.schedule_steps, first_step=first_step, positions=positions,
             check_interrupt=check_interrupt, combine=self.shard.combine,
         )
         if self.codebook.planned:

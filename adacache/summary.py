@@ -43,7 +43,7 @@ def run_summary(run, interrupted: bool = False) -> dict:
     distances = [r.distance for r in s.trace if r.distance is not None]
     rates = run.codebook.rates
     if max(rates) <= 1:  # suggest a codebook that can reuse steps
-        rates = preset_codebook("fast", run.steps_for_codebook).rates
+        rates = preset_codebook("fast", run.schedule_steps).rates
     calibrated = None if interrupted else calibrated_codebook(distances, rates)
     warnings = list(run.warnings)
     if interrupted:  # a partial run: nothing recorded, no advice drawn from it
@@ -72,7 +72,7 @@ def run_summary(run, interrupted: bool = False) -> dict:
         "codebook": run.codebook.describe(),
         "codebook_text": run.codebook.editor_text(),  # as the Codebook Editor takes it
         "codebook_values": run.codebook.summary_values(),
-        "codebook_steps": round(run.steps_for_codebook, 2),
+        "codebook_steps": round(run.schedule_steps, 2),
         "metric": run.config.metric,
         "metric_blocks": list(run.metric_positions),
         "moreg": run.schedule.moreg is not None,

@@ -191,7 +191,7 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
             handle.family,
             max(len(handle.keys), 1),
             sigmas,
-            steps_for_codebook=steps,
+            schedule_steps=steps,
             cache_sigma_range=(high, low),
             check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
             cache_device=(

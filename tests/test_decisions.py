@@ -166,7 +166,7 @@ def test_the_moreg_window_of_a_slice_is_counted_in_the_whole_schedule():
     """
     config = AdaCacheConfig(preset="custom", codebook=THREE_RATES, moreg=DOUBLING_MOREG)
     sigmas = [0.5 - i / 20 for i in range(11)]
-    run = AdaCacheRun(config, WAN, 1, sigmas, steps_for_codebook=20, first_step=10,
+    run = AdaCacheRun(config, WAN, 1, sigmas, schedule_steps=20, first_step=10,
                       positions=sigmas)
     summary = sample(run, Residuals(lambda s: 0.04, spread=3.0))
     trace = run.schedule.trace
