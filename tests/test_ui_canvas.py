@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
-from test_ui_live import RECTS, demo_workflow, frames, load, plot_data, queue_and_wait
+from test_ui_live import demo_workflow, frames, load, node_overlaps, plot_data, queue_and_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = """(seed) => { for (const n of window.app.graph._nodes) {
@@ -41,21 +41,7 @@ SHOWN = """([id, name]) => { const c = window.app.canvas, n = window.app.graph.g
 
 def overlaps(page):  # noqa: F811
     """Pairs of nodes whose rectangles (title bar and DOM widgets included) intersect."""
-    page.evaluate("""() => { const c = window.app.canvas, ns = window.app.graph._nodes;
-        c.ds.scale = 1;
-        c.ds.offset = [40 - Math.min(...ns.map(n => n.pos[0])),
-                       80 - Math.min(...ns.map(n => n.pos[1]))];
-        c.setDirty(true, true); }""")
-    page.wait_for_timeout(250)
-    nodes = page.evaluate(RECTS)
-    out = []
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            ax, ay, aw, ah = a["rect"]
-            bx, by, bw, bh = b["rect"]
-            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                out.append((a["title"], b["title"]))
-    return out
+    return node_overlaps(page, settle_ms=250)[1]
 
 
 def node_height(page, node_id):  # noqa: F811

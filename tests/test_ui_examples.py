@@ -150,27 +150,13 @@ def test_every_note_shows_all_its_text(page, path):  # noqa: F811
 def test_demo_has_no_overlapping_nodes_after_a_run(page):  # noqa: F811
     """After a run each AdaCache Apply shows its plot (a compact node unfolds); '1 · calibrate'
     never covers '2 · run'."""
-    from test_ui_live import RECTS, demo_workflow, load, queue_and_wait
+    from test_ui_live import demo_workflow, load, node_overlaps, queue_and_wait
 
     load(page, demo_workflow())
     ids = page.evaluate("() => window.app.graph._nodes.filter(n => n.type === 'AdaCacheApply')"
                         ".map(n => n.id)")
     queue_and_wait(page, ids[-1])
-    page.evaluate("""() => { const c = window.app.canvas, ns = window.app.graph._nodes;
-        c.ds.scale = 1;
-        c.ds.offset = [40 - Math.min(...ns.map(n => n.pos[0])),
-                       80 - Math.min(...ns.map(n => n.pos[1]))];
-        c.setDirty(true, true); }""")
-    page.wait_for_timeout(300)
-    nodes = page.evaluate(RECTS)
-    overlaps = []
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            ax, ay, aw, ah = a["rect"]
-            bx, by, bw, bh = b["rect"]
-            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                overlaps.append((a["title"], b["title"], round(min(ay + ah, by + bh)
-                                                               - max(ay, by))))
+    _, overlaps = node_overlaps(page)
     if overlaps:
         page.screenshot(path=str(SHOTS / "overlap_demo_after_run.png"))
     assert not overlaps, overlaps

@@ -186,25 +186,32 @@ RECTS = """() => new Promise((resolve) => requestAnimationFrame(() => requestAni
 })))"""
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_example_workflow_has_no_overlapping_nodes(page, path):  # noqa: F811
-    load(page, json.loads(path.read_text()))
-    # scale 1 and the graph's top-left on screen: DOM widgets are laid out where visible
+def node_overlaps(page, settle_ms: int = 300) -> tuple[list[dict], list[tuple]]:  # noqa: F811
+    """(every node's rectangle, the pairs that intersect as (title, title, overlap height in
+    px)), measured at scale 1 with the graph's top-left on screen: DOM widgets (the AdaCache
+    plot) are laid out only where visible, and their boxes count with their node's."""
     page.evaluate("""() => { const c = window.app.canvas, ns = window.app.graph._nodes;
         c.ds.scale = 1;
         c.ds.offset = [40 - Math.min(...ns.map(n => n.pos[0])),
                        80 - Math.min(...ns.map(n => n.pos[1]))];
         c.setDirty(true, true); }""")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(settle_ms)
     nodes = page.evaluate(RECTS)
-    assert nodes
-    overlaps = []
+    pairs = []
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
             ax, ay, aw, ah = a["rect"]
             bx, by, bw, bh = b["rect"]
             if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                overlaps.append((a["title"], b["title"]))
+                pairs.append((a["title"], b["title"], round(min(ay + ah, by + bh) - max(ay, by))))
+    return nodes, pairs
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_has_no_overlapping_nodes(page, path):  # noqa: F811
+    load(page, json.loads(path.read_text()))
+    nodes, overlaps = node_overlaps(page)
+    assert nodes
     if overlaps:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"overlap_{path.stem}.png"))
