@@ -15,6 +15,7 @@ call), then saves:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -40,6 +41,28 @@ def open_frontend(p, url: str, width: int = 1500, height: int = 950):
                            timeout=120_000)
     close_dialogs(page)
     return browser, page
+
+
+@contextlib.contextmanager
+def frontend(pack_dir: str = PACK_DIR_NAME, **viewport):
+    """A page of the real frontend on a fresh headless ComfyUI (CPU) with this pack (in
+    ``custom_nodes/<pack_dir>``) and the demo; the browser and the server are closed after."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
+        server = HeadlessComfy(Path(tmp), custom_nodes={pack_dir: ROOT},
+                               demo=True).start()
+        try:
+            print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
+            server.request("/settings/Comfy.TutorialCompleted", True)
+            with sync_playwright() as p:
+                browser, page = open_frontend(p, server.url, **viewport)
+                try:
+                    yield page
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
 
 
 def close_dialogs(page) -> None:
@@ -110,57 +133,45 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from playwright.sync_api import sync_playwright
-
     workflow = json.loads((ROOT / "workflows" / DEMO_FILE).read_text())
     # the Apply that runs (not the one calibrating, when the demo shows calibrate -> run)
     apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply"
                     and n["widgets_values"][0] != "calibrate")
-    with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
-        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT},
-                               demo=True).start()
-        try:
-            print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
-            server.request("/settings/Comfy.TutorialCompleted", True)
-            with sync_playwright() as p:
-                browser, page = open_frontend(p, server.url)
-                load_workflow(page, workflow)
-                page.evaluate(  # the plot shown: selectors below use this class
-                    "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
-                    "'adacache_schedule').canvas.classList.add('adacache-target')", apply_id)
-                focus(page, apply_id, 1.0)
-                queue(page)  # the first run also loads the model
-                page.wait_for_function(
-                    "() => document.querySelector('canvas.adacache-target')"
-                    "?.dataset.state === 'done'", timeout=120_000)
-                next_seed(page)  # same seed: ComfyUI would serve the cached result
-                queue(page)  # the second run: catch it half-way
-                page.wait_for_function(
-                    "() => { const d = document.querySelector("
-                    "'canvas.adacache-target').dataset;"
-                    " return d.state === 'live' && Number(d.points) >= 14; }",
-                    timeout=120_000, polling=20)
-                page.screenshot(path=str(args.out / "live_trace.png"),
-                                clip=node_box(page, apply_id))
-                page.wait_for_function(
-                    "() => document.querySelector('canvas.adacache-target')"
-                    "?.dataset.state === 'done'", timeout=120_000)
-                page.wait_for_timeout(500)
-                hover_step(page, 22)  # the tooltip: every field of one (computed) step
-                box = node_box(page, apply_id)
-                tip = page.evaluate("() => { const r = document.querySelector("
-                                    "'.adacache-tooltip').getBoundingClientRect();"
-                                    " return {x: r.right, y: r.bottom}; }")
-                page.screenshot(path=str(args.out / "trace_done.png"), clip={
-                    **box, "width": max(box["width"], tip["x"] + 8 - box["x"]),
-                    "height": max(box["height"], tip["y"] + 8 - box["y"])})
-                what_if(page)
-                page.screenshot(path=str(args.out / "what_if.png"),
-                                clip=node_box(page, apply_id))
-                print(json.dumps(plot_state(page, apply_id), indent=1))
-                browser.close()
-        finally:
-            server.stop()
+    with frontend() as page:
+        load_workflow(page, workflow)
+        page.evaluate(  # the plot shown: selectors below use this class
+            "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
+            "'adacache_schedule').canvas.classList.add('adacache-target')", apply_id)
+        focus(page, apply_id, 1.0)
+        queue(page)  # the first run also loads the model
+        page.wait_for_function(
+            "() => document.querySelector('canvas.adacache-target')"
+            "?.dataset.state === 'done'", timeout=120_000)
+        next_seed(page)  # same seed: ComfyUI would serve the cached result
+        queue(page)  # the second run: catch it half-way
+        page.wait_for_function(
+            "() => { const d = document.querySelector("
+            "'canvas.adacache-target').dataset;"
+            " return d.state === 'live' && Number(d.points) >= 14; }",
+            timeout=120_000, polling=20)
+        page.screenshot(path=str(args.out / "live_trace.png"),
+                        clip=node_box(page, apply_id))
+        page.wait_for_function(
+            "() => document.querySelector('canvas.adacache-target')"
+            "?.dataset.state === 'done'", timeout=120_000)
+        page.wait_for_timeout(500)
+        hover_step(page, 22)  # the tooltip: every field of one (computed) step
+        box = node_box(page, apply_id)
+        tip = page.evaluate("() => { const r = document.querySelector("
+                            "'.adacache-tooltip').getBoundingClientRect();"
+                            " return {x: r.right, y: r.bottom}; }")
+        page.screenshot(path=str(args.out / "trace_done.png"), clip={
+            **box, "width": max(box["width"], tip["x"] + 8 - box["x"]),
+            "height": max(box["height"], tip["y"] + 8 - box["y"])})
+        what_if(page)
+        page.screenshot(path=str(args.out / "what_if.png"),
+                        clip=node_box(page, apply_id))
+        print(json.dumps(plot_state(page, apply_id), indent=1))
     for name in ("live_trace.png", "trace_done.png", "what_if.png"):
         print(f"wrote {args.out / name}")
 

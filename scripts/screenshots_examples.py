@@ -19,12 +19,11 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-from headless_comfy import ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
+from headless_comfy import ROOT  # scripts/ is this script's sys.path[0]
 from make_example_workflows import DEMO_TITLE, TEMPLATE_TITLES
-from screenshots import close_dialogs, open_frontend
+from screenshots import close_dialogs, frontend, load_workflow
 
 PACK_DIR_NAME = "adacache"  # the folder a registry install gets (the registry's node id)
 CARDS = '[data-testid="template-workflows-content"] [data-testid^="template-workflow-"]'
@@ -77,49 +76,36 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="also every example workflow")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from playwright.sync_api import sync_playwright
-
     written = []
-    with tempfile.TemporaryDirectory(prefix="adacache_shots_") as tmp:
-        server = HeadlessComfy(Path(tmp), custom_nodes={PACK_DIR_NAME: ROOT},
-                               demo=True).start()
-        try:
-            print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
-            server.request("/settings/Comfy.TutorialCompleted", True)
-            with sync_playwright() as p:
-                browser, page = open_frontend(p, server.url, width=1400, height=900)
-                page.evaluate("() => window.app.extensionManager.command.execute("
-                              "'Comfy.BrowseTemplates')")
-                page.locator(f"[role=button]:has(span:text-is('{PACK_DIR_NAME}'))").click()
-                page.locator(CARDS).first.wait_for(state="visible", timeout=30_000)
-                page.wait_for_timeout(1500)  # thumbnails
-                dialog = page.locator(".p-dialog").first.bounding_box()
-                page.screenshot(path=str(args.out / "templates.png"), clip=dialog)
-                written.append("templates.png")
-                first = page.locator(CARDS).first
-                assert first.locator("h3").inner_text().strip() == DEMO_TITLE
-                first.click()
-                page.wait_for_function("() => window.app.graph._nodes.some("
-                                       "n => n.type === 'AdaCacheCalibrate')", timeout=30_000)
-                close_dialogs(page)
+    with frontend(PACK_DIR_NAME, width=1400, height=900) as page:
+        page.evaluate("() => window.app.extensionManager.command.execute("
+                      "'Comfy.BrowseTemplates')")
+        page.locator(f"[role=button]:has(span:text-is('{PACK_DIR_NAME}'))").click()
+        page.locator(CARDS).first.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(1500)  # thumbnails
+        dialog = page.locator(".p-dialog").first.bounding_box()
+        page.screenshot(path=str(args.out / "templates.png"), clip=dialog)
+        written.append("templates.png")
+        first = page.locator(CARDS).first
+        assert first.locator("h3").inner_text().strip() == DEMO_TITLE
+        first.click()
+        page.wait_for_function("() => window.app.graph._nodes.some("
+                               "n => n.type === 'AdaCacheCalibrate')", timeout=30_000)
+        close_dialogs(page)
+        fit_graph(page)
+        page.screenshot(path=str(args.out / "demo_workflow.png"))
+        note_close_up(page, args.out / "demo_note.png")
+        written += ["demo_workflow.png", "demo_note.png"]
+        if args.all:
+            for title in TEMPLATE_TITLES:
+                workflow = json.loads((ROOT / "workflows" / f"{title}.json").read_text())
+                load_workflow(page, workflow)
+                close_dialogs(page)  # the missing-models dialog
                 fit_graph(page)
-                page.screenshot(path=str(args.out / "demo_workflow.png"))
-                note_close_up(page, args.out / "demo_note.png")
-                written += ["demo_workflow.png", "demo_note.png"]
-                if args.all:
-                    for title in TEMPLATE_TITLES:
-                        workflow = json.loads((ROOT / "workflows" / f"{title}.json").read_text())
-                        page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
-                        page.wait_for_timeout(800)
-                        close_dialogs(page)  # the missing-models dialog
-                        fit_graph(page)
-                        name = "example_" + re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")
-                        page.screenshot(path=str(args.out / f"{name}.png"))
-                        note_close_up(page, args.out / f"{name}_note.png")
-                        written += [f"{name}.png", f"{name}_note.png"]
-                browser.close()
-        finally:
-            server.stop()
+                name = "example_" + re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")
+                page.screenshot(path=str(args.out / f"{name}.png"))
+                note_close_up(page, args.out / f"{name}_note.png")
+                written += [f"{name}.png", f"{name}_note.png"]
     for name in written:
         print(f"wrote {args.out / name}")
 
