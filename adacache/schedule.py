@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -275,6 +276,8 @@ def predict_schedule(
 
     known = [t for t in range(1, n_steps) if recorded(t) is not None]
     ran = [t for t in range(n_steps) if field_of(t, "computed")]
+    # the gap each compute step of the run was measured over
+    run_gaps = {t: t - before for before, t in zip(ran, ran[1:], strict=False)}
     every_step = n_steps > 1 and len(known) == n_steps - 1
     computed: list[int] = []
     approximate = False
@@ -293,15 +296,23 @@ def predict_schedule(
         if value is None:
             value = recorded(step)
             if value is None and known:
-                value = recorded(min(known, key=lambda t: abs(t - step)))
-            at = ran.index(step) if step in ran else 0
-            run_gap = step - ran[at - 1] if at > 0 else None  # the gap the run measured over
-            exact = value is not None and (gap == 1 if every_step else run_gap == gap)
+                value = recorded(_nearest(known, step))
+            exact = value is not None and (gap == 1 if every_step else run_gaps.get(step) == gap)
             approximate = approximate or (not exact and bool(known))
         if value is not None:
             schedule.measure(value, gap, None)
     schedule.close()
     return Prediction(computed, approximate, [r.rate for r in schedule.trace])
+
+
+def _nearest(steps: list[int], step: int) -> int:
+    """The entry of sorted ``steps`` closest to ``step`` (the lower one on a tie)."""
+    i = bisect.bisect_left(steps, step)
+    if i == 0:
+        return steps[0]
+    if i == len(steps) or step - steps[i - 1] <= steps[i] - step:
+        return steps[i - 1]
+    return steps[i]
 
 
 def preview_schedule(
