@@ -18,6 +18,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from headless_comfy import COMFY, comfy_version  # noqa: E402  (one host choice for all)
 
 PACK = "comfyui_adacache"
+# tier 1: test modules of adacache/ alone, which run without a host (conftest.py collects only
+# these when there is none)
+PURE_CORE = frozenset({"test_core.py", "test_plan.py", "test_decisions.py", "test_architecture.py"})
 VERSION = comfy_version(COMFY)
 
 

@@ -14,8 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_host  # noqa: E402
 import pytest  # noqa: E402
 
-# tier 1: adacache/ only, no host needed
-PURE_CORE = {"test_core.py", "test_plan.py", "test_decisions.py", "test_architecture.py"}
 HOST = (comfy_host.COMFY / "main.py").is_file()
 if HOST:
     comfy_host.boot_host()
@@ -23,7 +21,8 @@ comfy_host.import_pack()
 
 
 def pytest_ignore_collect(collection_path, config):
-    if not HOST and collection_path.suffix == ".py" and collection_path.name not in PURE_CORE:
+    pure = collection_path.name in comfy_host.PURE_CORE
+    if not HOST and collection_path.suffix == ".py" and not pure:
         return True
     return None
 
