@@ -6,6 +6,10 @@ Each workflow follows the official ComfyUI template for its model family (the
 ``comfyui_workflow_templates`` package: same nodes, settings and model file names) with AdaCache
 Apply inserted between the model loader (after ModelSamplingSD3 where the template has it) and
 the sampler, a MoReg Settings node on the video models, and a Note explaining the preset.
+Each example is one row of the table ``WORKFLOWS``: its template card and its nodes as data
+(``Node``: type, position, widgets, which node feeds each input), the shared ones written by
+small helpers with their usual wiring (``apply``, ``prompts``, ``ksampler``, ``video_out``,
+``preset_note``); one ``build`` turns a row into a graph.
 ``tests/test_workflows.py`` checks every file against a real server's ``/object_info``;
 ``tests/test_example_notes.py`` checks what each Note claims against the pack's behaviour.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -315,27 +320,113 @@ def _overlap(a: dict, b: dict) -> bool:
             and ay < by + bh + GAP and by < ay + ah + GAP)
 
 
-# --- building blocks ------------------------------------------------------------------------
+# --- the builder ----------------------------------------------------------------------------
 
 
-def adacache(g: Graph, pos, model_src: tuple[int, int], preset: str, *, moreg=None,
-             codebook=None, title=None, start=0.0, end=1.0) -> int:
-    node = g.add(
-        "AdaCacheApply", pos,
-        [preset, APPLY_DEFAULTS["metric"], APPLY_DEFAULTS["metric_blocks"], start, end, False,
-         False],
-        title=title, colors=ADACACHE,
-    )
-    g.link(*model_src, node, "model")
-    if moreg is not None:
-        g.link(moreg, 0, node, "moreg")
-    if codebook is not None:
-        g.link(codebook, 0, node, "codebook")
-    return node
+@dataclass
+class Node:
+    """One node of an example: ``inputs`` maps each linked input to the node that feeds it, by
+    name (``"name"`` for its first output, ``"name.2"`` for its third); ``name`` is how later
+    nodes refer to this one. Nodes are added, and their inputs linked, in list order."""
+
+    type: str
+    pos: tuple[int, int]
+    widgets: list = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    title: str | None = None
+    mode: int = 0
+    colors: dict | None = None
+    size: tuple[int, int] | None = None
 
 
-def moreg_settings(g: Graph, pos, values=None) -> int:
-    return g.add("AdaCacheMoRegSettings", pos, list(values or MOREG_DEFAULTS), colors=ADACACHE)
+@dataclass
+class Family:
+    """One example workflow: the template card (thumbnail title, model chain, subtitle) and its
+    nodes."""
+
+    thumb: str
+    chain: list[str]
+    subtitle: str
+    nodes: list[Node]
+
+
+def build(nodes: list[Node]) -> Graph:
+    g = Graph()
+    ids: dict[str, int] = {}
+    for n in nodes:
+        node_id = g.add(n.type, n.pos, list(n.widgets), title=n.title, mode=n.mode,
+                        colors=n.colors, size=n.size)
+        for input_name, source in n.inputs.items():
+            src, _, slot = source.partition(".")
+            g.link(ids[src], int(slot or 0), node_id, input_name)
+        if n.name:
+            ids[n.name] = node_id
+    return g
+
+
+def flat(*parts) -> list[Node]:
+    """Nodes and lists of nodes as one list."""
+    return [n for p in parts for n in (p if isinstance(p, list) else [p])]
+
+
+# --- the nodes every example shares, with their usual wiring --------------------------------
+
+
+def apply_widgets(preset: str, start=0.0, end=1.0) -> list:
+    return [preset, APPLY_DEFAULTS["metric"], APPLY_DEFAULTS["metric_blocks"], start, end,
+            False, False]
+
+
+def apply(pos, preset: str, model="shift", *, moreg=True, codebook=False, title=None,
+          name="apply") -> Node:
+    inputs = {"model": model, "moreg": "moreg" if moreg else None,
+              "codebook": "codebook" if codebook else None}
+    return Node("AdaCacheApply", pos, apply_widgets(preset),
+                {k: v for k, v in inputs.items() if v}, name, title, colors=ADACACHE)
+
+
+def moreg(pos) -> Node:
+    return Node("AdaCacheMoRegSettings", pos, list(MOREG_DEFAULTS), name="moreg",
+                colors=ADACACHE)
+
+
+def shift(value: int, model="model", name="shift", pos=(400, -120), title=None) -> Node:
+    return Node("ModelSamplingSD3", pos, [value], {"model": model}, name, title)
+
+
+def prompts(pos, positive: str, negative: str) -> list[Node]:
+    x, y = pos
+    return [Node("CLIPTextEncode", (x, y), [positive], {"clip": "clip"}, "positive",
+                 "CLIP Text Encode (Positive Prompt)", colors=POSITIVE),
+            Node("CLIPTextEncode", (x, y + 210), [negative], {"clip": "clip"}, "negative",
+                 "CLIP Text Encode (Negative Prompt)", colors=NEGATIVE)]
+
+
+def positive_prompt(pos, text: str) -> Node:
+    return Node("CLIPTextEncode", pos, [text], {"clip": "clip"}, "positive",
+                "CLIP Text Encode (Positive Prompt)", colors=POSITIVE)
+
+
+def ksampler(pos, seed: int, steps: int, cfg, sampler: str, *, positive="positive",
+             negative="negative", latent="latent") -> Node:
+    return Node("KSampler", pos, [seed, "randomize", steps, cfg, sampler, "simple", 1],
+                {"model": "apply", "positive": positive, "negative": negative,
+                 "latent_image": latent}, "sampler")
+
+
+def video_out(pos, fps: int, vae="vae", *, tiled: list | None = None) -> list[Node]:
+    x, y = pos
+    decode = ("VAEDecodeTiled", tiled) if tiled is not None else ("VAEDecode", [])
+    return [Node(decode[0], (x, y), decode[1], {"samples": "sampler", "vae": vae}, "decoded"),
+            Node("CreateVideo", (x, y + 180), [fps], {"images": "decoded"}, "video"),
+            Node("SaveVideo", (x, y + 300), ["video/AdaCache", "auto", "auto"],
+                 {"video": "video"})]
+
+
+def loaders(rows: list[tuple[str, str, int, list]]) -> list[Node]:
+    """Column 0: (name, node type, y, widgets) each."""
+    return [Node(type_, (0, y), widgets, name=name) for name, type_, y, widgets in rows]
 
 
 # Frontend 1.32.9 draws a Note's text in a ~10 px monospace font (about 6.2 px a character,
@@ -351,39 +442,26 @@ def note_height(text: str, width: int) -> int:
     return int(math.ceil(lines * NOTE_LINE_H + NOTE_PAD))
 
 
+def note_node(pos, text: str, title="About the AdaCache preset", width=360) -> Node:
+    return Node("Note", pos, [text], title=title, colors=NOTE,
+                size=(width, note_height(text, width)))
+
+
+def adacache(g: Graph, pos, model_src: tuple[int, int], preset: str, *, moreg=None,
+             codebook=None, title=None) -> int:
+    """AdaCache Apply added to ``g`` by node id (the demo's builder)."""
+    node = g.add("AdaCacheApply", pos, apply_widgets(preset), title=title, colors=ADACACHE)
+    g.link(*model_src, node, "model")
+    if moreg is not None:
+        g.link(moreg, 0, node, "moreg")
+    if codebook is not None:
+        g.link(codebook, 0, node, "codebook")
+    return node
+
+
 def note(g: Graph, pos, text: str, title="About the AdaCache preset", width=360) -> int:
-    return g.add("Note", pos, [text], title=title, colors=NOTE,
-                 size=(width, note_height(text, width)))
-
-
-def text_encoders(g: Graph, clip: tuple[int, int], pos_xy, positive: str, negative: str):
-    x, y = pos_xy
-    p = g.add("CLIPTextEncode", (x, y), [positive], title="CLIP Text Encode (Positive Prompt)",
-              colors=POSITIVE)
-    n = g.add("CLIPTextEncode", (x, y + 210), [negative],
-              title="CLIP Text Encode (Negative Prompt)", colors=NEGATIVE)
-    g.link(*clip, p, "clip")
-    g.link(*clip, n, "clip")
-    return p, n
-
-
-def decode_and_save(g: Graph, samples: tuple[int, int], vae: tuple[int, int], pos_xy, fps,
-                    *, tiled: list | None = None) -> None:
-    x, y = pos_xy
-    if tiled is not None:
-        dec = g.add("VAEDecodeTiled", (x, y), tiled)
-    else:
-        dec = g.add("VAEDecode", (x, y), [])
-    vid = g.add("CreateVideo", (x, y + 180), [fps])
-    save = g.add("SaveVideo", (x, y + 300), ["video/AdaCache", "auto", "auto"])
-    g.link(*samples, dec, "samples")
-    g.link(*vae, dec, "vae")
-    g.link(dec, 0, vid, "images")
-    g.link(vid, 0, save, "video")
-
-
-def loader(g: Graph, type_: str, pos, widgets: list) -> int:
-    return g.add(type_, pos, widgets)
+    n = note_node(pos, text, title, width)
+    return g.add("Note", n.pos, n.widgets, title=n.title, colors=n.colors, size=n.size)
 
 
 PRESETS_TEXT = (
@@ -396,396 +474,307 @@ VERBOSE_TEXT = (
     "Turn on 'verbose' on AdaCache Apply to log, per step, whether the block stack was "
     "computed or reused and the chosen cache rate."
 )
-
-
-def preset_note(family: str, preset: str, why: str, extra: str = "") -> str:
-    return (
-        f"AdaCache on {family}: preset {preset if ' ' in preset else repr(preset)}.\n\n"
-        f"{why}\n\n{PRESETS_TEXT}\n\n"
-        + VERBOSE_TEXT + (f"\n\n{extra}" if extra else "")
-    )
-
-
 MOREG_TEXT = (
     "MoReg Settings: recompute more often when the video moves fast (motion measured from frame "
     "differences of the cached features). Set 'enabled' to false or disconnect it to compare."
 )
 
-# --- workflows ------------------------------------------------------------------------------
+
+def preset_note(pos, family: str, preset: str, why: str, extra: str = MOREG_TEXT,
+                width=360) -> Node:
+    text = (f"AdaCache on {family}: preset {preset if ' ' in preset else repr(preset)}.\n\n"
+            f"{why}\n\n{PRESETS_TEXT}\n\n" + VERBOSE_TEXT + (f"\n\n{extra}" if extra else ""))
+    return note_node(pos, text, width=width)
 
 
-def wan21_t2v() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["wan2.1_t2v_1.3B_fp16.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 130),
-                  ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"])
-    vae = loader(g, "VAELoader", (0, 280), ["wan_2.1_vae.safetensors"])
-    latent = g.add("EmptyHunyuanLatentVideo", (0, 390), [832, 480, 33, 1])
-    shift = g.add("ModelSamplingSD3", (400, -120), [8])
-    g.link(unet, 0, shift, "model")
-    codebook = g.add("AdaCacheCodebookEditor", (400, 0),
-                     ["0.08, 0.16, 0.24, 0.32, 0.4, 1", "5, 4, 3, 2, 2, 1",
-                      "(use the values above)"], colors=ADACACHE)
-    moreg = moreg_settings(g, (400, 120))
-    apply = adacache(g, (760, -120), (shift, 0), "custom", moreg=moreg, codebook=codebook)
-    pos, neg = text_encoders(g, (clip, 0), (400, 420), FOX, WAN_NEGATIVE)
-    ks = g.add("KSampler", (860, 160), [82628696717253, "randomize", 30, 6, "uni_pc", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(pos, 0, ks, "positive")
-    g.link(neg, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    decode_and_save(g, (ks, 0), (vae, 0), (1230, -120), 16)
-    note(g, (0, 560), preset_note(
-        "Wan 2.1 T2V 1.3B", "custom",
-        "This example uses a custom codebook (Codebook Editor). A custom codebook is used as "
-        "typed, not scaled to the step count: these values are for this example's 30 steps. "
-        "A distance below 0.08 runs the block stack again 5 steps later (the 4 steps between "
-        "reuse it), below 0.16 after 4 steps, ..., and a distance of 0.4 or more runs it "
-        "every step. The rates lie between the 'medium' (4, 3, 2, 2, 1, 1) and 'fast' (6, 5, "
-        "4, 3, 2, 1) presets at 30 steps. To use a preset instead, disconnect the Codebook "
-        "Editor and pick 'fast', 'medium' or 'slow': while a codebook is connected, it is used "
-        "whatever the preset says.", MOREG_TEXT))
-    return g
+# --- the examples ---------------------------------------------------------------------------
 
+UMT5 = ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"]
 
-def wan21_i2v() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["wan2.1_i2v_480p_14B_fp16.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 130),
-                  ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"])
-    vae = loader(g, "VAELoader", (0, 280), ["wan_2.1_vae.safetensors"])
-    vision = loader(g, "CLIPVisionLoader", (0, 380), ["clip_vision_h.safetensors"])
-    image = g.add("LoadImage", (0, 480), ["example.png", "image"])
-    shift = g.add("ModelSamplingSD3", (400, -120), [8])
-    g.link(unet, 0, shift, "model")
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (760, -120), (shift, 0), "fast", moreg=moreg)
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 300),
-        "a cute anime girl with massive fennec ears and a big fluffy tail wearing a maid outfit "
-        "turning around", WAN_NEGATIVE)
-    enc = g.add("CLIPVisionEncode", (400, 720), ["none"])
-    g.link(vision, 0, enc, "clip_vision")
-    g.link(image, 0, enc, "image")
-    i2v = g.add("WanImageToVideo", (860, 420), [512, 512, 33, 1])
-    g.link(pos, 0, i2v, "positive")
-    g.link(neg, 0, i2v, "negative")
-    g.link(vae, 0, i2v, "vae")
-    g.link(enc, 0, i2v, "clip_vision_output")
-    g.link(image, 0, i2v, "start_image")
-    ks = g.add("KSampler", (860, 120), [987948718394761, "randomize", 20, 6, "uni_pc", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(i2v, 0, ks, "positive")
-    g.link(i2v, 1, ks, "negative")
-    g.link(i2v, 2, ks, "latent_image")
-    decode_and_save(g, (ks, 0), (vae, 0), (1230, -120), 16)
-    note(g, (1230, 620), preset_note(
-        "Wan 2.1 I2V 480p 14B", "fast",
-        "Image-to-video keeps the first frame fixed, so most of the video's content is decided "
-        "early; 'fast' reuses the most. At 20 steps the preset is scaled from the paper's "
-        "30-step codebook to higher thresholds and lower rates (fast at 20 steps: rates 4, 3, "
-        "3, 2, 1, 1). If fine detail drifts, try 'medium'.", MOREG_TEXT))
-    return g
-
-
-def wan22_14b_two_expert() -> Graph:
-    g = Graph()
-    high = loader(g, "UNETLoader", (0, 0),
-                  ["wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "default"])
-    low = loader(g, "UNETLoader", (0, 130),
-                 ["wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 260),
-                  ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"])
-    vae = loader(g, "VAELoader", (0, 410), ["wan_2.1_vae.safetensors"])
-    latent = g.add("EmptyHunyuanLatentVideo", (0, 510), [640, 640, 81, 1])
-    shift_hi = g.add("ModelSamplingSD3", (400, -120), [8], title="ModelSamplingSD3 (high noise)")
-    shift_lo = g.add("ModelSamplingSD3", (400, 0), [8], title="ModelSamplingSD3 (low noise)")
-    g.link(high, 0, shift_hi, "model")
-    g.link(low, 0, shift_lo, "model")
-    moreg = moreg_settings(g, (400, 120))
-    apply_hi = adacache(g, (760, -360), (shift_hi, 0), "medium", moreg=moreg,
-                        title="AdaCache Apply (high-noise expert)")
-    apply_lo = adacache(g, (760, -100), (shift_lo, 0), "fast", moreg=moreg,
-                        title="AdaCache Apply (low-noise expert)")
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 400),
-        "Beautiful young European woman with honey blonde hair gracefully turning her head back "
-        "over shoulder, gentle smile, bright eyes looking at camera. Hair flowing in slow motion "
-        "as she turns. Soft natural lighting, clean background, cinematic portrait.",
-        WAN_NEGATIVE)
-    k_hi = g.add("KSamplerAdvanced", (1120, -360),
+# template title (= file name) -> its family's card and nodes
+WORKFLOWS: dict[str, Family] = {
+    "Wan 2.1 text to video 1.3B": Family(
+        "Wan 2.1 T2V 1.3B", ["UNET", "Shift", "AdaCache", "KSampler"], "custom codebook", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["wan2.1_t2v_1.3B_fp16.safetensors", "default"]),
+                ("clip", "CLIPLoader", 130, UMT5),
+                ("vae", "VAELoader", 280, ["wan_2.1_vae.safetensors"]),
+                ("latent", "EmptyHunyuanLatentVideo", 390, [832, 480, 33, 1]),
+            ]),
+            shift(8),
+            Node("AdaCacheCodebookEditor", (400, 0),
+                 ["0.08, 0.16, 0.24, 0.32, 0.4, 1", "5, 4, 3, 2, 2, 1", "(use the values above)"],
+                 name="codebook", colors=ADACACHE),
+            moreg((400, 120)),
+            apply((760, -120), "custom", codebook=True),
+            prompts((400, 420), FOX, WAN_NEGATIVE),
+            ksampler((860, 160), 82628696717253, 30, 6, "uni_pc"),
+            video_out((1230, -120), 16),
+            preset_note(
+                (0, 560), "Wan 2.1 T2V 1.3B", "custom",
+                "This example uses a custom codebook (Codebook Editor). A custom codebook is "
+                "used as typed, not scaled to the step count: these values are for this "
+                "example's 30 steps. A distance below 0.08 runs the block stack again 5 steps "
+                "later (the 4 steps between reuse it), below 0.16 after 4 steps, ..., and a "
+                "distance of 0.4 or more runs it every step. The rates lie between the 'medium' "
+                "(4, 3, 2, 2, 1, 1) and 'fast' (6, 5, 4, 3, 2, 1) presets at 30 steps. To use a "
+                "preset instead, disconnect the Codebook Editor and pick 'fast', 'medium' or "
+                "'slow': while a codebook is connected, it is used whatever the preset says."),
+        )),
+    "Wan 2.1 image to video 14B": Family(
+        "Wan 2.1 I2V 480p 14B", ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["wan2.1_i2v_480p_14B_fp16.safetensors", "default"]),
+                ("clip", "CLIPLoader", 130, UMT5),
+                ("vae", "VAELoader", 280, ["wan_2.1_vae.safetensors"]),
+                ("vision", "CLIPVisionLoader", 380, ["clip_vision_h.safetensors"]),
+                ("image", "LoadImage", 480, ["example.png", "image"]),
+            ]),
+            shift(8),
+            moreg((400, 0)),
+            apply((760, -120), "fast"),
+            prompts((400, 300), "a cute anime girl with massive fennec ears and a big fluffy "
+                    "tail wearing a maid outfit turning around", WAN_NEGATIVE),
+            Node("CLIPVisionEncode", (400, 720), ["none"],
+                 {"clip_vision": "vision", "image": "image"}, "seen"),
+            Node("WanImageToVideo", (860, 420), [512, 512, 33, 1],
+                 {"positive": "positive", "negative": "negative", "vae": "vae",
+                  "clip_vision_output": "seen", "start_image": "image"}, "i2v"),
+            ksampler((860, 120), 987948718394761, 20, 6, "uni_pc", positive="i2v",
+                     negative="i2v.1", latent="i2v.2"),
+            video_out((1230, -120), 16),
+            preset_note(
+                (1230, 620), "Wan 2.1 I2V 480p 14B", "fast",
+                "Image-to-video keeps the first frame fixed, so most of the video's content is "
+                "decided early; 'fast' reuses the most. At 20 steps the preset is scaled from "
+                "the paper's 30-step codebook to higher thresholds and lower rates (fast at 20 "
+                "steps: rates 4, 3, 3, 2, 1, 1). If fine detail drifts, try 'medium'."),
+        )),
+    "Wan 2.2 14B, two experts": Family(
+        "Wan 2.2 T2V 14B two experts",
+        ["2 experts", "Shift x2", "AdaCache x2", "KSamplerAdv x2"], "medium / fast + MoReg", flat(
+            loaders([
+                ("high", "UNETLoader", 0,
+                 ["wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "default"]),
+                ("low", "UNETLoader", 130,
+                 ["wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "default"]),
+                ("clip", "CLIPLoader", 260, UMT5),
+                ("vae", "VAELoader", 410, ["wan_2.1_vae.safetensors"]),
+                ("latent", "EmptyHunyuanLatentVideo", 510, [640, 640, 81, 1]),
+            ]),
+            shift(8, "high", "shift_high", title="ModelSamplingSD3 (high noise)"),
+            shift(8, "low", "shift_low", (400, 0), title="ModelSamplingSD3 (low noise)"),
+            moreg((400, 120)),
+            apply((760, -360), "medium", "shift_high", name="apply_high",
+                  title="AdaCache Apply (high-noise expert)"),
+            apply((760, -100), "fast", "shift_low", name="apply_low",
+                  title="AdaCache Apply (low-noise expert)"),
+            prompts((400, 400), "Beautiful young European woman with honey blonde hair "
+                    "gracefully turning her head back over shoulder, gentle smile, bright eyes "
+                    "looking at camera. Hair flowing in slow motion as she turns. Soft natural "
+                    "lighting, clean background, cinematic portrait.", WAN_NEGATIVE),
+            Node("KSamplerAdvanced", (1120, -360),
                  ["enable", 864031777124281, "randomize", 20, 3.5, "euler", "simple", 0, 10,
-                  "enable"], title="KSamplerAdvanced (high noise, steps 0-10)")
-    k_lo = g.add("KSamplerAdvanced", (1120, 20),
+                  "enable"],
+                 {"model": "apply_high", "positive": "positive", "negative": "negative",
+                  "latent_image": "latent"}, "sampler_high",
+                 "KSamplerAdvanced (high noise, steps 0-10)"),
+            Node("KSamplerAdvanced", (1120, 20),
                  ["disable", 0, "fixed", 20, 3.5, "euler", "simple", 10, 10000, "disable"],
-                 title="KSamplerAdvanced (low noise, steps 10-20)")
-    g.link(apply_hi, 0, k_hi, "model")
-    g.link(pos, 0, k_hi, "positive")
-    g.link(neg, 0, k_hi, "negative")
-    g.link(latent, 0, k_hi, "latent_image")
-    g.link(apply_lo, 0, k_lo, "model")
-    g.link(pos, 0, k_lo, "positive")
-    g.link(neg, 0, k_lo, "negative")
-    g.link(k_hi, 0, k_lo, "latent_image")
-    decode_and_save(g, (k_lo, 0), (vae, 0), (1480, -360), 16)
-    note(g, (0, 680), preset_note(
-        "Wan 2.2 T2V 14B (two experts)", "'medium' on the high-noise expert, 'fast' on the "
-        "low-noise expert",
-        "Each expert is its own model and gets its own AdaCache Apply; each sampler runs only "
-        "its part of the schedule (steps 0-10 and 10-20 here), and each preset is sized for "
-        "the whole 20-step schedule, not for the 10 steps its expert sees. The "
-        "high-noise expert lays out composition and motion, where reuse costs the most quality, "
-        "so it gets 'medium'; the low-noise expert refines detail on an already formed video "
-        "and tolerates 'fast'. One MoReg Settings node feeds both.", MOREG_TEXT),
-        width=380)
-    return g
-
-
-def wan22_5b() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["wan2.2_ti2v_5B_fp16.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 130),
-                  ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan", "default"])
-    vae = loader(g, "VAELoader", (0, 280), ["wan2.2_vae.safetensors"])
-    image = g.add("LoadImage", (0, 380), ["example.png", "image"], mode=4,
-                  title="Start frame (optional: un-bypass)")
-    shift = g.add("ModelSamplingSD3", (400, -120), [8])
-    g.link(unet, 0, shift, "model")
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (760, -120), (shift, 0), "fast", moreg=moreg)
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 300),
-        "Low contrast. In a retro 1970s-style subway station, a street musician plays in dim "
-        "colors and rough textures. He wears an old jacket, playing guitar with focus. "
-        "Commuters hurry by, and a small crowd gathers to listen.", WAN_NEGATIVE)
-    latent = g.add("Wan22ImageToVideoLatent", (860, 420), [1280, 704, 121, 1])
-    g.link(vae, 0, latent, "vae")
-    g.link(image, 0, latent, "start_image")
-    ks = g.add("KSampler", (860, 120), [898471028164125, "randomize", 20, 5, "uni_pc", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(pos, 0, ks, "positive")
-    g.link(neg, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    decode_and_save(g, (ks, 0), (vae, 0), (1230, -120), 24)
-    note(g, (1230, 620), preset_note(
-        "Wan 2.2 TI2V 5B (48-channel latent, Wan22ImageToVideoLatent)", "fast",
-        "The 5B model makes long 720p videos (121 frames), where the block stack dominates the "
-        "run time, so 'fast' saves the most. The latent has 48 channels and a 16x spatial "
-        "compression; AdaCache only looks at the transformer's tokens, so nothing changes for "
-        "it. Text-to-video as saved; un-bypass Load Image (Ctrl+B) for image-to-video.",
-        MOREG_TEXT))
-    return g
-
-
-def hunyuan_video() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["hunyuan_video_t2v_720p_bf16.safetensors", "default"])
-    clip = loader(g, "DualCLIPLoader", (0, 130),
-                  ["clip_l.safetensors", "llava_llama3_fp8_scaled.safetensors", "hunyuan_video",
-                   "default"])
-    vae = loader(g, "VAELoader", (0, 300), ["hunyuan_video_vae_bf16.safetensors"])
-    latent = g.add("EmptyHunyuanLatentVideo", (0, 400), [848, 480, 73, 1])
-    shift = g.add("ModelSamplingSD3", (400, -120), [7])
-    g.link(unet, 0, shift, "model")
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (760, -120), (shift, 0), "fast", moreg=moreg)
-    text = g.add("CLIPTextEncode", (400, 300), [
-        "anime style anime girl with massive fennec ears and one big fluffy tail, she has blonde "
-        "hair long hair blue eyes wearing a pink sweater and a long blue skirt walking in a "
-        "beautiful outdoor scenery with snow mountains in the background"],
-        title="CLIP Text Encode (Positive Prompt)", colors=POSITIVE)
-    g.link(clip, 0, text, "clip")
-    guidance = g.add("FluxGuidance", (400, 520), [6])
-    g.link(text, 0, guidance, "conditioning")
-    guider = g.add("BasicGuider", (1120, -120), [])
-    g.link(apply, 0, guider, "model")
-    g.link(guidance, 0, guider, "conditioning")
-    sched = g.add("BasicScheduler", (1120, 0), ["simple", 20, 1])
-    g.link(unet, 0, sched, "model")
-    sampler = g.add("KSamplerSelect", (1120, 140), ["euler"])
-    noise = g.add("RandomNoise", (1120, 240), [1, "randomize"])
-    sca = g.add("SamplerCustomAdvanced", (1120, 360), [])
-    g.link(noise, 0, sca, "noise")
-    g.link(guider, 0, sca, "guider")
-    g.link(sampler, 0, sca, "sampler")
-    g.link(sched, 0, sca, "sigmas")
-    g.link(latent, 0, sca, "latent_image")
-    decode_and_save(g, (sca, 0), (vae, 0), (1480, -120), 24, tiled=[256, 64, 64, 8])
-    note(g, (0, 560), preset_note(
-        "HunyuanVideo T2V 720p", "fast",
-        "HunyuanVideo runs a double-stream and a single-stream block stack; AdaCache caches the "
-        "residual across both (text tokens included) and takes motion from the video tokens "
-        "only. Guidance is distilled (one model call per step, FluxGuidance), so every reused "
-        "step saves a whole call: 'fast' at 20 steps.", MOREG_TEXT))
-    return g
-
-
-def ltxv() -> Graph:
-    g = Graph()
-    ckpt = loader(g, "CheckpointLoaderSimple", (0, 0), ["ltx-video-2b-v0.9.safetensors"])
-    clip = loader(g, "CLIPLoader", (0, 140), ["t5xxl_fp16.safetensors", "ltxv", "default"])
-    latent = g.add("EmptyLTXVLatentVideo", (0, 290), [768, 512, 97, 1])
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (400, -260), (ckpt, 0), "medium", moreg=moreg)
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 300),
-        "A woman with long brown hair and light skin smiles at another woman with long blonde "
-        "hair. The woman with brown hair wears a black jacket and has a small, barely noticeable "
-        "mole on her right cheek. The camera angle is a close-up, focused on the woman with "
-        "brown hair's face. The lighting is warm and natural, likely from the setting sun, "
-        "casting a soft glow on the scene. The scene appears to be real-life footage.",
-        "low quality, worst quality, deformed, distorted, disfigured, motion smear, motion "
-        "artifacts, fused fingers, bad anatomy, weird hand, ugly")
-    cond = g.add("LTXVConditioning", (860, 300), [25])
-    g.link(pos, 0, cond, "positive")
-    g.link(neg, 0, cond, "negative")
-    sched = g.add("LTXVScheduler", (860, 420), [30, 2.05, 0.95, True, 0.1])
-    g.link(latent, 0, sched, "latent")
-    sampler = g.add("KSamplerSelect", (860, 600), ["euler"])
-    sc = g.add("SamplerCustom", (860, -260), [True, 497797676867141, "randomize", 3])
-    g.link(apply, 0, sc, "model")
-    g.link(cond, 0, sc, "positive")
-    g.link(cond, 1, sc, "negative")
-    g.link(sampler, 0, sc, "sampler")
-    g.link(sched, 0, sc, "sigmas")
-    g.link(latent, 0, sc, "latent_image")
-    decode_and_save(g, (sc, 0), (ckpt, 2), (1230, -260), 24)
-    note(g, (0, 450), preset_note(
-        "LTX-Video 2B", "medium",
-        "LTX-Video is already fast (a high-compression VAE, few tokens per frame), so there is "
-        "less to save and each reused step matters more for quality: 'medium' at 30 steps. "
-        "Try 'fast' for previews.", MOREG_TEXT))
-    return g
-
-
-def mochi() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["mochi_preview_bf16.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 130), ["t5xxl_fp16.safetensors", "mochi", "default"])
-    vae = loader(g, "VAELoader", (0, 280), ["mochi_vae.safetensors"])
-    latent = g.add("EmptyMochiLatentVideo", (0, 380), [848, 480, 37, 1])
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (400, -260), (unet, 0), "fast", moreg=moreg)
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 300),
-        "a fox moving quickly in a beautiful winter scenery nature trees sunset tracking camera",
-        "")
-    ks = g.add("KSampler", (860, -260),
-               [704883238463297, "randomize", 30, 4.5, "euler", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(pos, 0, ks, "positive")
-    g.link(neg, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    decode_and_save(g, (ks, 0), (vae, 0), (1230, -260), 24)
-    note(g, (0, 540), preset_note(
-        "Mochi preview", "fast",
-        "Mochi is a large asymmetric DiT (10B) where the block stack is nearly all of the run "
-        "time; at 30 steps 'fast' is the paper's AdaCache-fast codebook exactly.", MOREG_TEXT))
-    return g
-
-
-def cosmos_predict2() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0),
-                  ["cosmos_predict2_2B_video2world_480p_16fps.safetensors", "default"])
-    clip = loader(g, "CLIPLoader", (0, 130),
-                  ["oldt5_xxl_fp8_e4m3fn_scaled.safetensors", "cosmos", "default"])
-    vae = loader(g, "VAELoader", (0, 280), ["wan_2.1_vae.safetensors"])
-    image = g.add("LoadImage", (0, 380), ["example.png", "image"], title="Load Image (start frame)")
-    moreg = moreg_settings(g, (400, 0))
-    apply = adacache(g, (400, -260), (unet, 0), "medium", moreg=moreg)
-    pos, neg = text_encoders(
-        g, (clip, 0), (400, 300),
-        "A nighttime city bus terminal gradually shifts from stillness to subtle movement. A "
-        "central bus moves ahead slowly, its headlights brightening the surrounding area and "
-        "casting reflections onto adjacent vehicles.",
-        "The video captures a series of frames showing ugly scenes, static with no motion, "
-        "motion blur, over-saturation, shaky footage, low resolution, grainy texture, pixelated "
-        "images, poorly lit areas, underexposed and overexposed scenes, poor color balance, "
-        "washed out colors, choppy sequences, jerky movements, low frame rate, artifacting, "
-        "color banding, unnatural transitions, outdated special effects, fake elements, "
-        "unconvincing visuals, poorly edited content, jump cuts, visual noise, and flickering.")
-    latent = g.add("CosmosPredict2ImageToVideoLatent", (860, 420), [848, 480, 93, 1])
-    g.link(vae, 0, latent, "vae")
-    g.link(image, 0, latent, "start_image")
-    ks = g.add("KSampler", (860, -260),
-               [788533681999051, "randomize", 35, 7, "euler", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(pos, 0, ks, "positive")
-    g.link(neg, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    decode_and_save(g, (ks, 0), (vae, 0), (1230, -260), 16)
-    note(g, (1230, 420), preset_note(
-        "Cosmos Predict2 2B Video2World", "medium",
-        "Cosmos predict2 offers no per-block replacement in ComfyUI, so AdaCache uses its "
-        "whole-model mode: a reused step skips the diffusion model's forward and reuses its "
-        "output residual, with the distance taken on the output. That is coarser than caching "
-        "the block stack, hence 'medium'.", MOREG_TEXT))
-    return g
-
-
-def flux() -> Graph:
-    g = Graph()
-    unet = loader(g, "UNETLoader", (0, 0), ["flux1-dev.safetensors", "default"])
-    clip = loader(g, "DualCLIPLoader", (0, 130),
-                  ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"])
-    vae = loader(g, "VAELoader", (0, 300), ["ae.safetensors"])
-    latent = g.add("EmptySD3LatentImage", (0, 400), [1024, 1024, 1])
-    apply = adacache(g, (400, -260), (unet, 0), "slow")
-    text = g.add("CLIPTextEncode", (400, 20), [
-        "cute anime girl with massive fluffy fennec ears and a big fluffy tail blonde messy long "
-        "hair blue eyes wearing a maid outfit with a long black gold leaf pattern dress"],
-        title="CLIP Text Encode (Positive Prompt)", colors=POSITIVE)
-    g.link(clip, 0, text, "clip")
-    guidance = g.add("FluxGuidance", (400, 240), [3.5])
-    g.link(text, 0, guidance, "conditioning")
-    zero = g.add("ConditioningZeroOut", (400, 340), [])
-    g.link(text, 0, zero, "conditioning")
-    ks = g.add("KSampler", (860, -260),
-               [972054013131368, "randomize", 20, 1, "euler", "simple", 1])
-    g.link(apply, 0, ks, "model")
-    g.link(guidance, 0, ks, "positive")
-    g.link(zero, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    dec = g.add("VAEDecode", (1230, -260), [])
-    save = g.add("SaveImage", (1230, -160), ["AdaCache/flux"])
-    g.link(ks, 0, dec, "samples")
-    g.link(vae, 0, dec, "vae")
-    g.link(dec, 0, save, "images")
-    note(g, (0, 540), preset_note(
-        "Flux.1 dev (text to image)", "slow",
-        "An image has one frame, so MoReg has no motion to measure: this example has no MoReg "
-        "Settings node (connected to an image model, it changes nothing and AdaCache warns "
-        "that its factor stays 1). A still image shows every detail at once, so 'slow' keeps "
-        "it closest to the uncached result; 'medium' or 'fast' give quick drafts."))
-    return g
-
-
-# template title (= file name) -> (thumbnail title, builder, thumbnail chain, thumbnail subtitle)
-WORKFLOWS = {
-    "Wan 2.1 text to video 1.3B": (
-        "Wan 2.1 T2V 1.3B", wan21_t2v, ["UNET", "Shift", "AdaCache", "KSampler"],
-        "custom codebook"),
-    "Wan 2.1 image to video 14B": (
-        "Wan 2.1 I2V 480p 14B", wan21_i2v, ["UNET", "Shift", "AdaCache", "KSampler"],
-        "fast + MoReg"),
-    "Wan 2.2 14B, two experts": (
-        "Wan 2.2 T2V 14B two experts", wan22_14b_two_expert,
-        ["2 experts", "Shift x2", "AdaCache x2", "KSamplerAdv x2"], "medium / fast + MoReg"),
-    "Wan 2.2 TI2V 5B": (
-        "Wan 2.2 TI2V 5B", wan22_5b, ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg"),
-    "HunyuanVideo text to video": (
-        "HunyuanVideo T2V", hunyuan_video, ["UNET", "Shift", "AdaCache", "Guider"],
-        "fast + MoReg"),
-    "LTX-Video text to video": (
-        "LTX-Video T2V", ltxv, ["Checkpoint", "AdaCache", "SamplerCustom"], "medium + MoReg"),
-    "Mochi text to video": (
-        "Mochi T2V", mochi, ["UNET", "AdaCache", "KSampler"], "fast + MoReg"),
-    "Cosmos Predict2 image to video": (
-        "Cosmos Predict2 Video2World", cosmos_predict2, ["UNET", "AdaCache", "KSampler"],
-        "medium + MoReg"),
-    "Flux.1 dev text to image": (
-        "Flux.1 dev T2I", flux, ["UNET", "AdaCache", "KSampler"], "slow"),
+                 {"model": "apply_low", "positive": "positive", "negative": "negative",
+                  "latent_image": "sampler_high"}, "sampler",
+                 "KSamplerAdvanced (low noise, steps 10-20)"),
+            video_out((1480, -360), 16),
+            preset_note(
+                (0, 680), "Wan 2.2 T2V 14B (two experts)", "'medium' on the high-noise expert, "
+                "'fast' on the low-noise expert",
+                "Each expert is its own model and gets its own AdaCache Apply; each sampler runs "
+                "only its part of the schedule (steps 0-10 and 10-20 here), and each preset is "
+                "sized for the whole 20-step schedule, not for the 10 steps its expert sees. The "
+                "high-noise expert lays out composition and motion, where reuse costs the most "
+                "quality, so it gets 'medium'; the low-noise expert refines detail on an already "
+                "formed video and tolerates 'fast'. One MoReg Settings node feeds both.",
+                width=380),
+        )),
+    "Wan 2.2 TI2V 5B": Family(
+        "Wan 2.2 TI2V 5B", ["UNET", "Shift", "AdaCache", "KSampler"], "fast + MoReg", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["wan2.2_ti2v_5B_fp16.safetensors", "default"]),
+                ("clip", "CLIPLoader", 130, UMT5),
+                ("vae", "VAELoader", 280, ["wan2.2_vae.safetensors"]),
+            ]),
+            Node("LoadImage", (0, 380), ["example.png", "image"], name="image",
+                 title="Start frame (optional: un-bypass)", mode=4),
+            shift(8),
+            moreg((400, 0)),
+            apply((760, -120), "fast"),
+            prompts((400, 300), "Low contrast. In a retro 1970s-style subway station, a street "
+                    "musician plays in dim colors and rough textures. He wears an old jacket, "
+                    "playing guitar with focus. Commuters hurry by, and a small crowd gathers to "
+                    "listen.", WAN_NEGATIVE),
+            Node("Wan22ImageToVideoLatent", (860, 420), [1280, 704, 121, 1],
+                 {"vae": "vae", "start_image": "image"}, "latent"),
+            ksampler((860, 120), 898471028164125, 20, 5, "uni_pc"),
+            video_out((1230, -120), 24),
+            preset_note(
+                (1230, 620), "Wan 2.2 TI2V 5B (48-channel latent, Wan22ImageToVideoLatent)",
+                "fast",
+                "The 5B model makes long 720p videos (121 frames), where the block stack "
+                "dominates the run time, so 'fast' saves the most. The latent has 48 channels "
+                "and a 16x spatial compression; AdaCache only looks at the transformer's tokens, "
+                "so nothing changes for it. Text-to-video as saved; un-bypass Load Image "
+                "(Ctrl+B) for image-to-video."),
+        )),
+    "HunyuanVideo text to video": Family(
+        "HunyuanVideo T2V", ["UNET", "Shift", "AdaCache", "Guider"], "fast + MoReg", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["hunyuan_video_t2v_720p_bf16.safetensors", "default"]),
+                ("clip", "DualCLIPLoader", 130, ["clip_l.safetensors",
+                 "llava_llama3_fp8_scaled.safetensors", "hunyuan_video", "default"]),
+                ("vae", "VAELoader", 300, ["hunyuan_video_vae_bf16.safetensors"]),
+                ("latent", "EmptyHunyuanLatentVideo", 400, [848, 480, 73, 1]),
+            ]),
+            shift(7),
+            moreg((400, 0)),
+            apply((760, -120), "fast"),
+            positive_prompt((400, 300), "anime style anime girl with massive fennec ears and one "
+                            "big fluffy tail, she has blonde hair long hair blue eyes wearing a "
+                            "pink sweater and a long blue skirt walking in a beautiful outdoor "
+                            "scenery with snow mountains in the background"),
+            Node("FluxGuidance", (400, 520), [6], {"conditioning": "positive"}, "guidance"),
+            Node("BasicGuider", (1120, -120), [],
+                 {"model": "apply", "conditioning": "guidance"}, "guider"),
+            Node("BasicScheduler", (1120, 0), ["simple", 20, 1], {"model": "model"}, "sigmas"),
+            Node("KSamplerSelect", (1120, 140), ["euler"], name="select"),
+            Node("RandomNoise", (1120, 240), [1, "randomize"], name="noise"),
+            Node("SamplerCustomAdvanced", (1120, 360), [],
+                 {"noise": "noise", "guider": "guider", "sampler": "select",
+                  "sigmas": "sigmas", "latent_image": "latent"}, "sampler"),
+            video_out((1480, -120), 24, tiled=[256, 64, 64, 8]),
+            preset_note(
+                (0, 560), "HunyuanVideo T2V 720p", "fast",
+                "HunyuanVideo runs a double-stream and a single-stream block stack; AdaCache "
+                "caches the residual across both (text tokens included) and takes motion from "
+                "the video tokens only. Guidance is distilled (one model call per step, "
+                "FluxGuidance), so every reused step saves a whole call: 'fast' at 20 steps."),
+        )),
+    "LTX-Video text to video": Family(
+        "LTX-Video T2V", ["Checkpoint", "AdaCache", "SamplerCustom"], "medium + MoReg", flat(
+            loaders([
+                ("model", "CheckpointLoaderSimple", 0, ["ltx-video-2b-v0.9.safetensors"]),
+                ("clip", "CLIPLoader", 140, ["t5xxl_fp16.safetensors", "ltxv", "default"]),
+                ("latent", "EmptyLTXVLatentVideo", 290, [768, 512, 97, 1]),
+            ]),
+            moreg((400, 0)),
+            apply((400, -260), "medium", "model"),
+            prompts(
+                (400, 300),
+                "A woman with long brown hair and light skin smiles at another woman with long "
+                "blonde hair. The woman with brown hair wears a black jacket and has a small, "
+                "barely noticeable mole on her right cheek. The camera angle is a close-up, "
+                "focused on the woman with brown hair's face. The lighting is warm and natural, "
+                "likely from the setting sun, casting a soft glow on the scene. The scene "
+                "appears to be real-life footage.",
+                "low quality, worst quality, deformed, distorted, disfigured, motion smear, "
+                "motion artifacts, fused fingers, bad anatomy, weird hand, ugly"),
+            Node("LTXVConditioning", (860, 300), [25],
+                 {"positive": "positive", "negative": "negative"}, "cond"),
+            Node("LTXVScheduler", (860, 420), [30, 2.05, 0.95, True, 0.1], {"latent": "latent"},
+                 "sigmas"),
+            Node("KSamplerSelect", (860, 600), ["euler"], name="select"),
+            Node("SamplerCustom", (860, -260), [True, 497797676867141, "randomize", 3],
+                 {"model": "apply", "positive": "cond", "negative": "cond.1",
+                  "sampler": "select", "sigmas": "sigmas", "latent_image": "latent"},
+                 "sampler"),
+            video_out((1230, -260), 24, vae="model.2"),
+            preset_note(
+                (0, 450), "LTX-Video 2B", "medium",
+                "LTX-Video is already fast (a high-compression VAE, few tokens per frame), so "
+                "there is less to save and each reused step matters more for quality: 'medium' "
+                "at 30 steps. Try 'fast' for previews."),
+        )),
+    "Mochi text to video": Family(
+        "Mochi T2V", ["UNET", "AdaCache", "KSampler"], "fast + MoReg", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["mochi_preview_bf16.safetensors", "default"]),
+                ("clip", "CLIPLoader", 130, ["t5xxl_fp16.safetensors", "mochi", "default"]),
+                ("vae", "VAELoader", 280, ["mochi_vae.safetensors"]),
+                ("latent", "EmptyMochiLatentVideo", 380, [848, 480, 37, 1]),
+            ]),
+            moreg((400, 0)),
+            apply((400, -260), "fast", "model"),
+            prompts((400, 300), "a fox moving quickly in a beautiful winter scenery nature trees "
+                    "sunset tracking camera", ""),
+            ksampler((860, -260), 704883238463297, 30, 4.5, "euler"),
+            video_out((1230, -260), 24),
+            preset_note(
+                (0, 540), "Mochi preview", "fast",
+                "Mochi is a large asymmetric DiT (10B) where the block stack is nearly all of the "
+                "run time; at 30 steps 'fast' is the paper's AdaCache-fast codebook exactly."),
+        )),
+    "Cosmos Predict2 image to video": Family(
+        "Cosmos Predict2 Video2World", ["UNET", "AdaCache", "KSampler"], "medium + MoReg", flat(
+            loaders([
+                ("model", "UNETLoader", 0,
+                 ["cosmos_predict2_2B_video2world_480p_16fps.safetensors", "default"]),
+                ("clip", "CLIPLoader", 130,
+                 ["oldt5_xxl_fp8_e4m3fn_scaled.safetensors", "cosmos", "default"]),
+                ("vae", "VAELoader", 280, ["wan_2.1_vae.safetensors"]),
+            ]),
+            Node("LoadImage", (0, 380), ["example.png", "image"], name="image",
+                 title="Load Image (start frame)"),
+            moreg((400, 0)),
+            apply((400, -260), "medium", "model"),
+            prompts(
+                (400, 300),
+                "A nighttime city bus terminal gradually shifts from stillness to subtle "
+                "movement. A central bus moves ahead slowly, its headlights brightening the "
+                "surrounding area and casting reflections onto adjacent vehicles.",
+                "The video captures a series of frames showing ugly scenes, static with no "
+                "motion, motion blur, over-saturation, shaky footage, low resolution, grainy "
+                "texture, pixelated images, poorly lit areas, underexposed and overexposed "
+                "scenes, poor color balance, washed out colors, choppy sequences, jerky "
+                "movements, low frame rate, artifacting, color banding, unnatural transitions, "
+                "outdated special effects, fake elements, unconvincing visuals, poorly edited "
+                "content, jump cuts, visual noise, and flickering."),
+            Node("CosmosPredict2ImageToVideoLatent", (860, 420), [848, 480, 93, 1],
+                 {"vae": "vae", "start_image": "image"}, "latent"),
+            ksampler((860, -260), 788533681999051, 35, 7, "euler"),
+            video_out((1230, -260), 16),
+            preset_note(
+                (1230, 420), "Cosmos Predict2 2B Video2World", "medium",
+                "Cosmos predict2 offers no per-block replacement in ComfyUI, so AdaCache uses "
+                "its whole-model mode: a reused step skips the diffusion model's forward and "
+                "reuses its output residual, with the distance taken on the output. That is "
+                "coarser than caching the block stack, hence 'medium'."),
+        )),
+    "Flux.1 dev text to image": Family(
+        "Flux.1 dev T2I", ["UNET", "AdaCache", "KSampler"], "slow", flat(
+            loaders([
+                ("model", "UNETLoader", 0, ["flux1-dev.safetensors", "default"]),
+                ("clip", "DualCLIPLoader", 130,
+                 ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"]),
+                ("vae", "VAELoader", 300, ["ae.safetensors"]),
+                ("latent", "EmptySD3LatentImage", 400, [1024, 1024, 1]),
+            ]),
+            apply((400, -260), "slow", "model", moreg=False),
+            positive_prompt((400, 20), "cute anime girl with massive fluffy fennec ears and a "
+                            "big fluffy tail blonde messy long hair blue eyes wearing a maid "
+                            "outfit with a long black gold leaf pattern dress"),
+            Node("FluxGuidance", (400, 240), [3.5], {"conditioning": "positive"}, "guidance"),
+            Node("ConditioningZeroOut", (400, 340), [], {"conditioning": "positive"}, "zero"),
+            ksampler((860, -260), 972054013131368, 20, 1, "euler", positive="guidance",
+                     negative="zero"),
+            Node("VAEDecode", (1230, -260), [], {"samples": "sampler", "vae": "vae"}, "decoded"),
+            Node("SaveImage", (1230, -160), ["AdaCache/flux"], {"images": "decoded"}),
+            preset_note(
+                (0, 540), "Flux.1 dev (text to image)", "slow",
+                "An image has one frame, so MoReg has no motion to measure: this example has no "
+                "MoReg Settings node (connected to an image model, it changes nothing and "
+                "AdaCache warns that its factor stays 1). A still image shows every detail at "
+                "once, so 'slow' keeps it closest to the uncached result; 'medium' or 'fast' "
+                "give quick drafts.", extra=""),
+        )),
 }
 TEMPLATE_TITLES = [DEMO_TITLE, *WORKFLOWS]  # every template, the demo first
 
@@ -851,11 +840,11 @@ def thumbnail(path: Path, title: str, chain: list[str], subtitle: str) -> None:
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    for name, (title, build, chain, subtitle) in WORKFLOWS.items():
-        graph = build().to_json(f"AdaCache example: {title}. Made by "
-                                "scripts/make_example_workflows.py")
+    for name, family in WORKFLOWS.items():
+        graph = build(family.nodes).to_json(f"AdaCache example: {family.thumb}. Made by "
+                                            "scripts/make_example_workflows.py")
         (OUT / f"{name}.json").write_text(json.dumps(graph, indent=2, ensure_ascii=False) + "\n")
-        thumbnail(OUT / f"{name}.jpg", title, chain, subtitle)
+        thumbnail(OUT / f"{name}.jpg", family.thumb, family.chain, family.subtitle)
         print(f"wrote workflows/{name}.json and .jpg")
     demo = OUT / DEMO_FILE
     if demo.is_file():  # the demo's JSON is make_demo_workflow.py's
