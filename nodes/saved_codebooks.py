@@ -25,6 +25,7 @@ import threading
 import time
 
 from ..adacache import Codebook, CodebookError
+from .routes import add_route
 
 log = logging.getLogger("AdaCache")
 USE_VALUES_ABOVE = "(use the values above)"
@@ -246,27 +247,13 @@ def list_codebooks() -> list[dict]:
     return scan_codebooks()[0]
 
 
-def register_routes() -> bool:
-    """``GET /adacache/codebooks`` on the running server; False when there is none."""
-    try:
-        from aiohttp import web
-        from server import PromptServer
+async def _codebooks_route(request):
+    """``GET /adacache/codebooks``: the saved codebooks and plans, and the files skipped."""
+    from aiohttp import web
 
-        routes = PromptServer.instance.routes
-    except Exception:
-        return False
-    if any(getattr(route, "path", None) == "/adacache/codebooks" for route in routes):
-        return True  # the pack imported twice (two custom_nodes folders): one route only
-
-    @routes.get("/adacache/codebooks")
-    async def adacache_codebooks(request):
-        # file reads and parsing in a worker thread: the event loop keeps serving
-        codebooks, skipped = await asyncio.get_running_loop().run_in_executor(
-            None, scan_codebooks
-        )
-        return web.json_response({"codebooks": codebooks, "skipped": skipped})
-
-    return True
+    # file reads and parsing in a worker thread: the event loop keeps serving
+    codebooks, skipped = await asyncio.get_running_loop().run_in_executor(None, scan_codebooks)
+    return web.json_response({"codebooks": codebooks, "skipped": skipped})
 
 
-register_routes()
+add_route("GET", "/adacache/codebooks", _codebooks_route)

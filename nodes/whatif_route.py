@@ -15,6 +15,7 @@ import asyncio
 import math
 
 from ..adacache import Codebook, CodebookError, predict_schedule
+from .routes import add_route
 
 ROUTE = "/adacache/whatif"
 MAX_STEPS = 10000
@@ -66,29 +67,16 @@ def _numbers(values, name: str, allow_none: bool = False) -> list:
     return out
 
 
-def register_route() -> bool:
-    """The route on the running server; False when there is none."""
+async def _whatif_route(request):
+    from aiohttp import web
+
     try:
-        from aiohttp import web
-        from server import PromptServer
-
-        routes = PromptServer.instance.routes
-    except Exception:
-        return False
-    if any(getattr(route, "path", None) == ROUTE for route in routes):
-        return True  # the pack imported twice: one route only
-
-    @routes.post(ROUTE)
-    async def adacache_whatif(request):
-        try:
-            body = await request.json()
-            # planning a long schedule off the event loop
-            answer = await asyncio.get_running_loop().run_in_executor(None, whatif, body)
-        except ValueError as e:  # CodebookError and bad JSON included
-            return web.json_response({"error": str(e)}, status=400)
-        return web.json_response(answer)
-
-    return True
+        body = await request.json()
+        # planning a long schedule off the event loop
+        answer = await asyncio.get_running_loop().run_in_executor(None, whatif, body)
+    except ValueError as e:  # CodebookError and bad JSON included
+        return web.json_response({"error": str(e)}, status=400)
+    return web.json_response(answer)
 
 
-register_route()
+add_route("POST", ROUTE, _whatif_route)
