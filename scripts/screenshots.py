@@ -19,32 +19,17 @@ import contextlib
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from browser import focus, launch, load_workflow, open_app
 from headless_comfy import ROOT, HeadlessComfy  # scripts/ is this script's sys.path[0]
 from make_example_workflows import DEMO_FILE
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
 PACK_DIR_NAME = "adacache_screenshots"  # not the host's own custom_nodes name
 
 
-def open_frontend(p, url: str, width: int = 1500, height: int = 950):
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-    page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)
-    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-    page.wait_for_function("() => window.app && window.app.graph && window.adacache",
-                           timeout=120_000)
-    close_dialogs(page)
-    return browser, page
-
-
 @contextlib.contextmanager
-def frontend(pack_dir: str = PACK_DIR_NAME, **viewport):
+def frontend(pack_dir: str = PACK_DIR_NAME, width: int = 1500, height: int = 950):
     """A page of the real frontend on a fresh headless ComfyUI (CPU) with this pack (in
     ``custom_nodes/<pack_dir>``) and the demo; the browser and the server are closed after."""
     from playwright.sync_api import sync_playwright
@@ -56,32 +41,14 @@ def frontend(pack_dir: str = PACK_DIR_NAME, **viewport):
             print(f"ComfyUI ready after {server.wait_ready():.0f}s", flush=True)
             server.request("/settings/Comfy.TutorialCompleted", True)
             with sync_playwright() as p:
-                browser, page = open_frontend(p, server.url, **viewport)
+                browser, page = launch(p, width, height, scale=2)
                 try:
+                    open_app(page, server.url)
                     yield page
                 finally:
                     browser.close()
         finally:
             server.stop()
-
-
-def close_dialogs(page) -> None:
-    for _ in range(20):
-        if page.locator(".p-dialog-mask").count() == 0:
-            return
-        close = page.locator(
-            ".p-dialog-mask button[aria-label='Close'], .p-dialog-mask button:has(.pi-times)"
-        )
-        if close.count():
-            close.first.click()
-        else:
-            page.keyboard.press("Escape")
-        time.sleep(0.5)
-
-
-def load_workflow(page, workflow: dict) -> None:
-    page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
-    page.wait_for_timeout(800)
 
 
 def node_box(page, node_id: int, pad: int = 8) -> dict:
@@ -97,20 +64,6 @@ def node_box(page, node_id: int, pad: int = 8) -> dict:
         }""",
         [node_id, pad],
     )
-
-
-def focus(page, node_id: int, scale: float = 1.0) -> None:
-    """Puts the node at the top left of the canvas at ``scale``."""
-    page.evaluate(
-        """([id, scale]) => {
-            const c = window.app.canvas, n = window.app.graph.getNodeById(id);
-            c.ds.scale = scale;
-            c.ds.offset = [320 / scale - n.pos[0], 200 / scale - n.pos[1]];
-            c.setDirty(true, true);
-        }""",
-        [node_id, scale],
-    )
-    page.wait_for_timeout(500)
 
 
 def queue(page) -> None:
@@ -138,7 +91,7 @@ def main() -> None:
     apply_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "AdaCacheApply"
                     and n["widgets_values"][0] != "calibrate")
     with frontend() as page:
-        load_workflow(page, workflow)
+        load_workflow(page, workflow, settle_ms=800)
         page.evaluate(  # the plot shown: selectors below use this class
             "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
             "'adacache_schedule').canvas.classList.add('adacache-target')", apply_id)

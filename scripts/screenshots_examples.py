@@ -21,9 +21,10 @@ import re
 import sys
 from pathlib import Path
 
+from browser import close_dialogs, load_workflow
 from headless_comfy import ROOT  # scripts/ is this script's sys.path[0]
 from make_example_workflows import DEMO_TITLE, TEMPLATE_TITLES
-from screenshots import close_dialogs, frontend, load_workflow
+from screenshots import frontend
 
 PACK_DIR_NAME = "adacache"  # the folder a registry install gets (the registry's node id)
 CARDS = '[data-testid="template-workflows-content"] [data-testid^="template-workflow-"]'
@@ -99,8 +100,7 @@ def main() -> None:
         if args.all:
             for title in TEMPLATE_TITLES:
                 workflow = json.loads((ROOT / "workflows" / f"{title}.json").read_text())
-                load_workflow(page, workflow)
-                close_dialogs(page)  # the missing-models dialog
+                load_workflow(page, workflow, settle_ms=800)  # closes the missing-models dialog
                 fit_graph(page)
                 name = "example_" + re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")
                 page.screenshot(path=str(args.out / f"{name}.png"))

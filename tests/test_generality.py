@@ -4,8 +4,6 @@ and the shipped demo model."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from comfyui_adacache.adacache import (
@@ -24,16 +22,9 @@ from comfyui_adacache.adacache.metrics import metric_sample, relative_distance
 from comfyui_adacache.adacache.plan import RATIO_RANGE, Planner, default_max_gap, even_positions
 from comfyui_adacache.adacache.summary import plan_mismatch
 from test_calibration import node
+from test_plan import rising_profile
 
 N = 30
-
-
-def rising_profile(n=N, low=0.02, high=0.3, shrink=0.85):
-    rows = [()]
-    for step in range(1, n):
-        per_step = low + (high - low) * (step / (n - 1)) ** 3
-        rows.append(tuple(per_step * shrink ** math.log2(gap) for gap in range(1, step + 1)))
-    return tuple(rows)
 
 
 def sample_from(profile, scale=1.0, positions=(), setup=None):

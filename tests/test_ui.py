@@ -13,13 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import launch, open_app
 from test_e2e_server import sampling_branch, shared_nodes
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
 SHOTS = Path(os.environ.get("ADACACHE_SCREENSHOTS", Path(__file__).parent / ".screenshots"))
 
 
@@ -31,43 +27,14 @@ def page(server):
     status, _ = server.request("/settings/Comfy.TutorialCompleted", True)
     assert status == 200
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        browser, page = launch(p)
         page.console_lines = []
         page.script_urls = []
         page.on("console", lambda msg: page.console_lines.append(msg.text))
         page.on("request", lambda req: page.script_urls.append(req.url))
-        page.goto(server.url, wait_until="domcontentloaded", timeout=120_000)
-        page.wait_for_function(
-            "() => window.app && window.app.graph && window.LiteGraph", timeout=120_000
-        )
-        page.wait_for_function(
-            "() => (window.app.extensionManager?.extensions ?? window.app.extensions ?? [])"
-            ".some?.(e => e.name === 'adacache.widgets') ?? true",
-            timeout=60_000,
-        )
-        close_dialogs(page)
+        open_app(page, server.url)
         yield page
         browser.close()
-
-
-def close_dialogs(page):
-    """A fresh profile opens the Templates dialog over the canvas; close whatever is open."""
-    for _ in range(20):
-        mask = page.locator(".p-dialog-mask")
-        if mask.count() == 0:
-            return
-        close = page.locator(
-            ".p-dialog-mask button[aria-label='Close'], .p-dialog-mask button:has(.pi-times)"
-        )
-        if close.count():
-            close.first.click()
-        else:
-            page.keyboard.press("Escape")
-        time.sleep(0.5)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "dialog.png"))
-    raise AssertionError("a dialog stays open over the canvas")
 
 
 ADD_NODES = """() => {

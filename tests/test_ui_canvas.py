@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 
 import pytest
-from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
-from test_ui_live import demo_workflow, frames, load, node_overlaps, plot_data, queue_and_wait
+from browser import close_dialogs, focus, frames
+from test_ui import SHOTS, page  # noqa: F401  (the browser fixture)
+from test_ui_live import demo_workflow, load, node_overlaps, plot_data, queue_and_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = """(seed) => { for (const n of window.app.graph._nodes) {
@@ -56,15 +57,6 @@ def press(page, node_id, cls):  # noqa: F811
     frames(page)
 
 
-def focus(page, node_id):  # noqa: F811
-    """The node at the top left of the view at scale 1 (its DOM widgets shown)."""
-    page.evaluate("""(id) => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
-        c.ds.scale = 1; c.ds.offset = [120 - n.pos[0], 140 - n.pos[1]];
-        c.setDirty(true, true); }""", node_id)
-    page.wait_for_timeout(300)
-    frames(page)
-
-
 def shot(page, name):  # noqa: F811
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name))
@@ -100,7 +92,7 @@ def test_a_node_with_no_run_is_compact_and_the_plot_unfolds_after_a_run(page, de
     assert all(h < 300 for h in compact), compact  # two lines instead of a 280 px empty plot
     full = [node_height(page, ids["cal"]), node_height(page, ids["run"])]
     assert all(h > c + 200 for h, c in zip(full, compact, strict=True)), (compact, full)
-    focus(page, ids["run"])
+    focus(page, ids["run"], at=(120, 140))
     press(page, ids["run"], "adacache-fold")
     assert plot_data(page, ids["run"])["folded"] == "true"
     assert node_height(page, ids["run"]) < compact[1] + 40
@@ -147,7 +139,7 @@ def test_no_node_covers_another_after_load_a_run_and_every_button(page, demo_run
 
 
 def test_calibrate_shows_its_result(page, demo_run):  # noqa: F811
-    focus(page, demo_run["ids"]["calibrate"])
+    focus(page, demo_run["ids"]["calibrate"], at=(120, 140))
     text = page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
         .find(w => w.name === 'adacache_result').element.innerText""", demo_run["ids"]["calibrate"])
     result = json.loads(page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
@@ -168,7 +160,7 @@ def test_calibrate_shows_its_result(page, demo_run):  # noqa: F811
 
 def test_warnings_are_shown_in_full_and_hovering_shows_them(page, demo_run):  # noqa: F811
     run = demo_run["ids"]["run"]
-    focus(page, run)
+    focus(page, run, at=(120, 140))
     warnings = page.evaluate(STATE, run)["warnings"]
     assert any("replaces preset 'fast'" in w for w in warnings), warnings
     data = plot_data(page, run)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import comfy_server
 import pytest
+from browser import close_dialogs
 from make_example_workflows import DEMO_TITLE, TEMPLATE_TITLES  # scripts/ is on sys.path
-from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
+from test_ui import SHOTS, page  # noqa: F401  (the browser fixture)
 
 MODULE = comfy_server.PACK_LINK  # the pack's folder in the test server's custom_nodes
 CARDS = '[data-testid="template-workflows-content"] [data-testid^="template-workflow-"]'

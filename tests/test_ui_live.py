@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import close_dialogs, frames, load_workflow
 from make_example_workflows import DEMO_FILE  # scripts/ is on sys.path (comfy_host)
-from test_ui import SHOTS, close_dialogs, page  # noqa: F401  (the browser fixture)
+from test_ui import SHOTS, page  # noqa: F401  (the browser fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -45,10 +46,7 @@ RECORDER = """() => {
 
 
 def load(page, workflow: dict):  # noqa: F811
-    page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
-    page.wait_for_timeout(600)
-    close_dialogs(page)  # e.g. the missing-models dialog of an example workflow
-    frames(page)
+    load_workflow(page, workflow)  # closes e.g. the missing-models dialog of an example
 
 
 def demo_workflow() -> dict:
@@ -87,10 +85,6 @@ def queue_and_wait(page, node_id: int, runs_before: str | None = None) -> dict: 
     page.wait_for_timeout(500)  # the frontend settles the node (progress text) after the run
     frames(page)
     return plot_data(page, node_id)
-
-
-def frames(page):  # noqa: F811
-    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def set_widget(page, node_id: int, name: str, value):  # noqa: F811
