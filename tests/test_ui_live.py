@@ -454,7 +454,7 @@ def test_progress_and_trace_events_follow_the_contract(server, object_info):
     # what does not change during a run (codebook, MoReg, calibration) comes once, first
     first, *rest = progress
     assert first["codebook"] == trace["codebook_values"] and first["calibration"] is False
-    assert first["codebook"]["thresholds"] and first["codebook"]["planned"] is False
+    assert first["codebook"]["thresholds"] and first["codebook"]["kind"] == "codebook"
     assert not any({"codebook", "moreg", "calibration"} & set(p) for p in rest)
     for p in progress:
         nxt = p["next_compute"]
