@@ -242,8 +242,8 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     # an unwritable user directory: the fitted codebook is still output, the summary says why
     user_dir.mkdir(parents=True, exist_ok=True)
     (user_dir / "default").write_text("a file where the folder should be")
-    codebook, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
-    assert codebook.rates and "could not save 'mine'" in text
+    plan, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
+    assert isinstance(plan, CalibratedPlan) and "could not save 'mine'" in text
     calibration.STORE.clear(calibration.store_key(model))
 
 
