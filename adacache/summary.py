@@ -169,7 +169,7 @@ def rule_text(summary: dict) -> str:
     values = summary.get("codebook_values") or {}
     if values.get("kind") == CalibratedPlan.KIND:
         return (f"calibrated plan for {values['speed']:g}x fewer block-stack steps "
-                f"(its plain codebook {codebook}, not used)")
+                f"(its plain codebook, not used: {codebook})")
     return f"codebook {codebook}"
 
 

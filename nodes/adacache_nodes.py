@@ -204,17 +204,9 @@ class AdaCacheApply(io.ComfyNode):
         used = codebook if preset == "custom" else None
         plan = used if isinstance(used, CalibratedPlan) else None
         config = AdaCacheConfig(
-            preset=preset,
-            codebook=None if plan else used,
-            plan=plan,
-            moreg=moreg,
-            metric=metric,
-            metric_blocks=metric_blocks,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            verbose=verbose,
-            offload_cache=offload_cache,
-            notes=notes,
+            preset=preset, codebook=None if plan else used, plan=plan, moreg=moreg, metric=metric,
+            metric_blocks=metric_blocks, start_percent=start_percent, end_percent=end_percent,
+            verbose=verbose, offload_cache=offload_cache, notes=notes,
         )
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)

@@ -526,6 +526,11 @@ def test_picking_a_saved_codebook_shows_its_values(page, server):  # noqa: F811
     assert page.evaluate(
         "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'rates').value",
         editor) == "4, 2, 1"
+    # the editor names it for what it is (the route's kind; a file with no kind and no profile)
+    page.wait_for_function(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
+        "'adacache_check').element.textContent === \"✓ uses the saved codebook 'ui_pick'\"",
+        arg=editor, timeout=10_000)
 
 
 # --- the auto presets -------------------------------------------------------------------------
@@ -586,6 +591,7 @@ def test_a_plan_run_shows_one_schedule_until_an_edit(page):  # noqa: F811
         && n.widgets.find(w => w.name === 'preset').value !== 'calibrate').id""")
     data = queue_and_wait(page, run_id)
     assert int(data["expected"]) > 0  # a calibrated plan ran (its expected change is drawn)
+    assert data["rule"] == "calibrated plan"  # the summary's typed kind
     assert data["predicted"] == "" and data["predictedCount"] == ""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "plan_run_one_schedule.png"))

@@ -321,14 +321,14 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
   return L;
 }
 
-// After a calibrated plan's run: its expected change is what c_t is compared with; the
-// thresholds drawn faintly are its plain codebook's, which the plan does not use.
+// After a calibrated plan's run c_t is compared with the plan's expected change, not with
+// thresholds (those drawn faintly are its plain codebook's, which the plan does not use).
 function drawLegend(ctx, x, y, moreg, plan = false) {
   const items = [
     [COLORS.distance, "●", "c_t (raw)"],
     ...(moreg ? [[COLORS.regularized, "□", "c_t × MoReg (compared)"]] : []),
-    ...(plan ? [[COLORS.text, "┄", "plan: expected c_t"], [COLORS.dim, "┄", "unused thresholds"]]
-      : [[COLORS.thresholds[0], "┄", "threshold, τ = rate"]]),
+    plan ? [COLORS.text, "┄", "plan's expected c_t"]
+      : [COLORS.thresholds[0], "┄", "threshold, τ = rate"],
     [COLORS.computed, "■", "computed"],
     [COLORS.reused, "■", "reused"],
   ];

@@ -152,6 +152,7 @@ export function addPlotWidget(node) {
       warningLines: JSON.stringify(warnText.map((l) => l.text)),
       warningWidth: String(Math.max(0, ...(layout?.warnings ?? []).map((b) => b.width))),
       points: String(st.records.filter((r) => r).length),
+      rule: st.codebook?.kind ?? "", // what picked the rates: "codebook" or "calibrated plan"
       // a calibrated plan: compute steps drawn against the plan's expected change
       expected: String(isPlan(st.codebook) && !st.whatif
         ? st.records.filter((r) => r?.reference_distance != null).length : 0),
