@@ -21,6 +21,7 @@ from .families import (
 )
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings, MotionRegularizer
+from .plan import CalibratedPlan, codebook_or_plan
 from .runtime import COMPUTE, PASSTHROUGH, REUSE, AdaCacheRun, CallPlan, StreamKey
 from .schedule import (
     CONTROL_HINTS,
@@ -32,16 +33,17 @@ from .schedule import (
     preview_schedule,
     step_of_sigma,
 )
-from .summary import format_summary, format_trace
+from .summary import format_summary, format_trace, plain_codebook, rule_text
 
 __all__ = [
     "AUTO_PRESETS", "BLOCKS", "WHOLE", "register",
     "COMPUTE", "CONTROL_HINTS", "MODEL_PATCHES", "FAMILIES", "METRICS", "PASSTHROUGH",
     "PRESETS", "PRESET_CHOICES", "REUSE",
-    "AdaCacheConfig", "AdaCacheRun", "CalibrationResult", "CalibrationSample", "CacheSchedule",
-    "CallPlan", "Codebook", "CodebookError", "Family",
+    "AdaCacheConfig", "AdaCacheRun", "CalibratedPlan", "CalibrationResult", "CalibrationSample",
+    "CacheSchedule", "CallPlan", "Codebook", "CodebookError", "Family",
     "MetricBlocksError", "MoRegSettings", "MotionRegularizer", "StepRecord", "StreamKey",
-    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook", "equivalent_steps",
-    "family_for", "format_summary", "format_trace", "motion_score", "parse_metric_blocks",
+    "UnsupportedModelError", "block_keys", "calibrate", "calibrated_codebook", "codebook_or_plan",
+    "equivalent_steps", "family_for", "format_summary", "format_trace", "motion_score",
+    "parse_metric_blocks", "plain_codebook", "rule_text",
     "predict_schedule", "preset_codebook", "preview_schedule", "relative_distance", "step_of_sigma",
 ]

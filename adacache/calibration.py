@@ -3,15 +3,15 @@
 A *calibration run* computes every step and records, per step ``t``, the metric residual's
 change over every gap ``k`` up to ``MAX_GAP`` (``gap_distances[t][k - 1]``, relative L1 per
 step, as a cached run would measure it after a gap of ``k``; ``distances[t]`` is the gap-1
-value) and the raw motion score ``m_t``. From a few such runs, ``calibrate`` returns a codebook
-carrying the runs' mean change profile and a speed target (``adacache/plan.py``) and, for
-video, MoReg constants normalised to the model. The rule and its measurements are in
+value) and the raw motion score ``m_t``. From a few such runs, ``calibrate`` returns a calibrated
+plan (``plan.CalibratedPlan``): the runs' mean change profile and a speed target and, for video,
+MoReg constants normalised to the model. The rule and its measurements are in
 ``docs/calibration.md``.
 
     samples = [CalibrationSample(distances=(None, 0.21, ...), motions=(...),
                                  gap_distances=((), (0.21,), (0.09, 0.11), ...)), ...]
     result = calibrate(samples, speed=3.0, moreg=True)
-    result.codebook, result.moreg, result.predicted_computed, result.describe()
+    result.plan, result.moreg, result.predicted_computed, result.describe()
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from .codebook import Codebook, CodebookError
 from .metrics import relative_distance
 from .moreg import MoRegSettings
-from .plan import Planner, even_positions, step_weights
+from .plan import CalibratedPlan, Planner, even_positions, step_weights
 from .schedule import preview_schedule
 
 MAX_GAP = 24  # longest gap a calibration run measures (covers 6x at 30 steps, 2x at 50)
@@ -150,7 +150,7 @@ class GapRecorder:
 
 @dataclass
 class CalibrationResult:
-    codebook: Codebook
+    plan: CalibratedPlan
     moreg: MoRegSettings | None
     speed: float  # requested block-stack speedup (steps / computed steps)
     predicted_computed: list[int] = field(default_factory=list)  # per sample, on its trace
@@ -164,7 +164,7 @@ class CalibrationResult:
             f"calibrated plan for {self.speed:g}x fewer block-stack steps at {self.n_steps} "
             f"steps: on the {len(self.predicted_computed)} calibration run(s) it computes "
             f"{counts} of {self.n_steps} steps (predicted); plain codebook "
-            f"{self.codebook.editor_text()}"
+            f"{self.plan.codebook.editor_text()}"
         )
         if self.moreg is not None:
             text += "; MoReg normalised to the runs' motion per step"
@@ -249,12 +249,12 @@ def calibrate(
 ) -> CalibrationResult:
     """A calibrated plan computing about ``1 / speed`` of the steps on the recorded runs.
 
-    The codebook carries the runs' mean change profile on the noise-schedule positions of
-    their steps, the speed target and, with ``moreg``, MoReg whose reference motion per
-    position is the runs' mean motion score (a video moving no more than the calibration runs
-    gets no extra compute). Its thresholds/rates are the supplement's uniform split of the
-    observed range over the gaps the plan uses (shown in the editor; used if the plan is
-    dropped). Runs recorded on another schedule than the newest longest one are left out.
+    The plan carries the runs' mean change profile on the noise-schedule positions of their
+    steps, the speed target and, with ``moreg``, MoReg whose reference motion per position is
+    the runs' mean motion score (a video moving no more than the calibration runs gets no extra
+    compute). Its plain codebook is the supplement's uniform split of the observed range over
+    the gaps the plan uses (shown in the editor; what "Use this codebook" writes). Runs
+    recorded on another schedule than the newest longest one are left out.
     """
     if not samples:
         raise CodebookError("calibration needs at least one recorded run")
@@ -289,15 +289,14 @@ def calibrate(
                 reference=reference, max_factor=max_factor, reference_positions=grid[:-1],
             )
     setup = dict(used[-1].setup or {}) or None
-    codebook = Codebook(plain.thresholds, plain.rates, profile, float(speed), grid,
-                        moreg_settings, setup)
+    plan = CalibratedPlan(plain, profile, float(speed), grid, moreg_settings, setup)
     predicted = [
-        len(preview_schedule(list(s.distances), codebook, s.n_steps, s.gap_distances or None,
+        len(preview_schedule(list(s.distances), plan, s.n_steps, s.gap_distances or None,
                              positions=s.step_positions(), sigmas=(s.setup or {}).get("sigmas")))
         for s in used
     ]
     used_ids = {id(s) for s in used}
-    return CalibrationResult(codebook, moreg_settings, float(speed), predicted, n_steps,
+    return CalibrationResult(plan, moreg_settings, float(speed), predicted, n_steps,
                              left_out=len(left_out),
                              used=tuple(i for i, s in enumerate(samples) if id(s) in used_ids))
 

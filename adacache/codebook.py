@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
-
-from .moreg import MoRegSettings
+from dataclasses import dataclass
+from typing import ClassVar
 
 
 class CodebookError(ValueError):
@@ -20,27 +19,14 @@ class CodebookError(ValueError):
 
 @dataclass(frozen=True)
 class Codebook:
+    """Thresholds -> rates, and nothing else (a calibrated plan is ``plan.CalibratedPlan``)."""
+
+    KIND: ClassVar[str] = "codebook"  # the typed name the summary, saved files and UI read
     thresholds: tuple[float, ...]
     rates: tuple[int, ...]
-    # Calibrated plan (ours, adacache/plan.py): the model's per-step change profile from
-    # calibration runs and the speed target. When set, the rate at a compute step is planned on
-    # the profile instead of looked up in thresholds/rates (which stay as the plain codebook
-    # calibrated from the same runs, shown in the editor and used when the plan is removed).
-    profile: tuple[tuple[float, ...], ...] = ()  # [step][gap - 1], adacache/plan.py
-    speed: float | None = None
-    positions: tuple[float, ...] = ()  # noise-schedule position of each profile step (+ end)
-    moreg: MoRegSettings | None = None  # MoReg calibrated with the plan (brought back with it)
-    # what the calibration runs were recorded on (model, latent, sampler, cfg, schedule)
-    setup: dict | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         validate(self.thresholds, self.rates)
-        if self.profile or self.speed is not None:
-            _validate_plan(self.profile, self.speed, self.positions)
-
-    @property
-    def planned(self) -> bool:
-        return bool(self.profile)
 
     def rate_for(self, distance: float) -> int:
         for threshold, rate in zip(self.thresholds[:-1], self.rates[:-1], strict=True):
@@ -49,67 +35,24 @@ class Codebook:
         return self.rates[-1]
 
     def to_dict(self) -> dict:
-        data = {"thresholds": list(self.thresholds), "rates": list(self.rates)}
-        if self.planned:
-            data.update(profile=[list(row) for row in self.profile], speed=self.speed)
-            if self.positions:
-                data["positions"] = list(self.positions)
-            if self.moreg is not None:
-                data["moreg"] = {k: list(v) if isinstance(v, tuple) else v
-                                 for k, v in asdict(self.moreg).items()}
-            if self.setup:
-                data["setup"] = self.setup
-        return data
+        return {"kind": self.KIND, "thresholds": list(self.thresholds), "rates": list(self.rates)}
 
     def summary_values(self) -> dict:
-        """What the log, the node and the Report read: the thresholds and rates, and whether a
-        calibrated plan picks the rates (from its profile, at ``speed``) instead."""
-        return {"thresholds": list(self.thresholds), "rates": list(self.rates),
-                "planned": self.planned, "speed": self.speed}
+        """What the log, the node and the Report read (typed: ``kind`` says what ran)."""
+        return {"kind": self.KIND, "thresholds": list(self.thresholds), "rates": list(self.rates)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Codebook:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CodebookError(f"codebook JSON is unparsable: {e}") from None
-        if not isinstance(data, dict) or "thresholds" not in data or "rates" not in data:
-            raise CodebookError('codebook JSON must be an object with "thresholds" and "rates"')
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text))
 
     @classmethod
     def from_dict(cls, data: dict) -> Codebook:
-        thresholds, rates = _coerce(data["thresholds"], data["rates"])
-        profile, speed = data.get("profile") or (), data.get("speed")
-        if not profile:
-            return cls(thresholds, rates)
-        if not isinstance(profile, (list, tuple)):
-            raise CodebookError("codebook profile must be a list of rows of numbers")
-        rows = []
-        for step, row in enumerate(profile):
-            row = row if isinstance(row, (list, tuple)) else ([] if step == 0 else [row])
-            rows.append(tuple(_number(v, f"profile step {step} gap {k + 1}")
-                              for k, v in enumerate(row)))
-        positions = data.get("positions") or ()
-        if not isinstance(positions, (list, tuple)):
-            raise CodebookError("codebook positions must be a list of numbers")
-        positions = tuple(_number(v, f"position {i}") for i, v in enumerate(positions))
-        moreg = data.get("moreg")
-        if moreg is not None:
-            if not isinstance(moreg, dict):
-                raise CodebookError("codebook moreg must be an object of MoReg settings")
-            try:
-                moreg = MoRegSettings(**{
-                    k: tuple(v) if isinstance(v, list) else v for k, v in moreg.items()
-                })
-            except (TypeError, ValueError) as e:
-                raise CodebookError(f"codebook moreg: {e}") from None
-        setup = data.get("setup")
-        return cls(thresholds, rates, tuple(rows), _number(speed, "speed"), positions, moreg,
-                   setup if isinstance(setup, dict) else None)
+        """The thresholds and rates of ``data`` (of a calibrated plan's dict: its plain codebook;
+        ``plan.codebook_or_plan`` reads either as what it is)."""
+        return cls(*_coerce(data["thresholds"], data["rates"]))
 
     @classmethod
     def from_text(cls, thresholds: str, rates: str) -> Codebook:
@@ -132,11 +75,7 @@ class Codebook:
 
     def describe(self) -> str:
         pairs = zip(self.thresholds, self.rates, strict=True)
-        text = "{" + ", ".join(f"{t:g}: {r}" for t, r in pairs) + "}"
-        if self.planned:
-            text = (f"calibrated plan for {self.speed:g}x fewer block-stack steps "
-                    f"({len(self.profile)}-step profile; plain codebook {text})")
-        return text
+        return "{" + ", ".join(f"{t:g}: {r}" for t, r in pairs) + "}"
 
     def editor_text(self) -> str:
         """The Codebook Editor's two fields, in a form it accepts as is (one line per field,
@@ -162,7 +101,18 @@ def _field(text, other, name: str) -> str:
     return str(text)
 
 
-def _number(value, name: str) -> float:
+def parse_json(text: str) -> dict:
+    """A codebook's or calibrated plan's JSON object (both have thresholds and rates)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CodebookError(f"codebook JSON is unparsable: {e}") from None
+    if not isinstance(data, dict) or "thresholds" not in data or "rates" not in data:
+        raise CodebookError('codebook JSON must be an object with "thresholds" and "rates"')
+    return data
+
+
+def number(value, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -170,37 +120,6 @@ def _number(value, name: str) -> float:
     if not math.isfinite(number):
         raise CodebookError(f"{name} ({value!r}) must be a finite number")
     return number
-
-
-def _validate_plan(profile, speed, positions=()) -> None:
-    if len(profile) < 5:
-        raise CodebookError(f"calibrated profile has {len(profile)} steps; need at least 5")
-    for step, row in enumerate(profile):
-        if not isinstance(row, tuple) or (step > 0 and not row):
-            raise CodebookError(f"profile step {step} must be a non-empty tuple of numbers")
-        for k, value in enumerate(row):
-            if not isinstance(value, float) or not math.isfinite(value) or value < 0:
-                raise CodebookError(
-                    f"profile step {step} gap {k + 1} ({value!r}) must be a finite number >= 0"
-                )
-    if not any(v > 0 for row in profile[1:] for v in row):
-        raise CodebookError("calibrated profile has no positive distance")
-    if not isinstance(speed, float) or not math.isfinite(speed) or speed < 1:
-        raise CodebookError(f"speed ({speed!r}) must be a finite number >= 1")
-    if positions:
-        if len(positions) != len(profile) + 1:
-            raise CodebookError(
-                f"calibrated plan has {len(positions)} positions for {len(profile)} steps; "
-                f"need {len(profile) + 1} (every step and the end)"
-            )
-        for i, value in enumerate(positions):
-            if not isinstance(value, float) or not 0.0 <= value <= 1.0:
-                raise CodebookError(f"position {i} ({value!r}) must be a number in 0..1")
-            if i and value > positions[i - 1]:
-                raise CodebookError(
-                    f"position {i} ({value:g}) is above position {i - 1} "
-                    f"({positions[i - 1]:g}); positions must not increase"
-                )
 
 
 def _split(text: str, field: str) -> list[str]:

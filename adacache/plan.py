@@ -28,14 +28,23 @@ A run maps onto the profile by noise-schedule position, not by step number: run 
 position ``q_s`` is the calibration's fractional step ``x(q_s)``, and a gap of ``k`` run steps
 spans ``x(q_s) - x(q_{s-k})`` calibration steps. Other step counts, schedulers, shifts and
 KSamplerAdvanced slices (a part of the schedule) therefore read the profile where they are.
+
+``CalibratedPlan`` is the plan as data (fitted by ``calibration.calibrate``, saved as a file,
+run by AdaCache Apply); ``Planner`` plans one run on it. A plan is not a codebook: it carries
+one (the plain codebook calibrated from the same runs) only to show and edit it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
+from .codebook import Codebook, CodebookError, number, parse_json
 from .interp import fractional_index, lerp
+from .moreg import MoRegSettings
 
 GapProfile = tuple[tuple[float, ...], ...]  # [step][gap - 1]; row 0 is empty
 RATIO_RANGE = (0.5, 2.0)  # a video is planned as changing 1/2x .. 2x as fast as the profile
@@ -189,3 +198,129 @@ class Planner:
             else:
                 high = mid
         return high
+
+
+# --- the calibrated plan as data: what AdaCache Calibrate fits, saves and Apply runs ---------
+@dataclass(frozen=True)
+class CalibratedPlan:
+    """A calibrated plan: the rate at each compute step is planned on ``profile`` at ``speed``
+    (``Planner``), never looked up in thresholds. ``codebook`` is the plain codebook calibrated
+    from the same runs: shown in the Codebook Editor, a starting point for the what-if and
+    what "Use this codebook" writes; the plan itself never reads it."""
+
+    KIND: ClassVar[str] = "calibrated plan"  # the typed name the summary, saved files and UI read
+    codebook: Codebook
+    profile: GapProfile  # [step][gap - 1]
+    speed: float
+    positions: tuple[float, ...] = ()  # noise-schedule position of each profile step (+ end)
+    moreg: MoRegSettings | None = None  # MoReg calibrated with the plan (brought back with it)
+    # what the calibration runs were recorded on (model, latent, sampler, cfg, schedule)
+    setup: dict | None = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not isinstance(self.codebook, Codebook):
+            raise CodebookError(f"a calibrated plan's plain codebook is {self.codebook!r}")
+        _validate(self.profile, self.speed, self.positions)
+
+    def describe(self) -> str:
+        return (f"calibrated plan for {self.speed:g}x fewer block-stack steps "
+                f"({len(self.profile)}-step profile; plain codebook {self.codebook.describe()})")
+
+    def summary_values(self) -> dict:
+        """What the log, the node and the Report read: ``kind``, the plan's speed and profile
+        length, and its plain codebook's thresholds and rates (drawn faintly, never used)."""
+        return {**self.codebook.summary_values(), "kind": self.KIND, "speed": self.speed,
+                "profile_steps": len(self.profile)}
+
+    def to_dict(self) -> dict:
+        """The saved form: the plain codebook's thresholds and rates at the top (as files
+        written before plans had a type of their own), then the plan."""
+        data = {**self.codebook.to_dict(), "kind": self.KIND,
+                "profile": [list(row) for row in self.profile], "speed": self.speed}
+        if self.positions:
+            data["positions"] = list(self.positions)
+        if self.moreg is not None:
+            data["moreg"] = {k: list(v) if isinstance(v, tuple) else v
+                             for k, v in asdict(self.moreg).items()}
+        if self.setup:
+            data["setup"] = self.setup
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> CalibratedPlan:
+        return cls.from_dict(parse_json(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CalibratedPlan:
+        profile = data.get("profile")
+        if not profile or not isinstance(profile, (list, tuple)):
+            raise CodebookError("calibrated plan: profile must be a list of rows of numbers")
+        rows = []
+        for step, row in enumerate(profile):
+            row = row if isinstance(row, (list, tuple)) else ([] if step == 0 else [row])
+            rows.append(tuple(number(v, f"profile step {step} gap {k + 1}")
+                              for k, v in enumerate(row)))
+        positions = data.get("positions") or ()
+        if not isinstance(positions, (list, tuple)):
+            raise CodebookError("calibrated plan: positions must be a list of numbers")
+        positions = tuple(number(v, f"position {i}") for i, v in enumerate(positions))
+        moreg = data.get("moreg")
+        if moreg is not None:
+            if not isinstance(moreg, dict):
+                raise CodebookError("calibrated plan: moreg must be an object of MoReg settings")
+            try:
+                moreg = MoRegSettings(**{
+                    k: tuple(v) if isinstance(v, list) else v for k, v in moreg.items()
+                })
+            except (TypeError, ValueError) as e:
+                raise CodebookError(f"calibrated plan: moreg: {e}") from None
+        setup = data.get("setup")
+        return cls(Codebook.from_dict(data), tuple(rows), number(data.get("speed"), "speed"),
+                   positions, moreg, setup if isinstance(setup, dict) else None)
+
+
+def codebook_or_plan(data: dict) -> Codebook | CalibratedPlan:
+    """A saved codebook or calibrated plan as what it is: its ``kind``, or for files written
+    before plans had a type of their own (no ``kind``), a plan when it carries a profile."""
+    kind = data.get("kind")
+    if kind not in (None, Codebook.KIND, CalibratedPlan.KIND):
+        raise CodebookError(
+            f"kind {kind!r} is neither {Codebook.KIND!r} nor {CalibratedPlan.KIND!r}"
+        )
+    if kind == CalibratedPlan.KIND or (kind is None and data.get("profile")):
+        return CalibratedPlan.from_dict(data)
+    return Codebook.from_dict(data)
+
+
+def _validate(profile, speed, positions) -> None:
+    if len(profile) < 5:
+        raise CodebookError(f"calibrated profile has {len(profile)} steps; need at least 5")
+    for step, row in enumerate(profile):
+        if not isinstance(row, tuple) or (step > 0 and not row):
+            raise CodebookError(f"profile step {step} must be a non-empty tuple of numbers")
+        for k, value in enumerate(row):
+            if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+                raise CodebookError(
+                    f"profile step {step} gap {k + 1} ({value!r}) must be a finite number >= 0"
+                )
+    if not any(v > 0 for row in profile[1:] for v in row):
+        raise CodebookError("calibrated profile has no positive distance")
+    if not isinstance(speed, float) or not math.isfinite(speed) or speed < 1:
+        raise CodebookError(f"speed ({speed!r}) must be a finite number >= 1")
+    if positions:
+        if len(positions) != len(profile) + 1:
+            raise CodebookError(
+                f"calibrated plan has {len(positions)} positions for {len(profile)} steps; "
+                f"need {len(profile) + 1} (every step and the end)"
+            )
+        for i, value in enumerate(positions):
+            if not isinstance(value, float) or not 0.0 <= value <= 1.0:
+                raise CodebookError(f"position {i} ({value!r}) must be a number in 0..1")
+            if i and value > positions[i - 1]:
+                raise CodebookError(
+                    f"position {i} ({value:g}) is above position {i - 1} "
+                    f"({positions[i - 1]:g}); positions must not increase"
+                )

@@ -35,6 +35,7 @@ from .config import (
 from .families import WHOLE, Family
 from .metrics import metric_sample, motion_score, relative_distance
 from .moreg import MoRegSettings
+from .plan import CalibratedPlan
 from .schedule import (
     FOREIGN_BLOCKS,
     NO_CACHE,
@@ -156,7 +157,7 @@ class AdaCacheRun:
         self.metric_positions = parse_metric_blocks(spec, self.n_blocks)
         n_steps = max(len(sigmas) - 1, 1)
         self.schedule_steps = schedule_steps or n_steps
-        self.codebook = config.codebook_for(self.schedule_steps)
+        self.codebook = config.rule_for(self.schedule_steps)  # a codebook or a calibrated plan
         self.warnings: list[str] = list(config.notes)
         self.setup = dict(setup or {})
         self.moreg_settings = self._moreg_for_plan(config.moreg)
@@ -165,7 +166,7 @@ class AdaCacheRun:
             schedule_steps=self.schedule_steps, first_step=first_step, positions=positions,
             check_interrupt=check_interrupt, combine=self.shard.combine,
         )
-        if self.codebook.planned:
+        if isinstance(self.codebook, CalibratedPlan):
             self.warnings += plan_mismatch(self.codebook.setup, self.setup)
         self.check_interrupt = check_interrupt
         # None: residuals stay where they were computed; metric tensors always do
@@ -544,7 +545,7 @@ class AdaCacheRun:
         (a reference motion): the MoReg Settings constants give a factor near 0 there, which
         would skip almost every step. So a plan brings back the MoReg calibrated with it, and
         MoReg without a reference is turned off with a plan that has none."""
-        if not self.codebook.planned or (moreg is not None and (
+        if not isinstance(self.codebook, CalibratedPlan) or (moreg is not None and (
             moreg.reference or not moreg.enabled
         )):
             return moreg  # no plan, MoReg calibrated already, or switched off

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
-from .plan import Planner, step_weights
+from .plan import CalibratedPlan, Planner, step_weights
 
 # Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
@@ -85,7 +85,7 @@ class CacheSchedule:
     def __init__(
         self,
         sigmas: list[float],
-        codebook: Codebook,
+        codebook: Codebook | CalibratedPlan,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
         fixed_steps: tuple[int, ...] = (),
@@ -117,7 +117,7 @@ class CacheSchedule:
             Planner(codebook.profile, codebook.speed, self.positions, codebook.positions,
                     outside, check_interrupt=check_interrupt,
                     weights=step_weights(self.sigmas))
-            if codebook.planned and self.n_steps > 2 else None
+            if isinstance(codebook, CalibratedPlan) and self.n_steps > 2 else None
         )
         self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
         self.current: int | None = None

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 from .codebook import calibrated_codebook, preset_codebook
+from .plan import CalibratedPlan
 from .schedule import FINAL, OUTSIDE_RANGE, SCHEDULED, WARMUP
 
 # what a plan's setup is compared on, and how each difference is named
@@ -36,12 +37,14 @@ def plan_mismatch(planned: dict | None, run: dict) -> list[str]:
 
 def run_summary(run, interrupted: bool = False) -> dict:
     """What a finished run was, for the log, the browser, the Report and calibration: its
-    schedule, trace, codebook (``codebook_values``), warnings and advice."""
+    schedule, trace, codebook or calibrated plan (``codebook_values``, whose ``kind`` says
+    which), warnings and advice."""
     s = run.schedule
     reached = [r for r in s.trace if r.computed is not None]
     computed = len(s.computed_steps)
     distances = [r.distance for r in s.trace if r.distance is not None]
-    rates = run.codebook.rates
+    plain = plain_codebook(run.codebook)
+    rates = plain.rates
     if max(rates) <= 1:  # suggest a codebook that can reuse steps
         rates = preset_codebook("fast", run.schedule_steps).rates
     calibrated = None if interrupted else calibrated_codebook(distances, rates)
@@ -50,7 +53,7 @@ def run_summary(run, interrupted: bool = False) -> dict:
         warnings = [f"interrupted at step {len(reached)} of {s.n_steps}: this partial run "
                     "recorded nothing and gives no advice"]
     elif not run.calibrating and len(reached) >= 5 and not s.reused_steps:
-        warnings.append(_no_reuse_advice(run, reached, distances, calibrated))
+        warnings.append(_no_reuse_advice(run, plain, reached, distances, calibrated))
     return {
         "family": run.family.name,
         "preset": run.config.preset,
@@ -70,7 +73,7 @@ def run_summary(run, interrupted: bool = False) -> dict:
             f"{p['mode']}: {p['reason']}" for r in s.trace for p in r.call_plans
         )),
         "codebook": run.codebook.describe(),
-        "codebook_text": run.codebook.editor_text(),  # as the Codebook Editor takes it
+        "codebook_text": plain.editor_text(),  # as the Codebook Editor takes it
         "codebook_values": run.codebook.summary_values(),
         "codebook_steps": round(run.schedule_steps, 2),
         "metric": run.config.metric,
@@ -96,7 +99,12 @@ def run_summary(run, interrupted: bool = False) -> dict:
     }
 
 
-def _no_reuse_advice(run, reached, distances, calibrated) -> str:
+def plain_codebook(rule):
+    """The codebook of ``rule``: itself, or the plain codebook a calibrated plan carries."""
+    return rule.codebook if isinstance(rule, CalibratedPlan) else rule
+
+
+def _no_reuse_advice(run, plain, reached, distances, calibrated) -> str:
     """Why no step was reused, and what would change that."""
     middle = [r for r in reached if r.reason not in (WARMUP, FINAL)]
     if not middle:
@@ -114,7 +122,7 @@ def _no_reuse_advice(run, reached, distances, calibrated) -> str:
         return "no step was reused: no distance was measured (was the block stack run?)"
     text = (
         f"no step was reused: every distance ({min(distances):.4g}..{max(distances):.4g} "
-        f"per step) selected cache rate 1 in {run.codebook.editor_text()}; pick a faster "
+        f"per step) selected cache rate 1 in {plain.editor_text()}; pick a faster "
         "preset"
     )
     if calibrated is not None:
@@ -132,15 +140,10 @@ def format_summary(summary: dict) -> str:
 
 
 def _format_summary(summary: dict) -> str:
-    codebook = summary.get("codebook_text") or summary["codebook"]  # the editor's form
-    values = summary.get("codebook_values") or {}
-    if values.get("planned"):
-        codebook = (f"calibrated plan for {values['speed']:g}x fewer block-stack steps "
-                    f"(plain codebook {codebook})")
     lines = [
         f"AdaCache [{summary['family']}] computed {summary['computed_steps']}/"
         f"{summary['steps_reached']} steps ({summary['estimated_speedup']:.2f}x fewer block-stack "
-        f"steps), codebook {codebook} for {summary['codebook_steps']:g} steps, "
+        f"steps), {rule_text(summary)} for {summary['codebook_steps']:g} steps, "
         f"metric {summary['metric']} @ blocks {summary['metric_blocks']}, "
         f"MoReg {'on' if summary['moreg'] else 'off'}",
         f"AdaCache schedule  [{summary['pattern']}]  (C computed, . reused)",
@@ -157,6 +160,17 @@ def _format_summary(summary: dict) -> str:
         )
     lines += [f"AdaCache warning: {w}" for w in summary["warnings"]]
     return "\n".join(lines)
+
+
+def rule_text(summary: dict) -> str:
+    """What picked the rates, from the summary's typed fields: 'codebook ...' or 'calibrated
+    plan ...' (the codebook in the form the Codebook Editor takes)."""
+    codebook = summary.get("codebook_text") or summary["codebook"]
+    values = summary.get("codebook_values") or {}
+    if values.get("kind") == CalibratedPlan.KIND:
+        return (f"calibrated plan for {values['speed']:g}x fewer block-stack steps "
+                f"(its plain codebook, not used: {codebook})")
+    return f"codebook {codebook}"
 
 
 def format_trace(summary: dict) -> str:

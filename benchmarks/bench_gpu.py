@@ -188,7 +188,7 @@ def make_variants(h, base, timer: CallTimer, methods: list[str], codebook, plan=
         if options["preset"] == "custom":
             options = dict(options, codebook=codebook)
         if options["preset"] == "plan":
-            options = dict(options, preset="custom", codebook=plan)
+            options = dict(options, preset="custom", plan=plan)
         variants[name] = h.apply_adacache(timed, h.AdaCacheConfig(**options))
     return variants
 
@@ -246,7 +246,7 @@ def run_config(h, name: str, args, probe: StoreProbe) -> dict:
         summary = calibrating.model_options["transformer_options"]["adacache_handle"].last_summary
         result = calibrate([CalibrationSample.from_dict(summary["calibration_sample"])],
                            args.plan_speed)
-        plan = result.codebook
+        plan = result.plan
         print(f"[{name}] {result.describe()}", flush=True)
     variants = make_variants(h, base, timer, args.methods, codebook, plan)
     names = list(variants)

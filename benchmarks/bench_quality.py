@@ -217,17 +217,17 @@ def run(model_name: str, args):
             continue
         plans[speed] = with_moreg
         methods[f"calibrated plan {speed:g}x"] = {
-            "config": {"preset": "custom", "codebook": result.codebook}, "plan": speed}
+            "config": {"preset": "custom", "plan": result.plan}, "plan": speed}
         if speed in PLAN_MOREG_SPEEDS and (not focus or speed == 3.0):
             methods[f"calibrated plan {speed:g}x + MoReg"] = {
-                "config": {"preset": "custom", "codebook": with_moreg.codebook,
+                "config": {"preset": "custom", "plan": with_moreg.plan,
                            "moreg": with_moreg.moreg},
                 "plan": speed}
     if focus:  # calibrated on 2 runs (the first seed of the first and last class) only
         few = [samples[0], samples[-1]]
         try:
             methods["calibrated plan 3x, 2 calibration runs"] = {"config": {
-                "preset": "custom", "codebook": b.ac.calibrate(few, 3.0).codebook}, "plan": 3.0}
+                "preset": "custom", "plan": b.ac.calibrate(few, 3.0).plan}, "plan": 3.0}
         except b.ac.CodebookError as e:
             failures.append(f"calibrated plan 3x on 2 runs: {e}")
     for kind, thresholds in () if focus else (("easycache", (0.1, 0.2, 0.3)),
@@ -387,7 +387,7 @@ def report(out: Path, rows, hindsight, plans, scenes, held, seconds, name="demo"
     (out / f"{stem}.json").write_text(json.dumps(jsonable(
         {"model": name, "steps": steps, "table": table, "rows": rows, "hindsight": hindsight,
          "targets": targets,
-         "plans": {str(k): v.codebook.to_dict() for k, v in plans.items()}}), indent=1))
+         "plans": {str(k): v.plan.to_dict() for k, v in plans.items()}}), indent=1))
     pareto(out / f"{stem}_pareto.png", table, name, steps)
     print("\n".join(md))
 

@@ -13,6 +13,7 @@ from ..adacache import (
     METRICS,
     PRESET_CHOICES,
     AdaCacheConfig,
+    CalibratedPlan,
     Codebook,
     CodebookError,
     MoRegSettings,
@@ -49,12 +50,13 @@ def _preset_help() -> str:
             f"(at 50 steps: rates {', '.join(map(str, cb50.rates))})."
         )
     lines.append(
-        "custom: the connected codebook (Codebook Editor or AdaCache Calibrate). A connected "
-        "codebook is used with any preset except calibrate; the log says so."
+        "custom: the connected codebook (Codebook Editor) or calibrated plan (AdaCache "
+        "Calibrate, or a saved plan picked in a Codebook Editor). A connected one is used with "
+        "any preset except calibrate; the log says so."
     )
     lines.append(
         "calibrate: computes every step (no speedup) and records each step's distance and "
-        "motion, so AdaCache Calibrate can fit a codebook to your model; queue a few seeds."
+        "motion, so AdaCache Calibrate can fit a plan to your model; queue a few seeds."
     )
     return "\n".join(lines)
 
@@ -65,7 +67,7 @@ def _check_finite(node: str, **values) -> None:
             raise ValueError(f"{node}: {name} ({value!r}) must be a finite number")
 
 
-def _check_connected(value, expected: type, name: str, source: str):
+def _check_connected(value, expected, name: str, source: str):
     if value is not None and not isinstance(value, expected):
         raise ValueError(
             f"AdaCache Apply: '{name}' got {type(value).__name__} {str(value)[:60]!r}; connect "
@@ -148,7 +150,9 @@ class AdaCacheApply(io.ComfyNode):
                 Codebook_IO.Input(
                     "codebook",
                     optional=True,
-                    tooltip="A codebook from Codebook Editor or AdaCache Calibrate. When "
+                    tooltip="A codebook (thresholds -> rates) from a Codebook Editor, or a "
+                    "calibrated plan from AdaCache Calibrate or a saved plan picked in a "
+                    "Codebook Editor (it plans each gap on your model's change profile). When "
                     "connected it is used whatever the preset (the log says it replaces the "
                     "preset), except with preset 'calibrate', which computes every step.",
                 ),
@@ -181,31 +185,28 @@ class AdaCacheApply(io.ComfyNode):
         moreg=None,
     ) -> io.NodeOutput:
         check_model(model, "AdaCache Apply")
-        _check_connected(codebook, Codebook, "codebook", "AdaCache Codebook Editor")
+        _check_connected(codebook, (Codebook, CalibratedPlan), "codebook",
+                         "AdaCache Codebook Editor or AdaCache Calibrate")
         _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
         _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         if preset not in PRESET_CHOICES:
             raise CodebookError(f"unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
         notes = ()
+        what = "calibrated plan" if isinstance(codebook, CalibratedPlan) else "codebook"
         if codebook is not None and preset not in ("custom", "calibrate"):
-            notes = (f"the connected codebook replaces preset '{preset}' (a connected codebook "
-                     "is always used)",)
+            notes = (f"the connected {what} replaces preset '{preset}' (a connected codebook "
+                     "or plan is always used)",)
             preset = "custom"
         elif codebook is not None and preset == "calibrate":
-            notes = ("preset 'calibrate' computes every step; the connected codebook is not "
+            notes = (f"preset 'calibrate' computes every step; the connected {what} is not "
                      "used",)
+        used = codebook if preset == "custom" else None
+        plan = used if isinstance(used, CalibratedPlan) else None
         config = AdaCacheConfig(
-            preset=preset,
-            codebook=codebook if preset == "custom" else None,
-            moreg=moreg,
-            metric=metric,
-            metric_blocks=metric_blocks,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            verbose=verbose,
-            offload_cache=offload_cache,
-            notes=notes,
+            preset=preset, codebook=None if plan else used, plan=plan, moreg=moreg, metric=metric,
+            metric_blocks=metric_blocks, start_percent=start_percent, end_percent=end_percent,
+            verbose=verbose, offload_cache=offload_cache, notes=notes,
         )
         patched = apply_adacache(model, config, node_id=node_id)
         patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
@@ -221,10 +222,11 @@ class AdaCacheCodebookEditor(io.ComfyNode):
             node_id="AdaCacheCodebookEditor",
             display_name="AdaCache Codebook Editor",
             category=CATEGORY,
-            description="A codebook, or a calibrated plan picked by name. A codebook: a "
-            "distance below threshold i selects cache rate i (type or paste the values). A plan "
-            "saved by AdaCache Calibrate ('saved') picks each gap from your model's recorded "
-            "change profile at its speed instead; its thresholds are shown, not used.",
+            description="A codebook you type, or a saved codebook or calibrated plan picked by "
+            "name. A codebook: a distance below threshold i selects cache rate i. A calibrated "
+            "plan (saved by AdaCache Calibrate) is not a codebook: it picks each gap from your "
+            "model's recorded change profile at its speed; the fields then show its plain "
+            "codebook, which the plan does not use.",
             inputs=[
                 io.String.Input(
                     "thresholds",
@@ -243,14 +245,17 @@ class AdaCacheCodebookEditor(io.ComfyNode):
                     options=[USE_VALUES_ABOVE, *saved_names()],
                     default=USE_VALUES_ABOVE,
                     optional=True,  # API prompts written before it keep working
-                    tooltip="A codebook saved by AdaCache Calibrate (user directory, "
-                    "adacache/codebooks). When one is picked, its file's values are used and "
-                    f"the fields above only display them; '{USE_VALUES_ABOVE}' uses the fields.",
+                    tooltip="A saved file (user directory, adacache/codebooks): a calibrated "
+                    "plan saved by AdaCache Calibrate, or a codebook. When one is picked, the "
+                    "file is used (the line below says which kind it is) and the fields above "
+                    f"only display its thresholds and rates; '{USE_VALUES_ABOVE}' uses the "
+                    "fields.",
                 ),
             ],
             outputs=[Codebook_IO.Output(
-                tooltip="The codebook, or the picked calibrated plan, for AdaCache Apply's "
-                "'codebook' input (a connected one always replaces the preset).")],
+                tooltip="The codebook, or the picked saved file (a calibrated plan or a "
+                "codebook), for AdaCache Apply's 'codebook' input (a connected one always "
+                "replaces the preset).")],
         )
 
     @classmethod
@@ -262,8 +267,8 @@ class AdaCacheCodebookEditor(io.ComfyNode):
     @classmethod
     def execute(cls, thresholds, rates, saved=USE_VALUES_ABOVE) -> io.NodeOutput:
         if saved and saved != USE_VALUES_ABOVE:
-            codebook, _ = load_saved(saved)
-            return io.NodeOutput(codebook)
+            rule, _ = load_saved(saved)  # a Codebook or a CalibratedPlan
+            return io.NodeOutput(rule)
         return io.NodeOutput(Codebook.from_text(thresholds, rates))
 
 

@@ -18,7 +18,7 @@ from .calibration_store import STORE
 from .run_setup import same_setup, store_key
 
 log = logging.getLogger("AdaCache")
-_PLANS: dict[tuple, object] = {}  # (the runs, speed) -> fitted codebook
+_PLANS: dict[tuple, object] = {}  # (the runs, speed) -> fitted CalibratedPlan (or None)
 _LOCK = threading.Lock()
 
 
@@ -38,7 +38,7 @@ def resolve_auto(config, setup: dict | None, continuing: bool = False):
     if plan is not None:
         note = (f"auto: the calibrated plan for {speed:g}x fewer block-stack steps, from "
                 f"{len(runs)} recorded full run(s) of this model and setup")
-        return dataclasses.replace(config, preset="custom", codebook=plan,
+        return dataclasses.replace(config, preset="custom", codebook=None, plan=plan,
                                    notes=(*config.notes, note))
     note = ("auto: calibrating - this run computes every step (full quality, exactly uncached) "
             f"and records them; the next runs of this model and setup run at ~{speed:g}x")
@@ -52,7 +52,7 @@ def _plan(runs, speed):
         if cache_key in _PLANS:
             return _PLANS[cache_key]
     try:
-        plan = calibrate([r.sample for r in runs], speed).codebook
+        plan = calibrate([r.sample for r in runs], speed).plan
     except CodebookError as e:  # e.g. runs too short to plan: calibrate once more
         log.info("AdaCache auto: no plan from the recorded runs (%s); calibrating", e)
         plan = None

@@ -1,9 +1,9 @@
-"""The node "AdaCache Calibrate" (recorded runs: calibration_store.py; saved codebook files and
-their route: saved_codebooks.py).
+"""The node "AdaCache Calibrate" (recorded runs: calibration_store.py; saved files and their
+route: saved_codebooks.py).
 
 Runs of a model patched by AdaCache Apply with preset ``calibrate`` are recorded per model
 (``calibration_store.py``), so the runs of several queued prompts (seeds, prompts) accumulate.
-AdaCache Calibrate fits a plan to them (``adacache.calibrate``) and saves it as
+AdaCache Calibrate fits a calibrated plan to them (``adacache.calibrate``) and saves it as
 ``<user dir>/default/adacache/codebooks/<name>.json``, which the Codebook Editor lists by name.
 """
 
@@ -68,10 +68,11 @@ class AdaCacheCalibrate(io.ComfyNode):
             display_name="AdaCache Calibrate",
             category="AdaCache",
             description=(
-                "Fits a codebook to YOUR model from calibration runs (AdaCache Apply with preset "
-                "'calibrate': every step computed, distances recorded). Queue a few seeds or "
-                "prompts, then use the codebook output, or pick the saved name in a Codebook "
-                "Editor."
+                "Fits a calibrated plan to YOUR model from calibration runs (AdaCache Apply with "
+                "preset 'calibrate': every step computed, distances recorded): each gap is "
+                "planned on the runs' change profile at the speed asked. Queue a few seeds or "
+                "prompts, then connect the 'plan' output to AdaCache Apply's 'codebook' input, "
+                "or pick the saved name in a Codebook Editor."
             ),
             inputs=[
                 io.Model.Input(
@@ -103,7 +104,7 @@ class AdaCacheCalibrate(io.ComfyNode):
                 io.String.Input(
                     "name",
                     default="calibrated",
-                    tooltip="Save the codebook under this name (user directory, "
+                    tooltip="Save the plan under this name (user directory, "
                     "adacache/codebooks/<name>.json) so a Codebook Editor can pick it in "
                     "'saved'. The same name overwrites; empty = do not save.",
                 ),
@@ -118,8 +119,9 @@ class AdaCacheCalibrate(io.ComfyNode):
                 ),
             ],
             outputs=[
-                Codebook_IO.Output(display_name="codebook", tooltip="The fitted codebook, for "
-                                   "AdaCache Apply's 'codebook' input."),
+                Codebook_IO.Output(display_name="plan", tooltip="The fitted calibrated plan, "
+                                   "for AdaCache Apply's 'codebook' input (a plan, not a "
+                                   "codebook: it carries its plain codebook only to show it)."),
                 MoReg_IO.Output(display_name="moreg", tooltip="MoReg settings fitted to the "
                                 "model, or none when 'moreg' is off."),
                 io.String.Output(display_name="summary", tooltip="What was fitted and how it "
@@ -184,28 +186,27 @@ class AdaCacheCalibrate(io.ComfyNode):
             }
             check_name(name)  # a bad name is the user's to fix: fail now
             try:
-                path = save_codebook(name, result.codebook, **metadata)
-            except OSError as e:  # the fitted codebook is still output; say why it was not saved
+                path = save_codebook(name, result.plan, **metadata)
+            except OSError as e:  # the fitted plan is still output; say why it was not saved
                 path = None
                 lines.append(f"could not save '{name}': {e}")
-                log.warning("AdaCache Calibrate: could not save codebook %r: %s", name, e)
+                log.warning("AdaCache Calibrate: could not save plan %r: %s", name, e)
         if name and path is not None:
             lines.append(
                 f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved' to use the "
-                "calibrated plan (the fields alone hold only the plain codebook)"
-                if result.codebook.planned else
-                f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved'"
+                "calibrated plan (the fields alone hold only its plain codebook)"
             )
         summary = "\n".join(lines)
         log.info(summary)
         payload = {
             "node": handle.node_id, "name": name or None, "speed": speed, "n_steps": n_steps,
-            "runs": len(used), "thresholds": list(result.codebook.thresholds),
-            "rates": list(result.codebook.rates),
+            "runs": len(used), "kind": result.plan.KIND,
+            "thresholds": list(result.plan.codebook.thresholds),  # its plain codebook
+            "rates": list(result.plan.codebook.rates),
             "predicted_computed": list(result.predicted_computed), "summary": summary,
         }
         return io.NodeOutput(
-            result.codebook, moreg_out, summary,
+            result.plan, moreg_out, summary,
             ui={**ui.PreviewText(summary).as_dict(), "adacache_calibration": [payload]},
         )
 

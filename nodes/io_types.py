@@ -2,5 +2,7 @@
 
 from comfy_api.latest import io
 
-Codebook_IO = io.Custom("ADACACHE_CODEBOOK")  # a Codebook (thresholds -> rates), maybe a plan
+# a Codebook (thresholds -> rates) or a CalibratedPlan: both go to Apply's one 'codebook' input
+# (the type name stays what saved workflows link by)
+Codebook_IO = io.Custom("ADACACHE_CODEBOOK")
 MoReg_IO = io.Custom("ADACACHE_MOREG")  # MoRegSettings

@@ -2,8 +2,8 @@
 
 The plot is drawn with Pillow (a ComfyUI requirement): the raw per-step distance at compute
 steps on a labelled axis (log scale when the range needs it), the codebook's thresholds as
-horizontal lines with each band's cache rate, the MoReg factor as its own panel, and the
-computed/reused strip.
+horizontal lines with each band's cache rate (after a calibrated plan's run: the plan's expected
+change instead), the MoReg factor as its own panel, and the computed/reused strip.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from comfy_api.latest import io, ui
 from PIL import Image, ImageDraw, ImageFont
 
-from ..adacache import format_summary
+from ..adacache import CalibratedPlan, format_summary
 from .patch import check_model
 
 log = logging.getLogger("AdaCache")
@@ -104,7 +104,11 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
                          if summary.get("calibration") else ""))
     d.text((16, 10), title, fill=FG, font=f_title)
     moreg = "on" if summary.get("moreg") else "off"
-    sub = f"codebook {summary.get('codebook', '?')}  ·  MoReg {moreg}"
+    values = summary.get("codebook_values") or {}
+    planned = values.get("kind") == CalibratedPlan.KIND  # typed: what picked the rates
+    rule = (f"calibrated plan for {values.get('speed', 0):g}x fewer block-stack steps" if planned
+            else f"codebook {summary.get('codebook', '?')}")
+    sub = f"{rule}  ·  MoReg {moreg}"
     shown = (summary.get("timing") or {}).get("speedup_text")  # only where timings support it
     if shown:
         sub += f"  ·  wall-clock {shown} (estimated from this run's timings)"
@@ -122,11 +126,11 @@ def render_report(summary: dict, width: int = WIDTH, height: int = HEIGHT) -> Im
 
     distances = [(r["step"], _finite(r.get("distance"))) for r in trace]
     distances = [(s, v) for s, v in distances if v is not None and v > 0]
-    thresholds = [_finite(t) for t in _codebook_values(summary, "thresholds")]
-    rates = _codebook_values(summary, "rates")
+    thresholds = [_finite(t) for t in values.get("thresholds") or []]
+    rates = list(values.get("rates") or [])
     references = [(r["step"], _finite(r.get("reference_distance"))) for r in trace]
     references = [(s, v) for s, v in references if v is not None and v > 0]
-    if summary.get("calibration") or references:
+    if summary.get("calibration") or planned:
         # every step computed, or a calibrated plan (rate from the distance against the
         # plan's expected change, drawn instead): the thresholds did not pick the rates
         thresholds, rates = [], []
@@ -228,22 +232,6 @@ def _dashed(d, x0, x1, y, color, dash=8):
     xs = np.arange(x0, x1, dash * 2)
     for a in xs:
         d.line([(a, y), (min(a + dash, x1), y)], fill=color, width=1)
-
-
-def _codebook_values(summary: dict, key: str) -> list:
-    """The run's codebook entries (``codebook_values``, else parsed from its description)."""
-    values = (summary.get("codebook_values") or {}).get(key)
-    if values is not None:
-        return list(values)
-    text = str(summary.get("codebook", ""))
-    for part in text.split("|"):
-        label, _, rest = part.partition(":")
-        if label.strip() == key:
-            try:
-                return [float(v) if key == "thresholds" else int(v) for v in rest.split(",")]
-            except ValueError:
-                return []
-    return []
 
 
 def image_tensor(im: Image.Image) -> torch.Tensor:

@@ -1,6 +1,8 @@
-"""Saved codebooks: files in ``<user dir>/default/adacache/codebooks/<name>.json``, written by
-AdaCache Calibrate, listed and loaded by the Codebook Editor, and the ``GET /adacache/codebooks``
-route the frontend reads them through.
+"""Saved codebooks and calibrated plans: files in ``<user dir>/default/adacache/codebooks/
+<name>.json``, written by AdaCache Calibrate (a plan) or by hand (a codebook), listed and loaded
+by the Codebook Editor, and the ``GET /adacache/codebooks`` route the frontend reads them through.
+Each file is loaded as what it is (``adacache.codebook_or_plan``: its ``kind``, or for a file
+written before plans had a type of their own, a plan when it has a profile).
 
 Anyone can put files in that folder (ComfyUI's own ``POST /userdata``), so:
 
@@ -24,7 +26,7 @@ import stat
 import threading
 import time
 
-from ..adacache import Codebook, CodebookError
+from ..adacache import CalibratedPlan, Codebook, CodebookError, codebook_or_plan
 from .routes import add_route
 
 log = logging.getLogger("AdaCache")
@@ -85,13 +87,14 @@ def _refuse_symlink(path: str, what: str) -> None:
         )
 
 
-def save_codebook(name: str, codebook: Codebook, **metadata) -> str:
+def save_codebook(name: str, rule: Codebook | CalibratedPlan, **metadata) -> str:
+    """Saves a codebook or a calibrated plan under ``name``; returns the file's path."""
     name = check_name(name)
     folder = _checked_dir(create=True)
     path = os.path.join(folder, f"{name}.json")
     data = {
         "name": name,
-        **codebook.to_dict(),  # thresholds, rates (+ profile, speed of a calibrated plan)
+        **rule.to_dict(),  # kind, thresholds, rates (+ a plan's profile, speed, positions, ...)
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **metadata,
     }
@@ -160,23 +163,24 @@ def _read(name: str) -> tuple[str, bytes]:
     return path, content
 
 
-def _parse(name: str, path: str, content: bytes) -> tuple[Codebook, dict]:
+def _parse(name: str, path: str, content: bytes) -> tuple[Codebook | CalibratedPlan, dict]:
     try:
         data = json.loads(content.decode("utf-8"))
         if not isinstance(data, dict) or "thresholds" not in data or "rates" not in data:
             raise CodebookError('codebook JSON must be an object with "thresholds" and "rates"')
-        codebook = Codebook.from_dict(data)
+        rule = codebook_or_plan(data)
     except RecursionError:
         raise CodebookError(
             f"saved codebook {name!r} ({path}): nested too deeply to be a codebook"
         ) from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:  # JSON, UTF-8, entries
         raise CodebookError(f"saved codebook {name!r} ({path}): {e}") from None
-    return codebook, data
+    return rule, data
 
 
-def load_saved(name: str) -> tuple[Codebook, dict]:
-    """(codebook, the file's data) of a saved codebook; a clear error if missing or invalid."""
+def load_saved(name: str) -> tuple[Codebook | CalibratedPlan, dict]:
+    """(codebook or calibrated plan, the file's data) of a saved file; a clear error if missing
+    or invalid."""
     path, content = _read(name)
     return _parse(check_name(name), path, content)
 
@@ -204,13 +208,15 @@ def _entry(name: str) -> dict:
         cached = _PARSED.get(digest)
     if cached is not None:
         return {**cached, "name": name}
-    codebook, data = _parse(name, path, content)
+    rule, data = _parse(name, path, content)
+    plan = rule if isinstance(rule, CalibratedPlan) else None
+    codebook = plan.codebook if plan else rule
     entry = {
         "name": name,
-        "thresholds": list(codebook.thresholds),
+        "kind": rule.KIND,  # "codebook" or "calibrated plan"
+        "thresholds": list(codebook.thresholds),  # of a plan: its plain codebook (not used)
         "rates": list(codebook.rates),
-        "speed": data.get("speed"),
-        "planned": codebook.planned,
+        "speed": plan.speed if plan else None,
         "created": data.get("created"),
         "n_steps": data.get("n_steps"),
     }
@@ -222,7 +228,7 @@ def _entry(name: str) -> dict:
 
 
 def scan_codebooks() -> tuple[list[dict], list[dict]]:
-    """(usable codebooks, skipped files with the reason) of the codebooks folder."""
+    """(usable codebooks and plans, skipped files with the reason) of the codebooks folder."""
     out, skipped = [], []
     try:
         files = sorted(os.listdir(codebooks_dir()), key=str.lower)

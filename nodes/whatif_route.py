@@ -4,9 +4,9 @@ this route, so the browser holds no copy of the rule.
 
 Body: ``{"trace": [...], "sigmas": [...], "positions": [...], "gap_distances": [[...], ...],
 "codebook": {"thresholds": [...], "rates": [...], ...}}`` (the run summary's fields and a
-codebook as ``Codebook.to_dict`` writes it). Answer: ``{"computed": [steps], "approximate":
-bool, "rates": [rate per step, null where reused]}``, or status 400 with ``{"error": ...}``
-naming the bad entry.
+codebook or calibrated plan as its ``to_dict`` writes it). Answer: ``{"computed": [steps],
+"approximate": bool, "rates": [rate per step, null where reused]}``, or status 400 with
+``{"error": ...}`` naming the bad entry.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from ..adacache import Codebook, CodebookError, predict_schedule
+from ..adacache import CodebookError, codebook_or_plan, predict_schedule
 from .routes import add_route
 
 ROUTE = "/adacache/whatif"
@@ -28,7 +28,7 @@ def whatif(body) -> dict:
     codebook = body.get("codebook")
     if not isinstance(codebook, dict) or "thresholds" not in codebook or "rates" not in codebook:
         raise CodebookError('codebook must be an object with "thresholds" and "rates"')
-    codebook = Codebook.from_dict(codebook)
+    codebook = codebook_or_plan(codebook)
     sigmas = _numbers(body.get("sigmas"), "sigmas")
     if not 2 <= len(sigmas) <= MAX_STEPS + 1:
         raise ValueError(f"sigmas has {len(sigmas)} entries; need 2 to {MAX_STEPS + 1}")

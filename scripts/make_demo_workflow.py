@@ -8,9 +8,10 @@ Save Animated PNG, plus the trace node.
 
 When the pack has the AdaCache Calibrate node, the workflow shows the calibrate -> run path: a
 first AdaCache Apply with preset 'calibrate' feeds its own KSampler and AdaCache Calibrate,
-whose codebook drives the second AdaCache Apply, whose run AdaCache Report plots (AdaCache Demo
-Trace where the pack has no Report node). ``--no-calibrate`` leaves the calibrate path out.
-A Note on the canvas explains the path (``tests/test_example_notes.py`` checks its claims).
+whose calibrated plan drives the second AdaCache Apply, whose run AdaCache Report plots
+(AdaCache Demo Trace where the pack has no Report node). ``--no-calibrate`` leaves the calibrate
+path out. A Note on the canvas explains the path (``tests/test_example_notes.py`` checks its
+claims).
 
 Laid out with the node sizes the frontend computes (``make_example_workflows.SIZES``) and the
 same overlap resolution as the example workflows.
@@ -37,7 +38,7 @@ ex.SLOTS.update({
     "AdaCacheReport": ([("model", "MODEL", False), ("latent", "LATENT", False)],
                        [("report", "IMAGE"), ("summary", "STRING")]),
     "AdaCacheCalibrate": ([("model", "MODEL", False), ("latent", "LATENT", False)],
-                          [("codebook", "ADACACHE_CODEBOOK"), ("moreg", "ADACACHE_MOREG"),
+                          [("plan", "ADACACHE_CODEBOOK"), ("moreg", "ADACACHE_MOREG"),
                            ("summary", "STRING")]),
     "SaveAnimatedPNG": ([("images", "IMAGE", False)], []),
     "PreviewImage": ([("images", "IMAGE", False)], []),
@@ -66,8 +67,8 @@ CALIBRATE_NOTE = (
     "Codebook Editor can pick it by that name). Its KSampler's seed increments on each queue, "
     "so every queue records one more video.\n\n"
     "2 · run: the second AdaCache Apply takes the plan and the MoReg settings from AdaCache "
-    "Calibrate (a connected codebook is used whatever the preset) and skips the block stack "
-    "on the steps the plan reuses. AdaCache Report plots which steps were computed.\n\n"
+    "Calibrate (a connected codebook or plan is used whatever the preset) and skips the block "
+    "stack on the steps the plan reuses. AdaCache Report plots which steps were computed.\n\n"
     "Queue once: both run, calibration first. Queue again: one more calibration video, and "
     "the plan is refitted to all of them."
 )
@@ -156,8 +157,8 @@ def build(calibrate: bool | None = None) -> dict:
             "docs/demo.md")
     if calibrate:
         info += (". 1: AdaCache Apply 'calibrate' computes every step and records distances; "
-                 "AdaCache Calibrate fits a codebook to them (each queue adds a seed). 2: the "
-                 "second AdaCache Apply runs with that codebook")
+                 "AdaCache Calibrate fits a calibrated plan to them (each queue adds a seed). 2: "
+                 "the second AdaCache Apply runs with that plan")
     return g.to_json(info)
 
 

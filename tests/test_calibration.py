@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from comfyui_adacache.adacache import CalibrationSample
+from comfyui_adacache.adacache import (
+    CalibratedPlan,
+    CalibrationSample,
+    Codebook,
+    codebook_or_plan,
+    format_summary,
+)
+from test_plan import OLD_PLAN_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -121,15 +128,17 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     for scene in ("static", "fast motion"):
         latent, _ = sample(pack, patched, scene, 1)
     cal = node(calibration.AdaCacheCalibrate)
-    codebook, moreg, text = cal.execute(
+    plan, moreg, text = cal.execute(
         patched, latent, 3.0, False, "demo model", calibration.RUNS_ALL
     ).args
-    assert moreg is None
+    assert isinstance(plan, CalibratedPlan) and moreg is None
     assert "2 run(s) of 30 steps (2 video(s))" in text
-    assert codebook.editor_text() in text
+    assert plan.codebook.editor_text() in text
+    codebook = plan.codebook  # the plain codebook it carries (shown in the editor)
     path = user_dir / "default" / "adacache" / "codebooks" / "demo model.json"
     data = json.loads(path.read_text())
-    assert {k: data[k] for k in codebook.to_dict()} == codebook.to_dict()  # plan included
+    assert {k: data[k] for k in plan.to_dict()} == plan.to_dict()  # the whole plan
+    assert data["kind"] == "calibrated plan"
     assert data["thresholds"] == list(codebook.thresholds)
     assert data["rates"] == list(codebook.rates)
     assert data["speed"] == 3.0 and data["n_steps"] == STEPS and data["runs"] == 2
@@ -139,7 +148,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     options = editor.INPUT_TYPES()["optional"]["saved"][1]["options"]
     assert options[0] == saved_codebooks.USE_VALUES_ABOVE and "demo model" in options
     loaded = editor.execute("0.5, 1", "9, 1", "demo model").args[0]
-    assert loaded == codebook
+    assert loaded == plan
     fields = saved_codebooks.USE_VALUES_ABOVE
     assert editor.execute("0.5, 1", "9, 1", fields).args[0].rates == (9, 1)
     # the log's form pastes back into the editor as is (the plain codebook: fields hold no plan)
@@ -153,6 +162,7 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     before = editor.fingerprint_inputs("", "", "demo model")
     listed = saved_codebooks.list_codebooks()
     assert [c["name"] for c in listed] == ["demo model"] and listed[0]["n_steps"] == STEPS
+    assert listed[0]["kind"] == "calibrated plan" and listed[0]["speed"] == 3.0
 
     # 'latest run only' and 'then start over'
     _, _, text = cal.execute(patched, latent, 2.0, False, "demo model", calibration.RUNS_LATEST
@@ -163,6 +173,34 @@ def test_calibrate_node_saves_a_codebook_the_editor_loads_by_name(pack, model, u
     assert calibration.STORE.runs(calibration.store_key(model)) == []
     with pytest.raises(ValueError, match="no calibration run recorded"):
         cal.execute(patched, latent, 3.0, False, "", calibration.RUNS_ALL)
+
+
+def test_an_old_saved_plan_file_loads_as_a_plan_and_runs_as_one(pack, model, user_dir):
+    """A file AdaCache Calibrate wrote before plans had a type of their own (no "kind") is
+    listed, picked and run as a calibrated plan; an old codebook file as a codebook."""
+    from comfyui_adacache.nodes import saved_codebooks
+
+    nodes = pack[0]
+    folder = user_dir / "default" / "adacache" / "codebooks"
+    folder.mkdir(parents=True)
+    (folder / "old plan.json").write_text(json.dumps(OLD_PLAN_FILE, indent=1))
+    (folder / "old codebook.json").write_text(json.dumps(
+        {"name": "old codebook", "thresholds": [100.0, 200.0], "rates": [3, 1]}))
+    listed = {c["name"]: c for c in saved_codebooks.list_codebooks()}
+    assert listed["old plan"]["kind"] == "calibrated plan" and listed["old plan"]["speed"] == 2.0
+    assert listed["old codebook"]["kind"] == "codebook" and listed["old codebook"]["speed"] is None
+    editor = nodes.AdaCacheCodebookEditor
+    plan = editor.execute("", "", "old plan").args[0]
+    assert isinstance(plan, CalibratedPlan) and plan == codebook_or_plan(OLD_PLAN_FILE)
+    assert editor.execute("", "", "old codebook").args[0] == Codebook((100.0, 200.0), (3, 1))
+    _, summary = sample(pack, apply(pack, model, "old-1", "fast", codebook=plan), "static", 0,
+                        steps=12)
+    values = summary["codebook_values"]
+    assert values["kind"] == "calibrated plan" and values["speed"] == 2.0
+    assert values["thresholds"] == OLD_PLAN_FILE["thresholds"]  # its plain codebook, shown
+    assert any(r["reference_distance"] is not None for r in summary["trace"])
+    assert "calibrated plan for 2x fewer block-stack steps" in format_summary(summary)
+    assert "the connected calibrated plan replaces preset 'fast'" in summary["warnings"][0]
 
 
 def test_a_batch_is_recorded_as_one_run_of_several_videos(pack, model, user_dir):
@@ -204,8 +242,8 @@ def test_calibrate_node_explains_wrong_inputs(pack, model, user_dir):
     # an unwritable user directory: the fitted codebook is still output, the summary says why
     user_dir.mkdir(parents=True, exist_ok=True)
     (user_dir / "default").write_text("a file where the folder should be")
-    codebook, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
-    assert codebook.rates and "could not save 'mine'" in text
+    plan, _, text = cal.execute(patched, LATENT, 3.0, False, "mine", calibration.RUNS_ALL).args
+    assert isinstance(plan, CalibratedPlan) and "could not save 'mine'" in text
     calibration.STORE.clear(calibration.store_key(model))
 
 
@@ -219,14 +257,16 @@ def held_out(pack, model):
     for seed in (0, 1, 2):
         for scene in ("static", "fast motion"):
             latent, _ = sample(pack, patched, scene, seed)
-    codebook, _, text = node(calibration.AdaCacheCalibrate).execute(
+    plan, _, text = node(calibration.AdaCacheCalibrate).execute(
         patched, latent, 3.0, False, "", calibration.RUNS_ALL_THEN_FORGET).args
-    cached = apply(pack, model, "run-4", "fast", codebook=codebook)  # connected: it wins
+    cached = apply(pack, model, "run-4", "fast", codebook=plan)  # connected: it wins
     runs = {}
     for seed in (10, 11):
         for scene in ("static", "fast motion"):
             _, summary = sample(pack, cached, scene, seed)
-            assert summary["codebook"] == codebook.describe()
+            assert summary["codebook"] == plan.describe()
+            assert summary["codebook_values"]["kind"] == "calibrated plan"
+            assert "the connected calibrated plan replaces preset 'fast'" in summary["warnings"][0]
             runs[scene, seed] = (summary["computed_steps"], summary["pattern"])
     return text, runs
 

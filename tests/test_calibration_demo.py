@@ -70,11 +70,11 @@ def test_calibration_runs_compute_every_step_and_record_gap_changes(demo):
 @pytest.mark.parametrize("speed", [3.0, 4.0])
 def test_the_calibrated_plan_beats_the_uniform_schedule_on_held_out_seeds(demo, speed):
     sample, samples, config, calibrate = demo
-    codebook = calibrate(samples, speed).codebook
+    plan = calibrate(samples, speed).plan
     gains = []
     for scene in SCENES:
         reference, _ = sample(None, scene, 50)
-        cached, summary = sample(config(preset="custom", codebook=codebook), scene, 50)
+        cached, summary = sample(config(preset="custom", plan=plan), scene, 50)
         computed = summary["computed_steps"]
         assert computed <= STEPS / speed + 1
         same_steps, _ = sample(config(compute_steps=uniform(computed)), scene, 50)

@@ -86,7 +86,7 @@ def test_calibrate_save_route_editor_report(server, object_info):
     trace = entry["outputs"]["44"]["adacache_trace"][0]
     values = trace["codebook_values"]  # the saved plan, picked by name in the editor
     assert values["thresholds"] == fitted["thresholds"] and values["rates"] == fitted["rates"]
-    assert values["planned"] is True and values["speed"] == 3.0
+    assert values["kind"] == "calibrated plan" and values["speed"] == 3.0
     assert trace["steps_reached"] == STEPS
     preview = entry["outputs"]["44"]["images"]
     assert len(preview) == 1 and preview[0]["type"] == "temp"

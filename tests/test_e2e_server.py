@@ -224,7 +224,7 @@ def test_invalid_codebook_fails_with_named_entry(server, object_info):
 
 def test_the_what_if_route_answers_with_the_cores_rule(server):
     """``POST /adacache/whatif`` gives the core's predict_schedule; bad entries are named."""
-    from comfyui_adacache.adacache import predict_schedule, preset_codebook
+    from comfyui_adacache.adacache import codebook_or_plan, predict_schedule, preset_codebook
 
     sigmas = [1.0 - i / 30 for i in range(31)]
     trace = [{"step": i, "computed": True, "reason": "scheduled",
@@ -238,6 +238,14 @@ def test_the_what_if_route_answers_with_the_cores_rule(server):
     assert answer == {"computed": expected.computed, "approximate": expected.approximate,
                       "rates": expected.rates}
     assert 8 < len(answer["computed"]) < 30
+    # a calibrated plan is sent as what it is (its kind) and answered by the plan's rule
+    from test_plan import OLD_PLAN_FILE
+
+    plan = codebook_or_plan(OLD_PLAN_FILE)
+    status, answer = server.request("/adacache/whatif", {**body, "codebook": plan.to_dict()})
+    expected = predict_schedule(trace, plan, sigmas)
+    assert status == 200 and answer["computed"] == expected.computed, answer
+    assert expected.computed != predict_schedule(trace, plan.codebook, sigmas).computed
     for bad, named in (
         ({**body, "codebook": {"thresholds": [0.1, 1.0], "rates": [2, 0]}}, "rate 2"),
         ({**body, "sigmas": [1.0, "x", 0.0]}, "sigmas entry 1"),

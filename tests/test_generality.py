@@ -10,8 +10,8 @@ from comfyui_adacache.adacache import (
     AdaCacheConfig,
     AdaCacheRun,
     CacheSchedule,
+    CalibratedPlan,
     CalibrationSample,
-    Codebook,
     MoRegSettings,
     StreamKey,
     calibrate,
@@ -37,7 +37,7 @@ def sample_from(profile, scale=1.0, positions=(), setup=None):
 
 
 def plan(speed=3.0, **setup):
-    return calibrate([sample_from(rising_profile(), setup=setup or None)], speed).codebook
+    return calibrate([sample_from(rising_profile(), setup=setup or None)], speed).plan
 
 
 # --- one estimator at every size -------------------------------------------------------------
@@ -129,8 +129,7 @@ def test_steps_outside_the_range_are_computed_and_counted():
 def test_a_plan_with_uncalibrated_moreg_is_never_a_skip_everything_schedule():
     """MoReg Settings' reference constants give a factor near 0.0005 on these distances; with
     a calibrated plan they used to compute step 9 and jump to 28."""
-    codebook = plan(3.0)
-    config = AdaCacheConfig(preset="custom", codebook=codebook, moreg=MoRegSettings())
+    config = AdaCacheConfig(preset="custom", plan=plan(3.0), moreg=MoRegSettings())
     run = AdaCacheRun(config, WAN, 1, [1.0 - i / N for i in range(N + 1)])
     assert run.schedule.moreg is None
     assert any("MoReg is off for this run" in w for w in run.warnings)
@@ -150,9 +149,9 @@ def test_a_plan_with_uncalibrated_moreg_is_never_a_skip_everything_schedule():
 
 def test_a_plan_brings_back_its_calibrated_moreg():
     result = calibrate([sample_from(rising_profile())], 3.0, moreg=True)
-    restored = Codebook.from_json(result.codebook.to_json())
+    restored = CalibratedPlan.from_json(result.plan.to_json())
     assert restored.moreg == result.moreg and restored.moreg.reference
-    run = AdaCacheRun(AdaCacheConfig(preset="custom", codebook=restored), WAN, 1,
+    run = AdaCacheRun(AdaCacheConfig(preset="custom", plan=restored), WAN, 1,
                       [1.0 - i / N for i in range(N + 1)])
     assert run.moreg_settings == result.moreg and run.schedule.moreg is not None
     assert any("brings back the MoReg calibrated with it" in w for w in run.warnings)
@@ -184,13 +183,13 @@ def test_planning_checks_for_interrupts_and_handles_1000_steps():
 def test_a_calibration_on_another_scheduler_is_read_by_position():
     """A run whose steps sit elsewhere in the noise schedule (another scheduler or shift)
     reads the profile at its own positions, not at its step numbers."""
-    codebook = plan(3.0)
+    calibrated = plan(3.0)
     bent = tuple((1.0 - i / N) ** 0.5 for i in range(N + 1))  # more steps near the end
-    planner = Planner(codebook.profile, 3.0, bent, codebook.positions)
+    planner = Planner(calibrated.profile, 3.0, bent, calibrated.positions)
     for step in (5, 15, 25):
         x = (1 - bent[step] ** 1) * N  # its place in the evenly spaced calibration
-        lower = codebook.profile[int(x)][0]
-        upper = codebook.profile[min(int(x) + 1, N - 1)][0]
+        lower = calibrated.profile[int(x)][0]
+        upper = calibrated.profile[min(int(x) + 1, N - 1)][0]
         assert min(lower, upper) * 0.5 <= planner.reference(step, 1) <= max(lower, upper) * 2
 
 
@@ -214,8 +213,7 @@ def test_a_plan_used_on_another_setup_says_so():
     (warning,) = plan_mismatch(recorded, run)
     assert "model weights aaa -> bbb" in warning and "sampler euler -> uni_pc" in warning
     assert plan_mismatch(recorded, dict(recorded)) == []
-    codebook = plan(3.0, **recorded)
-    config = AdaCacheConfig(preset="custom", codebook=codebook)
+    config = AdaCacheConfig(preset="custom", plan=plan(3.0, **recorded))
     schedule_run = AdaCacheRun(config, WAN, 1, [1.0 - i / N for i in range(N + 1)], setup=run)
     assert any("recorded on another setup" in w for w in schedule_run.warnings)
 
@@ -287,7 +285,7 @@ def test_two_ksampler_advanced_slices_record_the_same_calibration_as_one_sampler
     for step in range(1, 16):
         assert len(b.gap_distances[step]) == len(a.gap_distances[step])
         assert b.gap_distances[step] == pytest.approx(a.gap_distances[step], rel=1e-4)
-    one, two = calibrate([a], 3.0).codebook, calibrate([b], 3.0).codebook
+    one, two = calibrate([a], 3.0).plan, calibrate([b], 3.0).plan
     for row_a, row_b in zip(one.profile, two.profile, strict=True):
         assert row_b == pytest.approx(row_a, rel=1e-4)
     calibration.STORE.clear(key)
@@ -337,7 +335,7 @@ def test_the_what_if_on_a_calibration_trace_is_the_schedule_that_runs(demo, kind
     recorded = handle.last_summary
     sample = calibration.STORE.runs(key)[0].sample
     codebook = (preset_codebook("fast", 16) if kind == "thresholds"
-                else calibrate([sample], 3.0).codebook)
+                else calibrate([sample], 3.0).plan)
     prediction = predict_schedule(recorded["trace"], codebook, recorded["sigmas"],
                                   recorded["positions"], sample.gap_distances)
     cached = node(nodes.AdaCacheApply).execute(

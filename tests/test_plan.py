@@ -11,12 +11,14 @@ from comfyui_adacache.adacache import (
     AdaCacheConfig,
     AdaCacheRun,
     CacheSchedule,
+    CalibratedPlan,
     CalibrationSample,
     Codebook,
     CodebookError,
     MoRegSettings,
     MotionRegularizer,
     calibrate,
+    codebook_or_plan,
     preview_schedule,
 )
 from comfyui_adacache.adacache.calibration import MAX_GAP, GapRecorder
@@ -86,35 +88,75 @@ def test_profiles_are_read_at_other_step_counts_by_position(n_steps):
     assert len(steps) <= n_steps / 3.0 + 1e-9
 
 
-def test_calibrate_returns_a_planned_codebook_that_round_trips():
+def test_calibrate_returns_a_calibrated_plan_that_round_trips():
     profile = rising_profile()
     samples = [sample_from(profile, s) for s in (0.9, 1.0, 1.1)]
     result = calibrate(samples, 3.0, moreg=True)
-    codebook = result.codebook
-    assert codebook.planned and codebook.speed == 3.0 and len(codebook.profile) == N
-    assert codebook.positions == pytest.approx(even_positions(N))
-    assert codebook.moreg == result.moreg  # the plan carries its MoReg
+    plan = result.plan
+    assert isinstance(plan, CalibratedPlan) and not isinstance(plan, Codebook)
+    assert plan.speed == 3.0 and len(plan.profile) == N
+    assert plan.positions == pytest.approx(even_positions(N))
+    assert plan.moreg == result.moreg  # the plan carries its MoReg
     slow, typical, fast = result.predicted_computed  # runs changing 0.9x, 1x, 1.1x the mean
     assert slow < typical < fast and typical <= N / 3
-    again = Codebook.from_json(codebook.to_json())
-    assert again == codebook
-    assert "calibrated plan" in codebook.describe()
-    # the editor's form is accepted by the editor as is
-    thresholds, rates = codebook.editor_text().split(" | ")
+    again = CalibratedPlan.from_json(plan.to_json())
+    assert again == plan and codebook_or_plan(json.loads(plan.to_json())) == plan
+    assert plan.describe().startswith("calibrated plan")
+    assert plan.summary_values()["kind"] == "calibrated plan"
+    assert plan.codebook.summary_values()["kind"] == "codebook"
+    # its plain codebook's editor form is accepted by the editor as is
+    thresholds, rates = plan.codebook.editor_text().split(" | ")
     plain = Codebook.from_text(thresholds.split(": ")[1], rates.split(": ")[1])
-    assert (plain.thresholds, plain.rates) == (codebook.thresholds, codebook.rates)
+    assert plain == plan.codebook
     assert result.moreg is not None and len(result.moreg.reference) == N
     assert "calibrated plan" in result.describe()
+
+
+# A plan as AdaCache Calibrate saved it before plans had a type of their own: no "kind", the
+# plain codebook's thresholds and rates at the top, the plan's fields beside them.
+OLD_PLAN_FILE = {
+    "name": "old", "thresholds": [0.05, 0.1, 1.0], "rates": [4, 2, 1],
+    "profile": [[], [0.02], [0.03, 0.025], [0.05, 0.04, 0.035], [0.08, 0.07, 0.06, 0.05],
+                [0.1, 0.09, 0.08, 0.07, 0.06], [0.2, 0.18, 0.16, 0.14, 0.12, 0.1]],
+    "speed": 2.0, "positions": [1.0, 0.9, 0.75, 0.6, 0.45, 0.3, 0.15, 0.0],
+    "moreg": {"enabled": True, "strides": [1], "norm_a": 1.0, "norm_p": 4.0, "norm_b": 1.0,
+              "gradient_scale": 0.0, "window_start": 0.0, "window_end": 1.0,
+              "reference": [0.1] * 7, "max_factor": 4.0,
+              "reference_positions": [1.0, 0.9, 0.75, 0.6, 0.45, 0.3, 0.15]},
+    "setup": {"model": "WanModel", "sampler": "euler"},
+    "created": "2026-11-30T10:00:00Z", "n_steps": 7, "runs": 2, "videos": 2,
+    "predicted_computed": [4, 4],
+}
+
+
+def test_an_old_plan_file_loads_as_a_plan_and_an_old_codebook_file_as_a_codebook():
+    plan = codebook_or_plan(OLD_PLAN_FILE)
+    assert isinstance(plan, CalibratedPlan) and plan.speed == 2.0 and len(plan.profile) == 7
+    assert plan.codebook == Codebook((0.05, 0.1, 1.0), (4, 2, 1))
+    assert plan.moreg.reference == (0.1,) * 7 and plan.setup["sampler"] == "euler"
+    assert plan.positions == tuple(OLD_PLAN_FILE["positions"])
+    # saved again it says what it is, and reads back the same
+    assert plan.to_dict()["kind"] == "calibrated plan" and codebook_or_plan(plan.to_dict()) == plan
+    old_codebook = {"name": "cb", "thresholds": [0.1, 1.0], "rates": [3, 1], "created": "x"}
+    assert codebook_or_plan(old_codebook) == Codebook((0.1, 1.0), (3, 1))
+    # the same schedule as a plan made from the same numbers
+    same = CalibratedPlan(plan.codebook, plan.profile, 2.0, plan.positions)
+    sigmas = [float(7 - i) for i in range(8)]
+    assert preview_schedule([None, 0.02, 0.03, 0.05, 0.08, 0.1, 0.2], plan, 7) == \
+        preview_schedule([None, 0.02, 0.03, 0.05, 0.08, 0.1, 0.2], same, 7)
+    assert CacheSchedule(sigmas, plan).planner is not None
+    with pytest.raises(CodebookError, match="kind 'recipe'"):
+        codebook_or_plan({**old_codebook, "kind": "recipe"})
 
 
 def test_calibration_predictions_match_the_schedule_on_the_calibration_run():
     profile = rising_profile()
     sample = sample_from(profile)
     result = calibrate([sample], 4.0)
-    predicted = preview_schedule(list(sample.distances), result.codebook, N,
+    predicted = preview_schedule(list(sample.distances), result.plan, N,
                                  sample.gap_distances)
     # a schedule fed with the same gap distances reaches the same steps
-    schedule = CacheSchedule([float(N - i) for i in range(N + 1)], result.codebook)
+    schedule = CacheSchedule([float(N - i) for i in range(N + 1)], result.plan)
     last = None
     for step in range(N):
         record = schedule.enter(step)
@@ -146,8 +188,8 @@ def test_calibration_without_gap_distances_falls_back_to_per_step_changes():
     profile = rising_profile()
     per_step_only = CalibrationSample(sample_from(profile).distances)
     result = calibrate([per_step_only], 3.0)
-    assert all(len(row) == min(step, MAX_GAP) for step, row in enumerate(result.codebook.profile))
-    assert result.codebook.profile[10][4] == pytest.approx(profile[10][0])
+    assert all(len(row) == min(step, MAX_GAP) for step, row in enumerate(result.plan.profile))
+    assert result.plan.profile[10][4] == pytest.approx(profile[10][0])
 
 
 @pytest.mark.parametrize("profile, message", [
@@ -155,10 +197,12 @@ def test_calibration_without_gap_distances_falls_back_to_per_step_changes():
     ([[], [0.1], [0.1]], "need at least 5"),
     ([[], [0.0], [0.0], [0.0], [0.0]], "no positive"),
 ])
-def test_planned_codebooks_name_the_bad_entry(profile, message):
+def test_calibrated_plans_name_the_bad_entry(profile, message):
     data = {"thresholds": [1.0], "rates": [1], "profile": profile, "speed": 3}
     with pytest.raises(CodebookError, match=message):
-        Codebook.from_json(json.dumps(data).replace("NaN", '"nan"'))
+        CalibratedPlan.from_json(json.dumps(data).replace("NaN", '"nan"'))
+    with pytest.raises(CodebookError, match=message):  # an old file (no "kind") is a plan too
+        codebook_or_plan(json.loads(json.dumps(data).replace("NaN", '"nan"')))
 
 
 def test_gap_recorder_measures_every_gap_per_step():
@@ -213,11 +257,11 @@ def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():
 
 def test_a_slice_of_the_schedule_reads_the_profile_where_it_is():
     """A KSamplerAdvanced part (steps 10..20 of 30) reads the whole profile at its positions."""
-    codebook = calibrate([sample_from(rising_profile())], 3.0).codebook
-    whole = planner_for(codebook.profile, N, 3.0)
+    plan = calibrate([sample_from(rising_profile())], 3.0).plan
+    whole = planner_for(plan.profile, N, 3.0)
     positions = even_positions(N)[10:21]  # 10 steps: whole-schedule steps 10..19 and the end
     sigmas = [float(N - i) for i in range(10, 21)]
-    schedule = CacheSchedule(sigmas, codebook, schedule_steps=N, first_step=10,
+    schedule = CacheSchedule(sigmas, plan, schedule_steps=N, first_step=10,
                              positions=positions)
     assert schedule.planner.n_steps == 10
     for local in range(1, 10):

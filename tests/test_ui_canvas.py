@@ -146,7 +146,8 @@ def test_calibrate_shows_its_result(page, demo_run):  # noqa: F811
         .find(w => w.name === 'adacache_result').element.dataset.result""",
                                       demo_run["ids"]["calibrate"]))
     lines = text.splitlines()
-    assert lines[0].startswith(f"fitted on {result['runs']} recorded run(s) of 30 steps"), lines
+    fitted = f"plan fitted on {result['runs']} recorded run(s) of 30 steps"
+    assert lines[0].startswith(fitted), lines
     assert f"saved as '{result['name']}'" in lines[1], lines
     mean = sum(result["predicted_computed"]) / len(result["predicted_computed"])
     assert re.search(rf"predicted: (about )?{round(mean)}/30 steps computed", lines[2]), lines
@@ -190,7 +191,7 @@ def test_warnings_are_shown_in_full_and_hovering_shows_them(page, demo_run):  # 
 def test_an_overridden_preset_says_so(page, demo_run):  # noqa: F811
     before = demo_run["before"]
     assert before["label"] is None  # custom: it uses the connected codebook
-    assert before["label_fast"] == "preset (overridden by codebook)"
+    assert before["label_fast"] == "preset (overridden by plan)"  # AdaCache Calibrate's
     # the run indeed used the connected plan, not 'fast'
     assert page.evaluate(STATE, demo_run["ids"]["run"])["codebook"].startswith("calibrated plan")
 
@@ -233,6 +234,29 @@ def test_the_plot_and_the_report_share_one_colour_code(page, demo_run):  # noqa:
     green = tuple(int(shared["computed"][i:i + 2], 16) for i in (1, 3, 5))
     assert green == report.COMPUTED
     assert report.COMPUTED in colours and report.REUSED in colours
+
+
+def test_an_editor_names_a_saved_plan_a_plan(page, demo_run):  # noqa: F811
+    """A Codebook Editor that picks the plan AdaCache Calibrate saved says it uses a calibrated
+    plan (the route's typed kind), not a codebook, and the whole line is shown."""
+    result = json.loads(page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'adacache_result').element.dataset.result""",
+                                      demo_run["ids"]["calibrate"]))
+    editor = page.evaluate("""(name) => { const g = window.app.graph;
+        const n = window.LiteGraph.createNode('AdaCacheCodebookEditor'); n.pos = [100, 1400];
+        g.add(n); const w = n.widgets.find(w => w.name === 'saved');
+        w.value = name; w.callback?.(name); g.setDirtyCanvas(true, true); return n.id; }""",
+                           result["name"])
+    check = """(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'adacache_check').element.textContent"""
+    page.wait_for_function(f"(id) => ({check})(id).includes('calibrated plan')", arg=editor,
+                           timeout=10_000)
+    text = page.evaluate(check, editor)
+    assert text.startswith(f"✓ uses the saved calibrated plan '{result['name']}' (3x)"), text
+    focus(page, editor)
+    assert page.evaluate(SHOWN, [editor, "adacache_check"]), text
+    shot(page, "editor_saved_plan.png")
+    page.evaluate("(id) => window.app.graph.remove(window.app.graph.getNodeById(id))", editor)
 
 
 # --- runs of their own -------------------------------------------------------------------------

@@ -448,7 +448,7 @@ def test_progress_and_trace_events_follow_the_contract(server, object_info):
     # what does not change during a run (codebook, MoReg, calibration) comes once, first
     first, *rest = progress
     assert first["codebook"] == trace["codebook_values"] and first["calibration"] is False
-    assert first["codebook"]["thresholds"] and first["codebook"]["planned"] is False
+    assert first["codebook"]["thresholds"] and first["codebook"]["kind"] == "codebook"
     assert not any({"codebook", "moreg", "calibration"} & set(p) for p in rest)
     for p in progress:
         nxt = p["next_compute"]
@@ -520,6 +520,11 @@ def test_picking_a_saved_codebook_shows_its_values(page, server):  # noqa: F811
     assert page.evaluate(
         "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'rates').value",
         editor) == "4, 2, 1"
+    # the editor names it for what it is (the route's kind; a file with no kind and no profile)
+    page.wait_for_function(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
+        "'adacache_check').element.textContent === \"✓ uses the saved codebook 'ui_pick'\"",
+        arg=editor, timeout=10_000)
 
 
 # --- the auto presets -------------------------------------------------------------------------
@@ -580,6 +585,7 @@ def test_a_plan_run_shows_one_schedule_until_an_edit(page):  # noqa: F811
         && n.widgets.find(w => w.name === 'preset').value !== 'calibrate').id""")
     data = queue_and_wait(page, run_id)
     assert int(data["expected"]) > 0  # a calibrated plan ran (its expected change is drawn)
+    assert data["rule"] == "calibrated plan"  # the summary's typed kind
     assert data["predicted"] == "" and data["predictedCount"] == ""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "plan_run_one_schedule.png"))

@@ -13,8 +13,8 @@ export function resultLines(p) {
   const counts = p.predicted_computed ?? [];
   const mean = counts.length ? counts.reduce((a, b) => a + b, 0) / counts.length : null;
   return [
-    `fitted on ${p.runs} recorded run(s) of ${p.n_steps} steps`,
-    p.name ? `saved as '${p.name}' (Codebook Editor: saved)` : "not saved (no name given)",
+    `plan fitted on ${p.runs} recorded run(s) of ${p.n_steps} steps`,
+    p.name ? `plan saved as '${p.name}' (Codebook Editor: saved)` : "not saved (no name given)",
     mean ? `predicted: ${counts.length > 1 ? "about " : ""}${Math.round(mean)}/${p.n_steps} ` +
       `steps computed (${(p.n_steps / mean).toFixed(1)}x fewer)` : "predicted: no steps",
   ];

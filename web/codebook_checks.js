@@ -4,7 +4,9 @@
 // - AdaCache Apply's preset says when a connected codebook overrides it (nodes/adacache_nodes.py:
 //   a connected codebook replaces every preset but custom and calibrate).
 import { app } from "../../scripts/app.js";
+import { isPlan, linkById } from "./common.js";
 import { fitToWidgets } from "./layout.js";
+import { savedCodebooks, savedFiles } from "./use_codebook.js";
 
 const APPLY = "AdaCacheApply";
 const EDITOR = "AdaCacheCodebookEditor";
@@ -88,16 +90,22 @@ function addEditorCheck(node) {
     return r;
   };
   let checked = null;
+  let asked = null; // the saved name whose kind was last asked of the server
   const check = () => {
     const values = ["thresholds", "rates", "saved"]
       .map((n) => String(widget(node, n)?.value ?? ""));
-    const key = values.join("\u0000");
-    if (key === checked) return;
-    checked = key;
     const [thresholds, rates, saved] = values;
     const usesSaved = saved && saved !== USE_ABOVE; // the saved file's values, not the fields
+    const file = usesSaved ? savedFiles.get(saved) : null;
+    const key = [...values, file?.kind ?? ""].join("\u0000");
+    if (key === checked) return;
+    checked = key;
+    if (usesSaved && !file && asked !== saved) { // its kind comes with the server's list
+      asked = saved;
+      savedCodebooks().then(check);
+    }
     const error = usesSaved ? null : checkCodebook(thresholds, rates);
-    box.textContent = error ? `⚠ ${error}` : usesSaved ? `✓ uses the saved codebook '${saved}'`
+    box.textContent = error ? `⚠ ${error}` : usesSaved ? savedText(saved, file)
       : `✓ ${split(field(thresholds, rates, "thresholds"), "").parts.length} thresholds ` +
         "and rates";
     box.title = box.textContent;
@@ -123,14 +131,35 @@ function addEditorCheck(node) {
   }
 }
 
-// "preset (overridden by codebook)" while a codebook is connected and the preset is not custom
-// (which uses it) or calibrate (which computes every step and leaves it unused).
+// What the editor uses when a saved file is picked, named for what it is (the route's kind).
+export function savedText(name, file) {
+  if (isPlan(file)) {
+    return `✓ uses the saved calibrated plan '${name}'` +
+      (file.speed ? ` (${file.speed}x)` : "") + ": it plans each gap on the model's " +
+      "profile; the fields show its plain codebook (unused)";
+  }
+  return file ? `✓ uses the saved codebook '${name}'` : `✓ uses the saved file '${name}'`;
+}
+
+// "preset (overridden by codebook)" (or "by plan") while a codebook or calibrated plan is
+// connected and the preset is not custom (which uses it) or calibrate (which computes every step
+// and leaves it unused).
 export function presetLabel(node) {
   const preset = widget(node, "preset")?.value;
-  const linked = node.inputs?.find((i) => i.name === "codebook")?.link != null;
-  if (!linked || preset === "custom") return null;
-  return preset === "calibrate" ? "preset (connected codebook unused)"
-    : "preset (overridden by codebook)";
+  const link = node.inputs?.find((i) => i.name === "codebook")?.link;
+  if (link == null || preset === "custom") return null;
+  const what = connectedKind(node, link);
+  return preset === "calibrate" ? `preset (connected ${what} unused)`
+    : `preset (overridden by ${what})`;
+}
+
+// "plan" when the link comes from AdaCache Calibrate or an editor that picked a saved plan.
+function connectedKind(node, linkId) {
+  const graph = node.graph ?? app.graph;
+  const source = graph?.getNodeById?.(linkById(graph, linkId)?.origin_id);
+  if (source?.type === "AdaCacheCalibrate") return "plan";
+  const saved = source?.type === EDITOR ? widget(source, "saved")?.value : null;
+  return saved && saved !== USE_ABOVE && isPlan(savedFiles.get(saved)) ? "plan" : "codebook";
 }
 
 function watchPreset(node) {
@@ -179,4 +208,4 @@ app.registerExtension({
   },
 });
 
-window.adacacheChecks = { checkCodebook, presetLabel };
+window.adacacheChecks = { checkCodebook, presetLabel, savedText };

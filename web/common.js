@@ -47,6 +47,14 @@ export function fmt(v, digits = 4) {
     ? v.toExponential(2) : String(Number(v.toPrecision(digits)));
 }
 
+// What picked a run's rates, from the summary's typed codebook_values.kind (adacache: Codebook.KIND
+// "codebook" or CalibratedPlan.KIND "calibrated plan"); a plan's thresholds are its plain
+// codebook's, shown but never used by the plan.
+export const PLAN = "calibrated plan";
+export function isPlan(values) {
+  return values?.kind === PLAN;
+}
+
 export function sameCodebook(a, b) {
   return !!a && !!b && a.thresholds.length === b.thresholds.length &&
     a.thresholds.every((t, i) => t === b.thresholds[i]) && a.rates.every((r, i) => r === b.rates[i]);

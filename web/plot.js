@@ -1,6 +1,6 @@
 // AdaCache frontend: drawing an Apply node's plot (distances, thresholds, MoReg factor, the
 // computed/reused strip and the server's what-if).
-import { COLORS, LINE_H, fmt, redrawApply, sameCodebook } from "./common.js";
+import { COLORS, LINE_H, fmt, isPlan, redrawApply, sameCodebook } from "./common.js";
 import { codebookOf, stateOf } from "./state.js";
 import { predictionFor } from "./whatif.js";
 
@@ -97,7 +97,7 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
   const shown = st.records.map((r) => r?.distance ?? null);
   // A calibrated plan compares c_t with the model's expected change at that step (its
   // profile), not with thresholds: that line is drawn, the thresholds only faintly.
-  const planned = !st.whatif && !!st.codebook?.planned;
+  const planned = !st.whatif && isPlan(st.codebook);
   const expected = planned ? st.records.map((r) => r?.reference_distance ?? null) : [];
   // MoReg-regularised distances can be 100x the raw ones: they are drawn clamped to the plot
   // and never set its range (the factor has its own lane below).
@@ -123,7 +123,8 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
     // MoReg factor depends on the schedule's gaps.
     const exact = st.calibration && !st.moreg && !prediction.approximate;
     ctx.fillText(
-      `${edited ? "what-if codebook" : planned ? "thresholds of this plan" : "this codebook"}: ` +
+      `${edited ? "what-if codebook" : isPlan(st.codebook) ? "the plan's plain codebook"
+        : "this codebook"}: ` +
         "block stack would run " +
         `${prediction.computed.length}/${st.nSteps} · ` +
         (exact ? "exact on this calibration trace" : st.calibration
@@ -304,7 +305,7 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
     ctx.fillText("next", nx, L.top - 2);
     ctx.textAlign = "left";
   }
-  drawLegend(ctx, 8, h - 5, st.moreg);
+  drawLegend(ctx, 8, h - 5, st.moreg, planned);
   if (st.hover?.step != null) {
     ctx.strokeStyle = "rgba(255,255,255,0.35)";
     ctx.strokeRect(L.left + st.hover.step * L.colW, L.top, L.colW, L.whatifStrip + 9 - L.top);
@@ -320,11 +321,14 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
   return L;
 }
 
-function drawLegend(ctx, x, y, moreg) {
+// After a calibrated plan's run c_t is compared with the plan's expected change, not with
+// thresholds (those drawn faintly are its plain codebook's, which the plan does not use).
+function drawLegend(ctx, x, y, moreg, plan = false) {
   const items = [
     [COLORS.distance, "●", "c_t (raw)"],
     ...(moreg ? [[COLORS.regularized, "□", "c_t × MoReg (compared)"]] : []),
-    [COLORS.thresholds[0], "┄", "threshold, τ = rate"],
+    plan ? [COLORS.text, "┄", "plan's expected c_t"]
+      : [COLORS.thresholds[0], "┄", "threshold, τ = rate"],
     [COLORS.computed, "■", "computed"],
     [COLORS.reused, "■", "reused"],
   ];

@@ -1,7 +1,7 @@
 // AdaCache frontend: the plot widget on AdaCache Apply (canvas, tooltip, fold, pointer editing
 // of thresholds and rates, the toolbar).
 import { app } from "../../scripts/app.js";
-import { BAR_H, COLORS, LINE_H, PLOT_H, SHORT_H, WARN_LINES, fmt, sig3 } from "./common.js";
+import { BAR_H, COLORS, LINE_H, PLOT_H, SHORT_H, WARN_LINES, fmt, isPlan, sig3 } from "./common.js";
 import { setNodeHeight } from "./layout.js";
 import { drawPlot, headerText, wrapWarnings } from "./plot.js";
 import { codebookOf, stateOf } from "./state.js";
@@ -152,8 +152,9 @@ export function addPlotWidget(node) {
       warningLines: JSON.stringify(warnText.map((l) => l.text)),
       warningWidth: String(Math.max(0, ...(layout?.warnings ?? []).map((b) => b.width))),
       points: String(st.records.filter((r) => r).length),
+      rule: st.codebook?.kind ?? "", // what picked the rates: "codebook" or "calibrated plan"
       // a calibrated plan: compute steps drawn against the plan's expected change
-      expected: String(st.codebook?.planned && !st.whatif
+      expected: String(isPlan(st.codebook) && !st.whatif
         ? st.records.filter((r) => r?.reference_distance != null).length : 0),
       pattern: st.records.map((r) => (r?.computed ? "C" : r?.computed === false ? "." : " ")).join(""),
       predicted: layout?.prediction ? layout.prediction.computed.join(",") : "",

@@ -1,7 +1,7 @@
 // AdaCache frontend: "Use this codebook" and the Codebook Editor's saved codebooks.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { EDITOR, USE_ABOVE, allNodes, linkById, setWidget, widget } from "./common.js";
+import { EDITOR, USE_ABOVE, allNodes, isPlan, linkById, setWidget, widget } from "./common.js";
 import { freeSpot } from "./layout.js";
 import { stateOf } from "./state.js";
 
@@ -22,7 +22,7 @@ export function useCodebook(apply, cb, confirmReplace = (text) => window.confirm
   }
   if (editor && editor.type !== EDITOR) {
     const source = editor.title || editor.type;
-    const planned = stateOf(apply).codebook?.planned;
+    const planned = isPlan(stateOf(apply).codebook);
     const text = `Replace the codebook from "${source}"` +
       (planned ? " (a calibrated plan)" : "") + " with a Codebook Editor holding these " +
       `thresholds and rates? The next run then uses them` +
@@ -54,12 +54,19 @@ export function useCodebook(apply, cb, confirmReplace = (text) => window.confirm
   return editor;
 }
 
-// --- Codebook Editor: picking a saved codebook shows its values --------------------------------
-async function savedCodebooks() {
+// --- Codebook Editor: picking a saved codebook or plan shows its values -------------------------
+// The saved files the server last listed, by name: {kind: "codebook" | "calibrated plan", speed,
+// thresholds, rates, ...} (nodes/saved_codebooks.py), so the editor can say which kind it uses.
+export const savedFiles = new Map();
+
+export async function savedCodebooks() {
   try {
     const res = await api.fetchApi("/adacache/codebooks");
     if (!res.ok) return [];
-    return (await res.json()).codebooks ?? [];
+    const books = (await res.json()).codebooks ?? [];
+    savedFiles.clear();
+    for (const book of books) savedFiles.set(book.name, book);
+    return books;
   } catch {
     return [];
   }
