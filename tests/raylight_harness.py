@@ -10,8 +10,8 @@ Shims, only at each Ray worker process's start (Ray's ``worker_process_setup_hoo
 which replaces communication or attention code: ComfyUI runs with ``--cpu``; the process
 group backend ``nccl`` becomes ``gloo`` (Raylight's workers and xfuser's groups ask for nccl);
 the device mesh ``cuda`` becomes ``cpu``; the GPU's compute capability reads (9, 0); and
-xfuser's attention modules are imported while ``torch.cuda.is_available()`` says True (its
-import guard).
+xfuser's attention module is imported (through Raylight's) while ``torch.cuda.is_available()``
+says True (its import guard; without it xFuserLongContextAttention derives from ``object``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def worker_setup() -> None:
     torch.cuda.get_device_capability = lambda *_: (9, 0)
     available = torch.cuda.is_available
     torch.cuda.is_available = lambda: True  # xfuser's import guard, while it is imported
-    try:
+    try:  # without it, its attention class is a bare object
         import raylight.distributed_modules.attention  # noqa: F401
     finally:
         torch.cuda.is_available = available

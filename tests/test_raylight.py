@@ -24,6 +24,7 @@ EVEN = {"frames": 4, "size": 8}  # 64 tokens: 32 on each rank
 ODD = {"frames": 3, "size": 10}  # 75 tokens: rank 1 holds one pad token
 CODEBOOK = Codebook((0.05, 1.0), (3, 1))  # distances here are 0.01-0.035: rate 3 mostly
 MOREG = MoRegSettings(norm_a=0.06, norm_p=1.0)  # motion ~0.06: factor near 1, residuals gathered
+AUTO = "auto fastest (5x)"
 NEVER_REUSE, ALWAYS_REUSE = Codebook((1.0,), (1,)), Codebook((1.0,), (4,))
 SETTINGS = dict(metric="l1", metric_blocks="middle", start_percent=0.0, end_percent=1.0,
                 verbose=False)
@@ -65,6 +66,25 @@ def single():
             for name, config in (("vanilla", None), ("adacache", adacache),
                                  ("calibrate", calibrate))
             for size, lat in (("even", EVEN), ("odd", ODD))}
+
+
+@pytest.fixture(scope="module")
+def single_auto():
+    """An auto preset's first run (it calibrates) and second (it plans), in one process."""
+    from comfyui_adacache.adacache import AdaCacheConfig
+    from comfyui_adacache.nodes.adacache_nodes import patch_model
+    from comfyui_adacache.nodes.calibration_store import STORE
+    from comfyui_adacache.nodes.run_setup import store_key
+    from wan_fixtures import latent, load_wan, sample, summary_of
+
+    model = patch_model(load_wan("t2v", layers=2, heads=2), AdaCacheConfig(preset=AUTO))
+    STORE.clear(store_key(model))  # a fresh start, as in the workers
+    runs = []
+    for _ in range(2):
+        sample(model, steps=8, lat=latent(**EVEN), start_step=0, last_step=10000,
+               force_full_denoise=True)
+        runs.append(summary_of(model))
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +146,9 @@ def ulysses(ray_cluster):
         ("report", lambda a: report(a, EVEN)),
         ("calibrate", lambda a: apply_node(a, preset="calibrate", codebook=None, moreg=None)),
         ("calibrate odd", lambda a: run(a, ODD)),
+        ("auto", lambda a: apply_node(a, preset=AUTO, codebook=None, moreg=None)),
+        ("auto first", lambda a: run(a, EVEN)),
+        ("auto second", lambda a: run(a, EVEN)),
         ("disagree", disagree),
     ])
 
@@ -195,6 +218,15 @@ def test_calibration_on_raylight_records_the_single_process_sample(ulysses, sing
         sample = summary["calibration_sample"]
         assert sample["distances"] == pytest.approx(expected["distances"], abs=1e-3)
         assert sample["motions"] == pytest.approx(expected["motions"], abs=1e-3)
+
+
+@needs_raylight
+def test_an_auto_preset_calibrates_then_plans_as_on_one_gpu(ulysses, single_auto):
+    first, second = single_auto
+    assert set(first["pattern"]) == {"C"} and "." in second["pattern"]
+    for name, expected in (("auto first", first), ("auto second", second)):
+        for summary in ulysses[name]["summaries"]:
+            assert summary["pattern"] == expected["pattern"]
 
 
 @needs_raylight
