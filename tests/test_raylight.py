@@ -224,6 +224,7 @@ def test_calibration_on_raylight_records_the_single_process_sample(ulysses, sing
 def test_an_auto_preset_calibrates_then_plans_as_on_one_gpu(ulysses, single_auto):
     first, second = single_auto
     assert set(first["pattern"]) == {"C"} and "." in second["pattern"]
+    print(f"auto: first run {first['pattern']}, second {second['pattern']}")
     for name, expected in (("auto first", first), ("auto second", second)):
         for summary in ulysses[name]["summaries"]:
             assert summary["pattern"] == expected["pattern"]
@@ -240,6 +241,11 @@ def test_the_report_reads_rank_0s_run_in_the_main_process(ulysses, single):
 def test_anything_but_raylight_actors_is_refused_naming_the_input(value):
     with pytest.raises(ValueError, match="AdaCache Apply \\(Raylight\\): 'ray_actors' got"):
         apply_node(value)
+
+
+def test_the_raylight_report_refuses_anything_but_actors_naming_the_input():
+    with pytest.raises(ValueError, match="AdaCache Report \\(Raylight\\): 'ray_actors' got"):
+        node.AdaCacheReportRaylight.execute({"samples": torch.zeros(1)}, {"samples": None})
 
 
 @pytest.mark.parametrize("parallel, words", [
