@@ -58,26 +58,34 @@ def check_parallel(parallel: dict, node: str = NODE) -> None:
         )
 
 
-def _import_pack(pack: str, root: str):
-    """In a worker: the pack as the package ``pack`` (its root ``__init__`` is not run)."""
+def _import_pack(pack: str, root: str, module: str):
+    """In a worker: ``pack.module``, the pack made the package ``pack`` from ``root`` first (its
+    root ``__init__``, the node registration, is not run)."""
     import importlib
+    import os
     import sys
     import types
 
     if pack not in sys.modules:
+        if not os.path.isfile(os.path.join(root, "nodes", "xdit.py")):
+            raise RuntimeError(
+                f"AdaCache is not at {root} on this Ray worker's machine: AdaCache Apply "
+                "(Raylight) needs Raylight's workers on the machine that runs ComfyUI (a local "
+                "Ray cluster)"
+            )
         package = types.ModuleType(pack)
         package.__path__ = [root]
-        package.__file__ = f"{root}/__init__.py"
+        package.__file__ = os.path.join(root, "__init__.py")
         sys.modules[pack] = package
-    return importlib.import_module
+    return importlib.import_module(f"{pack}.{module}")
 
 
 def _apply_in_worker(model, pack: str, root: str, config: bytes, node_id):
     """Runs in a worker (``model_function_runner``): its model with AdaCache applied."""
     import pickle
 
-    load = _import_pack(pack, root)
-    nodes, xdit = load(f"{pack}.nodes.adacache_nodes"), load(f"{pack}.nodes.xdit")
+    nodes = _import_pack(pack, root, "nodes.adacache_nodes")
+    xdit = _import_pack(pack, root, "nodes.xdit")
     return nodes.patch_model(model, pickle.loads(config), node_id, apply=xdit.apply_in_worker)
 
 
@@ -86,7 +94,7 @@ def _summary_in_worker(model, pack: str, root: str, latent):
     if "adacache_handle" not in model.model_options.get("transformer_options", {}):
         return None, ("the Raylight workers' models are not patched by AdaCache: place AdaCache "
                       "Apply (Raylight) between Raylight's model loader and its sampler")
-    return _import_pack(pack, root)(f"{pack}.nodes.report").summary_for(model, latent)
+    return _import_pack(pack, root, "nodes.report").summary_for(model, latent)
 
 
 def _by_value():

@@ -256,3 +256,8 @@ def test_the_raylight_report_refuses_anything_but_actors_naming_the_input():
 def test_pipefusion_and_data_parallel_are_refused(parallel, words):
     with pytest.raises(ValueError, match=f"'ray_actors' run {words}"):
         node.check_parallel(parallel)
+
+
+def test_a_worker_without_the_pack_on_its_machine_says_so(tmp_path):
+    with pytest.raises(RuntimeError, match="AdaCache is not at .* on this Ray worker's machine"):
+        node._import_pack("adacache_elsewhere", str(tmp_path), "nodes.xdit")
