@@ -67,12 +67,125 @@ def _check_finite(node: str, **values) -> None:
             raise ValueError(f"{node}: {name} ({value!r}) must be a finite number")
 
 
-def _check_connected(value, expected, name: str, source: str):
+def _check_connected(node: str, value, expected, name: str, source: str):
     if value is not None and not isinstance(value, expected):
         raise ValueError(
-            f"AdaCache Apply: '{name}' got {type(value).__name__} {str(value)[:60]!r}; connect "
+            f"{node}: '{name}' got {type(value).__name__} {str(value)[:60]!r}; connect "
             f"the output of {source} (literal values are not accepted)"
         )
+
+
+def settings_inputs() -> list:
+    """AdaCache Apply's inputs after the model: every Apply node (Raylight's too) has them."""
+    return [
+        io.Combo.Input(
+            "preset",
+            options=list(PRESET_CHOICES),
+            default="auto balanced (3x)",
+            tooltip="Speed/quality preset (the paper's codebooks, scaled to your step "
+            "count). A step whose features changed little waits longer before the "
+            "block stack runs again.\n" + _preset_help(),
+        ),
+        io.Combo.Input(
+            "metric",
+            options=list(METRICS),
+            default="l1",
+            tooltip="How the change of the metric block's residual is measured "
+            "(relative L1 per step in the paper; L2 similar; cosine weaker).",
+        ),
+        io.String.Input(
+            "metric_blocks",
+            default="middle",
+            tooltip="Block(s) whose residual change decides the cache rate: 'middle', "
+            "'first', 'last' or indices like '10, 20' (averaged).",
+        ),
+        io.Float.Input(
+            "start_percent",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Caching may start at this fraction of the noise schedule "
+            "(0 = from the start; the first step is always computed, the paper's "
+            "presets also compute the second).",
+        ),
+        io.Float.Input(
+            "end_percent",
+            default=1.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Caching stops after this fraction of the noise schedule "
+            "(1 = to the end; the paper's presets always compute the last two steps, a "
+            "calibrated plan places its own).",
+        ),
+        io.Boolean.Input(
+            "verbose",
+            default=False,
+            tooltip="Log a per-step table: sigma, computed or reused, distance, "
+            "motion, MoReg factor and chosen cache rate.",
+        ),
+        io.Boolean.Input(
+            "offload_cache",
+            default=False,
+            tooltip="Keep the cached residuals in CPU memory instead of VRAM (about "
+            "2 hidden states per cond/uncond stream): saves VRAM, costs one copy per "
+            "step.",
+        ),
+        Codebook_IO.Input(
+            "codebook",
+            optional=True,
+            tooltip="A codebook (thresholds -> rates) from a Codebook Editor, or a "
+            "calibrated plan from AdaCache Calibrate or a saved plan picked in a "
+            "Codebook Editor (it plans each gap on your model's change profile). When "
+            "connected it is used whatever the preset (the log says it replaces the "
+            "preset), except with preset 'calibrate', which computes every step.",
+        ),
+        MoReg_IO.Input(
+            "moreg",
+            optional=True,
+            tooltip="Motion Regularization from MoReg Settings: recompute more often on "
+            "fast-moving videos. Off when not connected.",
+        ),
+    ]
+
+
+def build_config(node: str, preset, metric, metric_blocks, start_percent, end_percent, verbose,
+                 offload_cache=False, codebook=None, moreg=None) -> AdaCacheConfig:
+    """The AdaCacheConfig of an Apply node's settings (``settings_inputs``), each bad value
+    named at ``node``."""
+    _check_connected(node, codebook, (Codebook, CalibratedPlan), "codebook",
+                     "AdaCache Codebook Editor or AdaCache Calibrate")
+    _check_connected(node, moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
+    _check_finite(node, start_percent=start_percent, end_percent=end_percent)
+    if preset not in PRESET_CHOICES:
+        raise CodebookError(f"{node}: unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
+    notes = ()
+    what = "calibrated plan" if isinstance(codebook, CalibratedPlan) else "codebook"
+    if codebook is not None and preset not in ("custom", "calibrate"):
+        notes = (f"the connected {what} replaces preset '{preset}' (a connected codebook "
+                 "or plan is always used)",)
+        preset = "custom"
+    elif codebook is not None and preset == "calibrate":
+        notes = (f"preset 'calibrate' computes every step; the connected {what} is not "
+                 "used",)
+    used = codebook if preset == "custom" else None
+    plan = used if isinstance(used, CalibratedPlan) else None
+    return AdaCacheConfig(
+        preset=preset, codebook=None if plan else used, plan=plan, moreg=moreg, metric=metric,
+        metric_blocks=metric_blocks, start_percent=start_percent, end_percent=end_percent,
+        verbose=verbose, offload_cache=offload_cache, notes=notes,
+    )
+
+
+def patch_model(model, config: AdaCacheConfig, node_id=None, apply=apply_adacache):
+    """A clone of ``model`` with AdaCache (``apply``: ``apply_adacache``, or a worker's) and,
+    for the presets that record runs (calibrate, auto), the calibration recorder."""
+    patched = apply(model, config, node_id=node_id)
+    patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
+    if config.preset == "calibrate" or config.preset in AUTO_PRESETS:
+        attach_recorder(patched)  # auto records the runs it calibrates on
+    return patched
 
 
 class AdaCacheApply(io.ComfyNode):
@@ -93,75 +206,7 @@ class AdaCacheApply(io.ComfyNode):
                     tooltip="The diffusion model to accelerate (Wan, HunyuanVideo, LTX-Video, "
                     "Mochi, Cosmos, Flux and other DiTs; see the README's support matrix).",
                 ),
-                io.Combo.Input(
-                    "preset",
-                    options=list(PRESET_CHOICES),
-                    default="auto balanced (3x)",
-                    tooltip="Speed/quality preset (the paper's codebooks, scaled to your step "
-                    "count). A step whose features changed little waits longer before the "
-                    "block stack runs again.\n" + _preset_help(),
-                ),
-                io.Combo.Input(
-                    "metric",
-                    options=list(METRICS),
-                    default="l1",
-                    tooltip="How the change of the metric block's residual is measured "
-                    "(relative L1 per step in the paper; L2 similar; cosine weaker).",
-                ),
-                io.String.Input(
-                    "metric_blocks",
-                    default="middle",
-                    tooltip="Block(s) whose residual change decides the cache rate: 'middle', "
-                    "'first', 'last' or indices like '10, 20' (averaged).",
-                ),
-                io.Float.Input(
-                    "start_percent",
-                    default=0.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Caching may start at this fraction of the noise schedule "
-                    "(0 = from the start; the first step is always computed, the paper's "
-                    "presets also compute the second).",
-                ),
-                io.Float.Input(
-                    "end_percent",
-                    default=1.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Caching stops after this fraction of the noise schedule "
-                    "(1 = to the end; the paper's presets always compute the last two steps, a "
-                    "calibrated plan places its own).",
-                ),
-                io.Boolean.Input(
-                    "verbose",
-                    default=False,
-                    tooltip="Log a per-step table: sigma, computed or reused, distance, "
-                    "motion, MoReg factor and chosen cache rate.",
-                ),
-                io.Boolean.Input(
-                    "offload_cache",
-                    default=False,
-                    tooltip="Keep the cached residuals in CPU memory instead of VRAM (about "
-                    "2 hidden states per cond/uncond stream): saves VRAM, costs one copy per "
-                    "step.",
-                ),
-                Codebook_IO.Input(
-                    "codebook",
-                    optional=True,
-                    tooltip="A codebook (thresholds -> rates) from a Codebook Editor, or a "
-                    "calibrated plan from AdaCache Calibrate or a saved plan picked in a "
-                    "Codebook Editor (it plans each gap on your model's change profile). When "
-                    "connected it is used whatever the preset (the log says it replaces the "
-                    "preset), except with preset 'calibrate', which computes every step.",
-                ),
-                MoReg_IO.Input(
-                    "moreg",
-                    optional=True,
-                    tooltip="Motion Regularization from MoReg Settings: recompute more often on "
-                    "fast-moving videos. Off when not connected.",
-                ),
+                *settings_inputs(),
             ],
             outputs=[io.Model.Output(tooltip="The model with AdaCache patched in (a clone).")],
             hidden=[io.Hidden.unique_id],
@@ -171,48 +216,13 @@ class AdaCacheApply(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        model,
-        preset,
-        metric,
-        metric_blocks,
-        start_percent,
-        end_percent,
-        verbose,
-        offload_cache=False,
-        codebook=None,
-        moreg=None,
-    ) -> io.NodeOutput:
+    def execute(cls, model, preset, metric, metric_blocks, start_percent, end_percent, verbose,
+                offload_cache=False, codebook=None, moreg=None) -> io.NodeOutput:
         check_model(model, "AdaCache Apply")
-        _check_connected(codebook, (Codebook, CalibratedPlan), "codebook",
-                         "AdaCache Codebook Editor or AdaCache Calibrate")
-        _check_connected(moreg, MoRegSettings, "moreg", "AdaCache MoReg Settings")
-        _check_finite("AdaCache Apply", start_percent=start_percent, end_percent=end_percent)
+        config = build_config("AdaCache Apply", preset, metric, metric_blocks, start_percent,
+                              end_percent, verbose, offload_cache, codebook, moreg)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        if preset not in PRESET_CHOICES:
-            raise CodebookError(f"unknown preset {preset!r}; choose one of {PRESET_CHOICES}")
-        notes = ()
-        what = "calibrated plan" if isinstance(codebook, CalibratedPlan) else "codebook"
-        if codebook is not None and preset not in ("custom", "calibrate"):
-            notes = (f"the connected {what} replaces preset '{preset}' (a connected codebook "
-                     "or plan is always used)",)
-            preset = "custom"
-        elif codebook is not None and preset == "calibrate":
-            notes = (f"preset 'calibrate' computes every step; the connected {what} is not "
-                     "used",)
-        used = codebook if preset == "custom" else None
-        plan = used if isinstance(used, CalibratedPlan) else None
-        config = AdaCacheConfig(
-            preset=preset, codebook=None if plan else used, plan=plan, moreg=moreg, metric=metric,
-            metric_blocks=metric_blocks, start_percent=start_percent, end_percent=end_percent,
-            verbose=verbose, offload_cache=offload_cache, notes=notes,
-        )
-        patched = apply_adacache(model, config, node_id=node_id)
-        patched.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, RECORDER_KEY)
-        if preset == "calibrate" or preset in AUTO_PRESETS:
-            attach_recorder(patched)  # auto records the runs it calibrates on
-        return io.NodeOutput(patched)
+        return io.NodeOutput(patch_model(model, config, node_id))
 
 
 class AdaCacheCodebookEditor(io.ComfyNode):

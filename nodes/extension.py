@@ -8,10 +8,11 @@ from . import whatif_route  # noqa: F401  (registers POST /adacache/whatif)
 from .adacache_nodes import AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings
 from .calibration_nodes import CALIBRATION_NODES
 from .demo_nodes import DEMO_NODES, demo_enabled
+from .raylight import RAYLIGHT_NODES
 from .report import REPORT_NODES
 
 NODES = [AdaCacheApply, AdaCacheCodebookEditor, AdaCacheMoRegSettings, *CALIBRATION_NODES,
-         *REPORT_NODES]
+         *REPORT_NODES, *RAYLIGHT_NODES]
 
 
 def node_list() -> list[type[io.ComfyNode]]:

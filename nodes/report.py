@@ -297,6 +297,30 @@ def jsonable(obj):
     return str(obj)
 
 
+def report_output(summary: dict | None, missing: str | None) -> io.NodeOutput:
+    """The Report's outputs for a run summary (or None and why there is none)."""
+    if summary is None:
+        summary = {"warnings": [missing], "trace": []}
+        text = f"AdaCache Report: {missing}"
+    else:
+        try:
+            text = format_summary(summary)
+        except Exception as e:  # a partial summary (failed reporting): say so, go on
+            text = f"AdaCache Report: incomplete run summary ({e})"
+    try:
+        im = render_report(summary)
+    except Exception as e:  # reporting never fails the workflow
+        log.warning("AdaCache Report: could not draw the trace: %s", e, exc_info=True)
+        im = Image.new("RGB", (WIDTH, HEIGHT), BG)
+        ImageDraw.Draw(im).text((16, 16), f"AdaCache Report: could not draw ({e})",
+                                fill=RED, font=_font(14))
+    image = image_tensor(im)
+    preview = ui.PreviewImage(image).as_dict()
+    return io.NodeOutput(
+        image, text, ui={**preview, "adacache_trace": [jsonable(summary)]}
+    )
+
+
 class AdaCacheReport(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -323,27 +347,7 @@ class AdaCacheReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent) -> io.NodeOutput:
-        summary, missing = summary_for(model, latent)
-        if summary is None:
-            summary = {"warnings": [missing], "trace": []}
-            text = f"AdaCache Report: {missing}"
-        else:
-            try:
-                text = format_summary(summary)
-            except Exception as e:  # a partial summary (failed reporting): say so, go on
-                text = f"AdaCache Report: incomplete run summary ({e})"
-        try:
-            im = render_report(summary)
-        except Exception as e:  # reporting never fails the workflow
-            log.warning("AdaCache Report: could not draw the trace: %s", e, exc_info=True)
-            im = Image.new("RGB", (WIDTH, HEIGHT), BG)
-            ImageDraw.Draw(im).text((16, 16), f"AdaCache Report: could not draw ({e})",
-                                    fill=RED, font=_font(14))
-        image = image_tensor(im)
-        preview = ui.PreviewImage(image).as_dict()
-        return io.NodeOutput(
-            image, text, ui={**preview, "adacache_trace": [jsonable(summary)]}
-        )
+        return report_output(*summary_for(model, latent))
 
 
 REPORT_NODES = [AdaCacheReport]

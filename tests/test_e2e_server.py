@@ -22,7 +22,8 @@ from comfy_server import CKPT
 from safetensors.torch import load_file
 
 STEPS = 12
-PACK_NODES = ("AdaCacheApply", "AdaCacheCodebookEditor", "AdaCacheMoRegSettings")
+PACK_NODES = ("AdaCacheApply", "AdaCacheCodebookEditor", "AdaCacheMoRegSettings",
+              "AdaCacheApplyRaylight", "AdaCacheReportRaylight")
 CUSTOM_THRESHOLDS, CUSTOM_RATES = "100, 200", "3, 1"  # every distance -> rate 3
 
 
@@ -144,6 +145,9 @@ def test_nodes_and_tooltips_in_object_info(object_info):
             assert isinstance(tooltip, str) and tooltip.strip(), f"{node} output {i}: no tooltip"
     # optional inputs really are optional, and only the test server loads the test-only node
     assert set(object_info["AdaCacheApply"]["input"]["optional"]) == {"codebook", "moreg"}
+    raylight = object_info["AdaCacheApplyRaylight"]  # Raylight's socket in and out
+    assert raylight["input"]["required"]["ray_actors"][0] == "RAY_ACTORS"
+    assert raylight["output"] == ["RAY_ACTORS"]
     assert "AdaCacheTestConditioning" in object_info
 
 

@@ -1,0 +1,188 @@
+"""AdaCache Apply (Raylight): AdaCache inside every Ray worker of a Raylight graph.
+
+A Raylight graph carries Ray actors (``RAY_ACTORS``: ``{"workers": [RayWorker, ...]}``), not a
+MODEL: each worker holds its own model and Raylight's patch nodes change it by sending a
+function to every actor (``RayWorker.model_function_runner``). This node sends one that runs
+``xdit.apply_in_worker`` (the ordinary Apply, plus the worker's place in xfuser's split run, so
+every decision is taken once for the whole run) through the same settings as AdaCache Apply.
+Rank 0's run summary comes back through Raylight's ``model_function_runner_get_values``
+(``worker_summary``), for AdaCache Report (Raylight).
+
+A worker cannot import a ComfyUI custom node by name (ComfyUI loads it from its folder), so the
+function sent travels by value and first makes the pack importable in the worker, under the
+name it has here, from the same folder (a local Ray cluster: one machine).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+from comfy_api.latest import io
+
+from .adacache_nodes import CATEGORY, build_config, settings_inputs
+from .report import check_latent, report_output
+
+NODE = "AdaCache Apply (Raylight)"
+RayActors_IO = io.Custom("RAY_ACTORS")  # Raylight's socket: {"workers": [Ray actor handles]}
+PACK = __name__.rsplit(".nodes.", 1)[0]  # the pack's module name in this process
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def check_actors(ray_actors, node: str = NODE) -> list:
+    """The RayWorker actors of a RAY_ACTORS input, or a clear error naming the input."""
+    workers = ray_actors.get("workers") if isinstance(ray_actors, dict) else None
+    if not workers or not all(hasattr(w, "model_function_runner") for w in workers):
+        raise ValueError(
+            f"{node}: 'ray_actors' got {type(ray_actors).__name__} {str(ray_actors)[:60]!r}; "
+            "connect the RAY_ACTORS output of a Raylight model loader (Load Diffusion Model "
+            "(Raylight)) or of another Raylight node"
+        )
+    return workers
+
+
+def check_parallel(parallel: dict, node: str = NODE) -> None:
+    """Refuses the Raylight setups whose workers do not share one sampling run."""
+    if parallel.get("pipefusion_enabled"):
+        raise ValueError(
+            f"{node}: 'ray_actors' run PipeFusion, which AdaCache does not support (each "
+            "worker runs only some blocks); use Ulysses or ring sequence parallelism"
+        )
+    dp = int(parallel.get("dp_degree") or 1)
+    if dp > 1 or not parallel.get("is_xdit"):
+        raise ValueError(
+            f"{node}: 'ray_actors' run data parallel (degree {dp}): its workers sample "
+            "different videos; use xDiT sequence (Ulysses, ring) or CFG parallelism with "
+            "data parallel degree 1"
+        )
+
+
+def _import_pack(pack: str, root: str, module: str):
+    """In a worker: ``pack.module``, the pack made the package ``pack`` from ``root`` first (its
+    root ``__init__``, the node registration, is not run)."""
+    import importlib
+    import os
+    import sys
+    import types
+
+    if pack not in sys.modules:
+        if not os.path.isfile(os.path.join(root, "nodes", "xdit.py")):
+            raise RuntimeError(
+                f"AdaCache is not at {root} on this Ray worker's machine: AdaCache Apply "
+                "(Raylight) needs Raylight's workers on the machine that runs ComfyUI (a local "
+                "Ray cluster)"
+            )
+        package = types.ModuleType(pack)
+        package.__path__ = [root]
+        package.__file__ = os.path.join(root, "__init__.py")
+        sys.modules[pack] = package
+    return importlib.import_module(f"{pack}.{module}")
+
+
+def _apply_in_worker(model, pack: str, root: str, config: bytes, node_id):
+    """Runs in a worker (``model_function_runner``): its model with AdaCache applied."""
+    import pickle
+
+    nodes = _import_pack(pack, root, "nodes.adacache_nodes")
+    xdit = _import_pack(pack, root, "nodes.xdit")
+    return nodes.patch_model(model, pickle.loads(config), node_id, apply=xdit.apply_in_worker)
+
+
+def _summary_in_worker(model, pack: str, root: str, latent):
+    """Runs in a worker (``model_function_runner_get_values``): (summary, or None and why)."""
+    if "adacache_handle" not in model.model_options.get("transformer_options", {}):
+        return None, ("the Raylight workers' models are not patched by AdaCache: place AdaCache "
+                      "Apply (Raylight) between Raylight's model loader and its sampler")
+    return _import_pack(pack, root, "nodes.report").summary_for(model, latent)
+
+
+def _by_value():
+    """The functions above travel by value (see the module doc)."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def send_config(worker, config, node_id=None):
+    """Applies ``config`` in one worker; returns the Ray future."""
+    _by_value()
+    return worker.model_function_runner.remote(
+        _apply_in_worker, PACK, ROOT, pickle.dumps(config), node_id)
+
+
+def worker_summary(worker, latent) -> tuple[dict | None, str | None]:
+    """The summary of the worker's run that produced ``latent`` (or None and why)."""
+    import ray
+
+    _by_value()
+    return ray.get(worker.model_function_runner_get_values.remote(
+        _summary_in_worker, PACK, ROOT, latent))
+
+
+class AdaCacheApplyRaylight(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheApplyRaylight",
+            display_name=NODE,
+            category=CATEGORY,
+            description="AdaCache Apply for Raylight graphs: applies AdaCache in every Ray "
+            "worker's model (xDiT Ulysses / ring sequence parallel, CFG parallel). Every "
+            "compute/reuse decision is taken once for the whole run, so the schedule is the "
+            "one a single GPU would run. Place it between Raylight's model loader and sampler.",
+            inputs=[
+                RayActors_IO.Input("ray_actors", tooltip="Raylight's Ray actors (the "
+                                   "RAY_ACTORS output of its model loader or patch nodes)."),
+                *settings_inputs(),
+            ],
+            outputs=[RayActors_IO.Output(display_name="ray_actors", tooltip="The same actors, "
+                                         "their models patched, for Raylight's sampler.")],
+            hidden=[io.Hidden.unique_id],
+            not_idempotent=True,
+        )
+
+    @classmethod
+    def execute(cls, ray_actors, preset, metric, metric_blocks, start_percent, end_percent,
+                verbose, offload_cache=False, codebook=None, moreg=None) -> io.NodeOutput:
+        workers = check_actors(ray_actors)
+        config = build_config(NODE, preset, metric, metric_blocks, start_percent, end_percent,
+                              verbose, offload_cache, codebook, moreg)
+        import ray
+
+        check_parallel(ray.get(workers[0].get_parallel_dict.remote()))
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        ray.get([send_config(w, config, node_id) for w in workers])
+        return io.NodeOutput(ray_actors)
+
+
+class AdaCacheReportRaylight(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaCacheReportRaylight",
+            display_name="AdaCache Report (Raylight)",
+            category=CATEGORY,
+            description="AdaCache Report for Raylight graphs: rank 0's run (every rank runs "
+            "the same schedule) as an image and a text summary.",
+            inputs=[
+                RayActors_IO.Input("ray_actors", tooltip="The RAY_ACTORS output of Raylight's "
+                                   "sampler (after AdaCache Apply (Raylight))."),
+                io.Latent.Input("latent", tooltip="The sampler's LATENT output."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="report", tooltip="The trace plot, 1024x640."),
+                io.String.Output(display_name="summary", tooltip="The run summary as in the "
+                                 "log."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, ray_actors, latent) -> io.NodeOutput:
+        workers = check_actors(ray_actors, "AdaCache Report (Raylight)")
+        check_latent(latent, "AdaCache Report (Raylight)")
+        return report_output(*worker_summary(workers[0], latent))
+
+
+RAYLIGHT_NODES = [AdaCacheApplyRaylight, AdaCacheReportRaylight]
