@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 
 from comfy_api.latest import io, ui
@@ -53,10 +54,10 @@ def _handle_of(model):
     return handle
 
 
-def _finite(value, name: str) -> float:
+def _finite(value, name: str, node: str = "AdaCache Calibrate") -> float:
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"AdaCache Calibrate: {name} ({value!r}) must be a finite number")
+        raise ValueError(f"{node}: {name} ({value!r}) must be a finite number")
     return value
 
 
@@ -134,81 +135,92 @@ class AdaCacheCalibrate(io.ComfyNode):
     def execute(cls, model, latent, speed, moreg, name, runs) -> io.NodeOutput:
         check_model(model, "AdaCache Calibrate")
         check_latent(latent, "AdaCache Calibrate")  # a literal would let it run before sampling
-        if runs not in (RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET):  # the host does not check
-            raise ValueError(
-                f"AdaCache Calibrate: 'runs' got {str(runs)[:60]!r}; choose one of "
-                f"{RUNS_ALL!r}, {RUNS_LATEST!r}, {RUNS_ALL_THEN_FORGET!r}"
-            )
+        check_runs(runs)
         handle = _handle_of(model)
-        speed = _finite(speed, "speed")
         key = store_key(model)
-        recorded = STORE.runs(key)
-        if not recorded:
-            raise ValueError(
-                f"AdaCache Calibrate: no calibration run recorded yet for this model ({key}); "
-                "queue the workflow (a few seeds or prompts) with AdaCache Apply's preset "
-                "'calibrate'"
-            )
-        if runs == RUNS_LATEST:
-            recorded = recorded[-1:]
-        newest = recorded[-1].sample.setup
-        used = [r for r in recorded if same_setup(r.sample.setup, newest)]
-        skipped = len(recorded) - len(used)
-        result = calibrate([r.sample for r in used], speed=speed, moreg=bool(moreg))
-        n_steps = result.n_steps
-        used = [used[i] for i in result.used]  # runs on another schedule are left out
-        if runs == RUNS_ALL_THEN_FORGET:
-            STORE.clear(key)
-        lines = [
-            f"AdaCache Calibrate: {len(used)} run(s) of {n_steps} steps "
-            f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
-        ]
-        if skipped:
-            lines.append(
-                f"{skipped} earlier run(s) on another setup (latent size, sampler or cfg) were "
-                "left out (a plan fits one setup)"
-            )
-        moreg_out = result.moreg if moreg else None
-        if moreg and moreg_out is None:
-            lines.append(
-                "MoReg: the calibration gave no MoReg settings (it needs motion scores, i.e. a "
-                "video model); the 'moreg' output is off"
-            )
-        name, path = str(name).strip(), None
-        if name:
-            metadata = {
-                "speed": speed,
-                "n_steps": n_steps,
-                "runs": len(used),
-                "videos": sum(r.batch for r in used),
-                "predicted_computed": list(result.predicted_computed),
-                "moreg": asdict(moreg_out) if isinstance(moreg_out, MoRegSettings) else None,
-            }
-            check_name(name)  # a bad name is the user's to fix: fail now
-            try:
-                path = save_codebook(name, result.plan, **metadata)
-            except OSError as e:  # the fitted plan is still output; say why it was not saved
-                path = None
-                lines.append(f"could not save '{name}': {e}")
-                log.warning("AdaCache Calibrate: could not save plan %r: %s", name, e)
-        if name and path is not None:
-            lines.append(
-                f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved' to use the "
-                "calibrated plan (the fields alone hold only its plain codebook)"
-            )
-        summary = "\n".join(lines)
-        log.info(summary)
-        payload = {
-            "node": handle.node_id, "name": name or None, "speed": speed, "n_steps": n_steps,
-            "runs": len(used), "kind": result.plan.KIND,
-            "thresholds": list(result.plan.codebook.thresholds),  # its plain codebook
-            "rates": list(result.plan.codebook.rates),
-            "predicted_computed": list(result.predicted_computed), "summary": summary,
-        }
-        return io.NodeOutput(
-            result.plan, moreg_out, summary,
-            ui={**ui.PreviewText(summary).as_dict(), "adacache_calibration": [payload]},
+        return fit_runs(STORE.runs(key), speed, moreg, name, runs, handle.node_id,
+                        f"this model ({key})", forget=lambda: STORE.clear(key))
+
+
+def check_runs(runs, node: str = "AdaCache Calibrate") -> None:
+    if runs not in (RUNS_ALL, RUNS_LATEST, RUNS_ALL_THEN_FORGET):  # the host does not check
+        raise ValueError(
+            f"{node}: 'runs' got {str(runs)[:60]!r}; choose one of "
+            f"{RUNS_ALL!r}, {RUNS_LATEST!r}, {RUNS_ALL_THEN_FORGET!r}"
         )
+
+
+def fit_runs(recorded: list[RecordedRun], speed, moreg, name, runs, node_id, where: str,
+             forget: Callable[[], None], node: str = "AdaCache Calibrate") -> io.NodeOutput:
+    """AdaCache Calibrate's work on ``recorded`` runs (of one model, in the order they
+    finished; ``where`` names them in errors): the plan fitted, saved under ``name``;
+    ``forget`` clears the recorded runs (``runs``: 'all recorded, then start over')."""
+    speed = _finite(speed, "speed", node)
+    if not recorded:
+        raise ValueError(
+            f"{node}: no calibration run recorded yet for {where}; queue the workflow (a few "
+            "seeds or prompts) with AdaCache Apply's preset 'calibrate'"
+        )
+    if runs == RUNS_LATEST:
+        recorded = recorded[-1:]
+    newest = recorded[-1].sample.setup
+    used = [r for r in recorded if same_setup(r.sample.setup, newest)]
+    skipped = len(recorded) - len(used)
+    result = calibrate([r.sample for r in used], speed=speed, moreg=bool(moreg))
+    n_steps = result.n_steps
+    used = [used[i] for i in result.used]  # runs on another schedule are left out
+    if runs == RUNS_ALL_THEN_FORGET:
+        forget()
+    lines = [
+        f"{node}: {len(used)} run(s) of {n_steps} steps "
+        f"({sum(r.batch for r in used)} video(s)) -> {result.describe()}",
+    ]
+    if skipped:
+        lines.append(
+            f"{skipped} earlier run(s) on another setup (latent size, sampler or cfg) were "
+            "left out (a plan fits one setup)"
+        )
+    moreg_out = result.moreg if moreg else None
+    if moreg and moreg_out is None:
+        lines.append(
+            "MoReg: the calibration gave no MoReg settings (it needs motion scores, i.e. a "
+            "video model); the 'moreg' output is off"
+        )
+    name, path = str(name).strip(), None
+    if name:
+        metadata = {
+            "speed": speed,
+            "n_steps": n_steps,
+            "runs": len(used),
+            "videos": sum(r.batch for r in used),
+            "predicted_computed": list(result.predicted_computed),
+            "moreg": asdict(moreg_out) if isinstance(moreg_out, MoRegSettings) else None,
+        }
+        check_name(name)  # a bad name is the user's to fix: fail now
+        try:
+            path = save_codebook(name, result.plan, **metadata)
+        except OSError as e:  # the fitted plan is still output; say why it was not saved
+            path = None
+            lines.append(f"could not save '{name}': {e}")
+            log.warning("%s: could not save plan %r: %s", node, name, e)
+    if name and path is not None:
+        lines.append(
+            f"saved as '{name}' ({path}); pick it in a Codebook Editor's 'saved' to use the "
+            "calibrated plan (the fields alone hold only its plain codebook)"
+        )
+    summary = "\n".join(lines)
+    log.info(summary)
+    payload = {
+        "node": node_id, "name": name or None, "speed": speed, "n_steps": n_steps,
+        "runs": len(used), "kind": result.plan.KIND,
+        "thresholds": list(result.plan.codebook.thresholds),  # its plain codebook
+        "rates": list(result.plan.codebook.rates),
+        "predicted_computed": list(result.predicted_computed), "summary": summary,
+    }
+    return io.NodeOutput(
+        result.plan, moreg_out, summary,
+        ui={**ui.PreviewText(summary).as_dict(), "adacache_calibration": [payload]},
+    )
 
 
 CALIBRATION_NODES = [AdaCacheCalibrate]

@@ -22,6 +22,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from .adacache_nodes import CATEGORY, build_config, settings_inputs
+from .calibration_nodes import AdaCacheCalibrate, check_runs, fit_runs
 from .report import check_latent, report_output
 
 NODE = "AdaCache Apply (Raylight)"
@@ -97,6 +98,17 @@ def _summary_in_worker(model, pack: str, root: str, latent):
     return _import_pack(pack, root, "nodes.report").summary_for(model, latent)
 
 
+def _recorded_in_worker(model, pack: str, root: str, forget: bool):
+    """Runs in a worker (``model_function_runner_get_values``): (its recorded calibration runs
+    of this model, the store key), the runs forgotten after if ``forget``."""
+    store = _import_pack(pack, root, "nodes.calibration_store").STORE
+    key = _import_pack(pack, root, "nodes.run_setup").store_key(model)
+    recorded = store.runs(key)
+    if forget:
+        store.clear(key)
+    return recorded, key
+
+
 def _by_value():
     """The functions above travel by value (see the module doc)."""
     import ray.cloudpickle
@@ -156,6 +168,49 @@ class AdaCacheApplyRaylight(io.ComfyNode):
         return io.NodeOutput(ray_actors)
 
 
+def worker_recorded(worker, forget: bool = False) -> tuple[list, str | None]:
+    """The calibration runs the worker recorded on its model, and the model's store key."""
+    import ray
+
+    _by_value()
+    return ray.get(worker.model_function_runner_get_values.remote(
+        _recorded_in_worker, PACK, ROOT, forget))
+
+
+class AdaCacheCalibrateRaylight(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        schema = AdaCacheCalibrate.define_schema()
+        schema.node_id = "AdaCacheCalibrateRaylight"
+        schema.display_name = "AdaCache Calibrate (Raylight)"
+        schema.description = (
+            "AdaCache Calibrate for Raylight graphs: fits a calibrated plan to the calibration "
+            "runs rank 0 recorded (AdaCache Apply (Raylight) with preset 'calibrate'; every "
+            "rank records the same run). The plan works on Raylight and on one GPU alike."
+        )
+        schema.inputs[0] = RayActors_IO.Input(
+            "ray_actors", tooltip="The RAY_ACTORS output of Raylight's sampler (after AdaCache "
+            "Apply (Raylight) with preset 'calibrate').")
+        return schema
+
+    @classmethod
+    def execute(cls, ray_actors, latent, speed, moreg, name, runs) -> io.NodeOutput:
+        node = "AdaCache Calibrate (Raylight)"
+        workers = check_actors(ray_actors, node)
+        check_latent(latent, node)  # a literal would let it run before sampling
+        check_runs(runs, node)
+        recorded, key = worker_recorded(workers[0])
+
+        def forget():
+            import ray
+
+            ray.get([w.model_function_runner_get_values.remote(
+                _recorded_in_worker, PACK, ROOT, True) for w in workers])
+
+        return fit_runs(recorded, speed, moreg, name, runs, None,
+                        f"the Raylight workers' model ({key})", forget, node)
+
+
 class AdaCacheReportRaylight(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -185,4 +240,4 @@ class AdaCacheReportRaylight(io.ComfyNode):
         return report_output(*worker_summary(workers[0], latent))
 
 
-RAYLIGHT_NODES = [AdaCacheApplyRaylight, AdaCacheReportRaylight]
+RAYLIGHT_NODES = [AdaCacheApplyRaylight, AdaCacheCalibrateRaylight, AdaCacheReportRaylight]

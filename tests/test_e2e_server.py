@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 STEPS = 12
 PACK_NODES = ("AdaCacheApply", "AdaCacheCodebookEditor", "AdaCacheMoRegSettings",
-              "AdaCacheApplyRaylight", "AdaCacheReportRaylight")
+              "AdaCacheApplyRaylight", "AdaCacheCalibrateRaylight", "AdaCacheReportRaylight")
 CUSTOM_THRESHOLDS, CUSTOM_RATES = "100, 200", "3, 1"  # every distance -> rate 3
 
 
@@ -148,6 +148,8 @@ def test_nodes_and_tooltips_in_object_info(object_info):
     raylight = object_info["AdaCacheApplyRaylight"]  # Raylight's socket in and out
     assert raylight["input"]["required"]["ray_actors"][0] == "RAY_ACTORS"
     assert raylight["output"] == ["RAY_ACTORS"]
+    calibrate = object_info["AdaCacheCalibrateRaylight"]["input"]["required"]
+    assert calibrate["ray_actors"][0] == "RAY_ACTORS" and "speed" in calibrate
     assert "AdaCacheTestConditioning" in object_info
 
 

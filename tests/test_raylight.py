@@ -17,6 +17,7 @@ import torch
 from comfyui_adacache.adacache import Codebook, MoRegSettings
 from comfyui_adacache.adacache.shard import COMPUTES_ELSEWHERE
 from comfyui_adacache.nodes import raylight as node
+from comfyui_adacache.nodes.calibration_nodes import RUNS_ALL, RUNS_ALL_THEN_FORGET, RUNS_LATEST
 
 SKIP = raylight_harness.skip_reason(comfy_host.VERSION)
 needs_raylight = pytest.mark.skipif(SKIP is not None, reason=str(SKIP))
@@ -129,6 +130,29 @@ def apply_config(codebook):
     return AdaCacheConfig(preset="custom", codebook=codebook, moreg=MOREG)
 
 
+def fit(actors, runs: str):
+    """AdaCache Calibrate (Raylight) on the runs rank 0 recorded: its output, or the error."""
+    try:
+        return node.AdaCacheCalibrateRaylight.execute(actors, {"samples": torch.zeros(1)}, 3.0,
+                                                      False, "", runs)
+    except ValueError as e:
+        return e
+
+
+@pytest.fixture(scope="module")
+def single_fit():
+    """AdaCache Calibrate in one process on a calibration run of the odd latent."""
+    from comfyui_adacache.adacache import AdaCacheConfig
+    from comfyui_adacache.nodes.adacache_nodes import patch_model
+    from comfyui_adacache.nodes.calibration_nodes import AdaCacheCalibrate
+    from wan_fixtures import latent, load_wan, sample
+
+    model = patch_model(load_wan("t2v", layers=2, heads=2), AdaCacheConfig(preset="calibrate"))
+    out = sample(model, steps=8, lat=latent(**ODD), start_step=0, last_step=10000,
+                 force_full_denoise=True)
+    return AdaCacheCalibrate.execute(model, {"samples": out}, 3.0, False, "", RUNS_LATEST)
+
+
 def report(actors, lat: dict):
     """AdaCache Report (Raylight) on rank 0's run of ``lat`` (sampled again: same output)."""
     out = run(actors, lat)["out"]
@@ -146,6 +170,9 @@ def ulysses(ray_cluster):
         ("report", lambda a: report(a, EVEN)),
         ("calibrate", lambda a: apply_node(a, preset="calibrate", codebook=None, moreg=None)),
         ("calibrate odd", lambda a: run(a, ODD)),
+        ("fit", lambda a: fit(a, RUNS_LATEST)),
+        ("fit and forget", lambda a: fit(a, RUNS_ALL_THEN_FORGET)),
+        ("fit after forgetting", lambda a: fit(a, RUNS_ALL)),
         ("auto", lambda a: apply_node(a, preset=AUTO, codebook=None, moreg=None)),
         ("auto first", lambda a: run(a, EVEN)),
         ("auto second", lambda a: run(a, EVEN)),
@@ -218,6 +245,21 @@ def test_calibration_on_raylight_records_the_single_process_sample(ulysses, sing
         sample = summary["calibration_sample"]
         assert sample["distances"] == pytest.approx(expected["distances"], abs=1e-3)
         assert sample["motions"] == pytest.approx(expected["motions"], abs=1e-3)
+
+
+@needs_raylight
+def test_calibrate_on_raylight_fits_the_single_process_plan(ulysses, single_fit):
+    fitted = ulysses["fit"]
+    assert "AdaCache Calibrate (Raylight): 1 run(s) of 8 steps" in fitted.result[2]
+    mine, theirs = fitted.ui["adacache_calibration"][0], single_fit.ui["adacache_calibration"][0]
+    assert mine["predicted_computed"] == theirs["predicted_computed"]
+    profile, expected = fitted.result[0].profile, single_fit.result[0].profile
+    assert [g for row in profile for g in row] == pytest.approx(
+        [g for row in expected for g in row], abs=1e-3)
+    print(f"Calibrate (Raylight): computes {mine['predicted_computed']}, as in one process")
+    assert not isinstance(ulysses["fit and forget"], Exception)  # fitted, then forgotten
+    assert "no calibration run recorded yet for the Raylight workers' model" in str(
+        ulysses["fit after forgetting"])
 
 
 @needs_raylight

@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { fitToWidgets } from "./layout.js";
 
-const CALIBRATE = "AdaCacheCalibrate";
+const CALIBRATE = new Set(["AdaCacheCalibrate", "AdaCacheCalibrateRaylight"]);
 const LINES = 3;
 const LINE_H = 15;
 
@@ -62,7 +62,7 @@ function addResultWidget(node) {
 app.registerExtension({
   name: "adacache.calibrate",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== CALIBRATE) return;
+    if (!CALIBRATE.has(nodeData.name)) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);

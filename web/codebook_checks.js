@@ -157,7 +157,7 @@ export function presetLabel(node) {
 function connectedKind(node, linkId) {
   const graph = node.graph ?? app.graph;
   const source = graph?.getNodeById?.(linkById(graph, linkId)?.origin_id);
-  if (source?.type === "AdaCacheCalibrate") return "plan";
+  if (source?.type?.startsWith("AdaCacheCalibrate")) return "plan";
   const saved = source?.type === EDITOR ? widget(source, "saved")?.value : null;
   return saved && saved !== USE_ABOVE && isPlan(savedFiles.get(saved)) ? "plan" : "codebook";
 }
