@@ -5,9 +5,12 @@ block of the stack through ``block``, the stack output through ``stack_output`` 
 modules between blocks through ``silenced_module``. Pure torch; interrupts and logging are
 injected.
 
-``begin_call`` makes the call's plan (``plan_call``): compute, reuse or pass through, and why.
+``begin_call`` makes the call's plan (``plan_call``): compute, reuse or pass through, and why,
+as the schedule decides it (``CacheSchedule.decide_call``; the run never writes a step record).
 Every hook reads that plan; the only change a hook may make is the fallback from reuse to
-compute when the stored residual does not fit (``_reuse``). Stored residuals are stamped with
+compute when the stored residual does not fit (``_reuse``, through ``CacheSchedule.force``). A
+compute call's measures go to the schedule when the stack output arrives, which fixes the
+step's rate there (``CacheSchedule.measure_all``). Stored residuals are stamped with
 the compute step that produced them and only those of the run's last compute step are reused.
 The plan of the call in progress lives in a context variable, so concurrent calls (threads)
 never see each other's plan; what they share (the schedule, the stored residuals, the counters)
@@ -225,8 +228,7 @@ class AdaCacheRun:
         step = step_of_sigma(self.schedule.sigmas, sigma)
         stream_keys = self.shard.local_streams(stream_keys)  # CFG parallel: this rank's cond
         if stack_intact:
-            plan = self.plan_call(self.schedule.enter(step), stream_keys, latent_shape,
-                                  compute_reason)
+            plan = self.plan_call(step, stream_keys, latent_shape, compute_reason)
         else:
             # e.g. SkipLayerGuidance's extra pass: run it exactly as asked, keep nothing from it
             self.passthrough_calls += 1
@@ -244,24 +246,21 @@ class AdaCacheRun:
         plan.token = self._plan.set(plan)
         return plan.mode
 
-    def plan_call(
-        self, record: StepRecord, stream_keys: list, latent_shape, compute_reason=None
-    ) -> CallPlan:
-        """The one place that decides whether a call runs the stack. In order: the step's own
-        decision (warm-up, final, outside range, scheduled), a reason the host layer gives
-        (ControlNet hints, model patches between blocks), then whether every stream has a
-        residual from the last compute step (no usable cache, context window without its own
-        cache, stale cache). A reused step whose call must compute becomes a compute step."""
+    def plan_call(self, step: int, stream_keys: list, latent_shape, compute_reason=None
+                  ) -> CallPlan:
+        """This call's plan from the schedule's decision (``CacheSchedule.decide_call``): the
+        step's own, the host's ``compute_reason``, then whether every stream has a residual
+        from the last compute step."""
         keys = list(stream_keys)
-        if record.computed:
-            return CallPlan(COMPUTE, record.reason, keys, tuple(latent_shape), record)
-        reason = compute_reason or self._cache_problem(keys, record.step)
-        if reason is None:
-            return CallPlan(REUSE, record.reason, keys, tuple(latent_shape), record)
-        if compute_reason and not any(w.startswith(compute_reason) for w in self.warnings):
+        record = self.schedule.decide_call(
+            step, compute_reason, lambda: self._cache_problem(keys, step)
+        )
+        if compute_reason and record.reason == compute_reason and not any(
+            w.startswith(compute_reason) for w in self.warnings
+        ):
             self.warnings.append(f"{compute_reason}: those steps are computed instead of reused")
-        self.schedule.force(record.step, reason)
-        return CallPlan(COMPUTE, reason, keys, tuple(latent_shape), record)
+        mode = COMPUTE if record.computed else REUSE
+        return CallPlan(mode, record.reason, keys, tuple(latent_shape), record)
 
     def _cache_problem(self, stream_keys: list, step: int) -> str | None:
         last = self.schedule.last_compute_step(step)
@@ -373,6 +372,7 @@ class AdaCacheRun:
         metrics = {p: self._chunks(r, call.stream_keys) for p, r in call.metric_residuals.items()}
         call.metric_residuals = {}
         step = call.record.step
+        measures = []
         for stream in self.streams.values():  # older residuals can never be reused again
             if stream.step is not None and stream.step < step:
                 stream.residual = None
@@ -395,10 +395,10 @@ class AdaCacheRun:
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
-                self._measure(
+                measures.append(self._measure(
                     stream, current, full[self.metric_positions[0]], step, call.latent_shape,
                     img_tokens, call.tail_tokens,
-                )
+                ))
             stream.metric, stream.metric_step = current, step
             if self.calibrating:
                 recorder = self.gap_recorders.get(stream_key)
@@ -409,13 +409,15 @@ class AdaCacheRun:
                     self.gap_recorders[stream_key] = recorder
                 offset = self.carry.steps if self.carry else 0
                 self.gap_rows.setdefault(step, []).append(recorder.add(offset + step, current))
+        self.schedule.measure_all(measures, step)  # the step's rate, fixed now
 
     def _measure(
         self, stream: StreamCache, current: dict, hidden: torch.Tensor, step: int, latent_shape,
         img_tokens=None, tail_tokens=0,
-    ) -> None:
+    ) -> tuple[float, int, float | None]:
         """The change of this stream's metric samples since its last compute step, per step,
-        and (MoReg, calibration) the motion score of the full metric residual ``hidden``."""
+        its gap and (MoReg, calibration) the motion score of the full metric residual
+        ``hidden``: one measure for ``CacheSchedule.measure_all``."""
         gap = step - stream.metric_step
         if self.shard.splits_sequence and not self.calibrating:  # one all-reduce (shard.py)
             parts = self.shard.distances(current, stream.metric, self.config.metric).values()
@@ -442,7 +444,7 @@ class AdaCacheRun:
                         f"({frames.shape[1]} latent frames) or longer: no motion to measure; "
                         "its factor stays 1"
                     )
-        self.schedule.measure(distance, gap, motion)
+        return distance, gap, motion
 
     @_locked
     def warn_once(self, note: str) -> None:
