@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .moreg import MoRegSettings
+from .plan import Planner
 
 
 class CodebookError(ValueError):
@@ -41,6 +42,15 @@ class Codebook:
     @property
     def planned(self) -> bool:
         return bool(self.profile)
+
+    def planner(self, run_positions, forced=frozenset(), check_interrupt=None, weights=None):
+        """What places one run's compute steps (``CacheSchedule``): for a calibrated plan its
+        ``plan.Planner`` on the run's positions (``forced``: steps the run computes anyway);
+        a plain codebook has none, its thresholds pick the rate."""
+        if not self.planned:
+            return None
+        return Planner(self.profile, self.speed, run_positions, self.positions, forced,
+                       check_interrupt=check_interrupt, weights=weights)
 
     def rate_for(self, distance: float) -> int:
         for threshold, rate in zip(self.thresholds[:-1], self.rates[:-1], strict=True):

@@ -164,7 +164,7 @@ class AdaCacheRun:
         self.setup = dict(setup or {})
         self.moreg_settings = self._moreg_for_plan(config.moreg)
         self.schedule = CacheSchedule(
-            sigmas, self.codebook, self.moreg_settings, cache_sigma_range, config.compute_steps,
+            sigmas, self.codebook, self.moreg_settings, cache_sigma_range,
             schedule_steps=self.schedule_steps, first_step=first_step, positions=positions,
             check_interrupt=check_interrupt, combine=self.shard.combine,
         )

@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
-from .plan import Planner, step_weights
+from .plan import step_weights
 
 # Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
-FIXED = "fixed schedule"
 CACHED = "cached"  # ... or reuses it
 # Why one model call on a reused step runs the stack anyway (CacheSchedule.decide_call).
 NO_CACHE = "no usable cache"  # this stream has no stored residual (or one of another shape)
@@ -88,21 +87,18 @@ class CacheSchedule:
         codebook: Codebook,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
-        fixed_steps: tuple[int, ...] = (),
         schedule_steps: float | None = None,
         first_step: int = 0,
         positions=None,
         check_interrupt=None,
         combine=None,
     ):
-        """``fixed_steps``: compute exactly these steps (and step 0), for baselines.
-        ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
+        """``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
         schedule's, not the slice's. ``positions``: each step's (and the end's) place in the
         model's noise schedule, 1 = noise .. 0 = clean (default: the sigmas, linearly), where
         a calibrated plan and calibrated MoReg are read. ``combine``: a split run's measures
         of a step from every rank (shard.py), so all ranks decide alike."""
-        self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.positions = tuple(positions) if positions else _linear_positions(self.sigmas)
@@ -113,12 +109,9 @@ class CacheSchedule:
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
         outside = {i for i in range(self.n_steps) if not self._in_range(i)}
         # a calibrated plan places every compute after step 0 (steps outside the range forced)
-        self.planner = (
-            Planner(codebook.profile, codebook.speed, self.positions, codebook.positions,
-                    outside, check_interrupt=check_interrupt,
-                    weights=step_weights(self.sigmas))
-            if codebook.planned and self.n_steps > 2 else None
-        )
+        self.planner = codebook.planner(
+            self.positions, outside, check_interrupt, step_weights(self.sigmas)
+        ) if self.n_steps > 2 else None
         self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
         self.current: int | None = None
         self.next_compute = 0
@@ -145,15 +138,13 @@ class CacheSchedule:
         return record
 
     def _decide(self, step: int) -> tuple[bool, str]:
-        placed = self.planner is not None or self.fixed_steps is not None  # ends included
+        placed = self.planner is not None  # the ends included
         if step < (1 if placed else 2):
             return True, WARMUP
         if step >= self.n_steps - 2 and not placed:
             return True, FINAL
         if not self._in_range(step):
             return True, OUTSIDE_RANGE
-        if self.fixed_steps is not None:
-            return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
         if step >= self.next_compute:
             return True, SCHEDULED
         return False, CACHED
