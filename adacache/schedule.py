@@ -77,9 +77,10 @@ def equivalent_steps(timesteps: list[float], full_range: float) -> float:
 
 
 class CacheSchedule:
-    """Decides, step by step, whether the block stack runs. The decision is per step; a call
-    that cannot reuse (its stream has no residual of the last compute step, ControlNet hints)
-    turns a reused step into a compute step (``force``), never the reverse."""
+    """The rule, and the step records it writes: whether the block stack runs, per step
+    (``enter``) and per call (``decide_call``: a call that cannot reuse turns a reused step
+    into a compute step, ``force``, never the reverse), and a compute step's rate, fixed when
+    its measures arrive (``measure_all``)."""
 
     def __init__(
         self,
