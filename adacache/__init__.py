@@ -1,5 +1,6 @@
 """AdaCache core: pure torch, never imports ComfyUI."""
 
+from .cache_store import StreamKey
 from .calibration import CalibrationResult, CalibrationSample, calibrate
 from .codebook import PRESETS, Codebook, CodebookError, calibrated_codebook, preset_codebook
 from .config import (
@@ -22,7 +23,7 @@ from .families import (
 from .metrics import METRICS, motion_score, relative_distance
 from .moreg import MoRegSettings, MotionRegularizer
 from .plan import CalibratedPlan, codebook_or_plan
-from .runtime import COMPUTE, PASSTHROUGH, REUSE, AdaCacheRun, CallPlan, StreamKey
+from .runtime import COMPUTE, PASSTHROUGH, REUSE, AdaCacheRun, CallPlan
 from .schedule import (
     CONTROL_HINTS,
     MODEL_PATCHES,

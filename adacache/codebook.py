@@ -28,6 +28,11 @@ class Codebook:
     def __post_init__(self):
         validate(self.thresholds, self.rates)
 
+    def planner(self, run_positions, forced=frozenset(), check_interrupt=None, weights=None):
+        """What places a run's compute steps (``CacheSchedule``): none, the thresholds pick
+        each rate (a calibrated plan returns its ``plan.Planner``)."""
+        return None
+
     def rate_for(self, distance: float) -> int:
         for threshold, rate in zip(self.thresholds[:-1], self.rates[:-1], strict=True):
             if distance < threshold:

@@ -69,7 +69,6 @@ class AdaCacheConfig:
     verbose: bool = False
     offload_cache: bool = False  # keep cached residuals on the offload device (CPU memory)
     notes: tuple[str, ...] = ()  # said in every run's summary (e.g. what replaced the preset)
-    compute_steps: tuple[int, ...] = ()  # a fixed schedule instead of the rule (baselines)
 
     def __post_init__(self):
         if self.preset not in PRESET_CHOICES:

@@ -222,6 +222,12 @@ class CalibratedPlan:
             raise CodebookError(f"a calibrated plan's plain codebook is {self.codebook!r}")
         _validate(self.profile, self.speed, self.positions)
 
+    def planner(self, run_positions, forced=frozenset(), check_interrupt=None, weights=None):
+        """The ``Planner`` that places one run's compute steps on the run's positions
+        (``forced``: steps the run computes anyway)."""
+        return Planner(self.profile, self.speed, run_positions, self.positions, forced,
+                       check_interrupt=check_interrupt, weights=weights)
+
     def describe(self) -> str:
         return (f"calibrated plan for {self.speed:g}x fewer block-stack steps "
                 f"({len(self.profile)}-step profile; plain codebook {self.codebook.describe()})")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .codebook import Codebook
 from .moreg import MoRegSettings, MotionRegularizer
-from .plan import CalibratedPlan, Planner, step_weights
+from .plan import CalibratedPlan, step_weights
 
 # Why a step runs the block stack (the schedule's decision) ...
 WARMUP, FINAL, SCHEDULED, OUTSIDE_RANGE = "warm-up", "final", "scheduled", "outside range"
-FIXED = "fixed schedule"
 CACHED = "cached"  # ... or reuses it
-# Why one model call on a reused step runs the stack anyway (AdaCacheRun.plan_call).
+# Why one model call on a reused step runs the stack anyway (CacheSchedule.decide_call).
 NO_CACHE = "no usable cache"  # this stream has no stored residual (or one of another shape)
 WINDOW_NO_CACHE = "context window without its own cache"
 STALE_CACHE = "stale cache"  # stored at a step other than the last compute step
@@ -78,9 +77,10 @@ def equivalent_steps(timesteps: list[float], full_range: float) -> float:
 
 
 class CacheSchedule:
-    """Decides, step by step, whether the block stack runs. The decision is per step; a call
-    that cannot reuse (its stream has no residual of the last compute step, ControlNet hints)
-    turns a reused step into a compute step (``force``), never the reverse."""
+    """The rule, and the step records it writes: whether the block stack runs, per step
+    (``enter``) and per call (``decide_call``: a call that cannot reuse turns a reused step
+    into a compute step, ``force``, never the reverse), and a compute step's rate, fixed when
+    its measures arrive (``measure_all``)."""
 
     def __init__(
         self,
@@ -88,21 +88,18 @@ class CacheSchedule:
         codebook: Codebook | CalibratedPlan,
         moreg: MoRegSettings | None = None,
         cache_sigma_range: tuple[float, float] = (math.inf, 0.0),
-        fixed_steps: tuple[int, ...] = (),
         schedule_steps: float | None = None,
         first_step: int = 0,
         positions=None,
         check_interrupt=None,
         combine=None,
     ):
-        """``fixed_steps``: compute exactly these steps (and step 0), for baselines.
-        ``schedule_steps``/``first_step``: the whole schedule's length and where this run's
+        """``schedule_steps``/``first_step``: the whole schedule's length and where this run's
         first step sits in it (a KSamplerAdvanced slice), so the MoReg window is the whole
         schedule's, not the slice's. ``positions``: each step's (and the end's) place in the
         model's noise schedule, 1 = noise .. 0 = clean (default: the sigmas, linearly), where
         a calibrated plan and calibrated MoReg are read. ``combine``: a split run's measures
         of a step from every rank (shard.py), so all ranks decide alike."""
-        self.fixed_steps = frozenset(fixed_steps) if fixed_steps else None
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.positions = tuple(positions) if positions else _linear_positions(self.sigmas)
@@ -113,29 +110,28 @@ class CacheSchedule:
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
         outside = {i for i in range(self.n_steps) if not self._in_range(i)}
         # a calibrated plan places every compute after step 0 (steps outside the range forced)
-        self.planner = (
-            Planner(codebook.profile, codebook.speed, self.positions, codebook.positions,
-                    outside, check_interrupt=check_interrupt,
-                    weights=step_weights(self.sigmas))
-            if isinstance(codebook, CalibratedPlan) and self.n_steps > 2 else None
-        )
+        self.planner = codebook.planner(
+            self.positions, outside, check_interrupt, step_weights(self.sigmas)
+        ) if self.n_steps > 2 else None
         self.trace = [StepRecord(i, self.sigmas[i]) for i in range(self.n_steps)]
         self.current: int | None = None
         self.next_compute = 0
-        self._measures: list[tuple[float, int, float | None]] = []
         self.combine = combine
+        # the current compute step's measures so far, and MoReg's state before them
+        self._measures: list[tuple[float, int, float | None]] = []
+        self._moreg_before = self.moreg
 
     def _in_range(self, step: int) -> bool:
         return self.cache_sigma_low <= self.sigmas[step] <= self.cache_sigma_high
 
-    # -- per step --------------------------------------------------------------------------
+    # -- the rule: per step, per call, and the fallback ------------------------------------
     def enter(self, step: int) -> StepRecord:
-        """Called on every model evaluation; returns the record of its step."""
+        """Called on every model evaluation; returns the record of its step, decided."""
         step = min(max(step, 0), max(self.n_steps - 1, 0))
         if step != self.current:
-            if self.current is not None:
-                self._finalize(self.current)
+            self._settle()
             self.current = step
+            self._measures, self._moreg_before = [], self.moreg
             record = self.trace[step]
             record.computed, record.reason = self._decide(step)
         record = self.trace[step]
@@ -143,48 +139,79 @@ class CacheSchedule:
         return record
 
     def _decide(self, step: int) -> tuple[bool, str]:
-        placed = self.planner is not None or self.fixed_steps is not None  # ends included
+        placed = self.planner is not None  # the ends included
         if step < (1 if placed else 2):
             return True, WARMUP
         if step >= self.n_steps - 2 and not placed:
             return True, FINAL
         if not self._in_range(step):
             return True, OUTSIDE_RANGE
-        if self.fixed_steps is not None:
-            return (True, FIXED) if step in self.fixed_steps else (False, CACHED)
         if step >= self.next_compute:
             return True, SCHEDULED
         return False, CACHED
 
-    def measure(self, distance: float, gap: int, motion: float | None) -> None:
-        """Distance (already per step) and motion of one stream at the current compute step."""
-        self._measures.append((distance, gap, motion))
-
-    def _finalize(self, step: int) -> None:
-        record = self.trace[step]
-        measures, self._measures = self._measures, []
-        if self.combine is not None:
-            measures = self.combine(measures)
+    def decide_call(self, step: int, compute_reason: str | None = None,
+                    cache_problem=lambda: None) -> StepRecord:
+        """One model call at ``step``: its record says whether it runs the stack and why
+        (``computed``, ``reason``). In order: the step's own decision (warm-up, final, outside
+        range, scheduled), a reason the host gives (ControlNet hints, model patches between
+        blocks), then ``cache_problem()``, what the call's streams lack (no usable cache, stale
+        cache, ...). A reused step whose call must compute becomes a compute step."""
+        record = self.enter(step)
         if not record.computed:
-            return
-        if not measures:  # nothing to compare yet (step 0): the plan as calibrated, or 1
-            record.rate = self.planner.gap(step, 1.0) if self.planner else 1
-            self.next_compute = step + record.rate
-            return
+            reason = compute_reason or cache_problem()
+            if reason is not None:
+                self.force(step, reason)
+        return record
+
+    def force(self, step: int, reason: str) -> None:
+        """The step computes after all (a call that cannot reuse: ``reason``)."""
+        record = self.trace[step]
+        if not record.computed:
+            record.computed, record.reason = True, reason
+
+    # -- the rate: fixed when the compute step's measurement arrives -----------------------
+    def measure(self, distance: float, gap: int, motion: float | None) -> StepRecord:
+        """Distance (already per step) and motion of one stream at the current compute step;
+        ``measure_all`` with that one measure."""
+        return self.measure_all([(distance, gap, motion)])
+
+    def measure_all(self, measures: list, step: int | None = None) -> StepRecord | None:
+        """The ``(distance per step, gap, motion)`` of streams measured at compute step
+        ``step`` (default: the current one). The step's record gets its rate, and the
+        schedule its next compute step, right here: from the mean over every stream measured
+        at the step so far (streams of one step may arrive in several calls). A split run
+        gathers every rank's measures first (``combine``: every rank calls this once per
+        compute call, with or without measures)."""
+        if self.combine is not None:
+            measures = self.combine(list(measures))
+        step = self.current if step is None else step
+        if not measures or step is None or step != self.current:
+            return None
+        record = self.trace[step]
+        if not record.computed:
+            return record
+        self._measures += measures
+        self._fix_rate(record)
+        return record
+
+    def _fix_rate(self, record: StepRecord) -> None:
+        measures = self._measures
         distance = sum(m[0] for m in measures) / len(measures)
         gap = round(sum(m[1] for m in measures) / len(measures))
         motions = [m[2] for m in measures if m[2] is not None]
         motion = sum(motions) / len(motions) if motions else None
         factor = 1.0
-        if self.moreg is not None:
+        if self._moreg_before is not None:  # MoReg as the step found it: one factor a step
+            self.moreg = replace(self._moreg_before)
             factor, _ = self.moreg.factor(
-                self.first_step + step, motion, gap, self.positions[step]
+                self.first_step + record.step, motion, gap, self.positions[record.step]
             )
         record.distance, record.motion = distance, motion
         record.moreg_factor = factor if self.moreg is not None else None
         record.regularized_distance = distance * factor
         record.rate = self._rate(record, gap)
-        self.next_compute = step + record.rate
+        self.next_compute = record.step + record.rate
 
     def _rate(self, record: StepRecord, gap: int) -> int:
         if self.planner is None:
@@ -194,11 +221,13 @@ class CacheSchedule:
         ratio = record.regularized_distance / reference if reference > 0 else 1.0
         return self.planner.gap(record.step, ratio)
 
-    def force(self, step: int, reason: str) -> None:
-        """The current step computes after all (a call that cannot reuse: ``reason``)."""
-        record = self.trace[step]
-        if not record.computed:
-            record.computed, record.reason = True, reason
+    def _settle(self) -> None:
+        """A compute step that measured nothing (step 0, streams seen first) goes on at the
+        plan's own pace, or the next step; fixed when its step ends."""
+        record = self.trace[self.current] if self.current is not None else None
+        if record is not None and record.computed and record.rate is None:
+            record.rate = self.planner.gap(record.step, 1.0) if self.planner else 1
+            self.next_compute = record.step + record.rate
 
     def log_call(self, step: int, plan: dict) -> None:
         """One model call's mode and reason, in its step's record (the trace shows them)."""
@@ -206,9 +235,9 @@ class CacheSchedule:
             self.trace[min(max(step, 0), len(self.trace) - 1)].call_plans.append(plan)
 
     def close(self) -> None:
-        if self.current is not None:
-            self._finalize(self.current)
-            self.current = None
+        """The run ended: its last step settled (a rate, if it measured nothing)."""
+        self._settle()
+        self.current = None
 
     def last_compute_step(self, before: int) -> int | None:
         """The latest step before ``before`` that ran the stack: the only step whose stored

@@ -93,30 +93,30 @@ def boot() -> types.SimpleNamespace:
     import comfy.ops
     import comfy.sample
     import comfy.sd
-    from comfyui_adacache.adacache import AdaCacheConfig, Codebook, runtime
+    from comfyui_adacache.adacache import AdaCacheConfig, Codebook, cache_store
     from comfyui_adacache.nodes.patch import apply_adacache
 
     return types.SimpleNamespace(
         mm=mm, ops=comfy.ops, sample=comfy.sample, sd=comfy.sd, wan=wan_model,
-        attention=attention, version=comfy_host.VERSION, runtime=runtime,
+        attention=attention, version=comfy_host.VERSION, cache_store=cache_store,
         AdaCacheConfig=AdaCacheConfig, Codebook=Codebook, apply_adacache=apply_adacache,
     )
 
 
 class StoreProbe:
-    """Records the devices AdaCache stores its cache tensors on (wraps ``AdaCacheRun._store``,
+    """Records the devices AdaCache stores its cache tensors on (wraps ``CacheStore.store``,
     observing only)."""
 
-    def __init__(self, runtime):
+    def __init__(self, cache_store):
         self.devices: set[str] = set()
-        original = runtime.AdaCacheRun._store
+        original = cache_store.CacheStore.store
 
-        def store(run, tensor, *args, **kwargs):
-            out = original(run, tensor, *args, **kwargs)
+        def store(caches, tensor, *args, **kwargs):
+            out = original(caches, tensor, *args, **kwargs)
             self.devices.add(str(out.device))
             return out
 
-        runtime.AdaCacheRun._store = store
+        cache_store.CacheStore.store = store
 
     def take(self) -> list[str]:
         out, self.devices = sorted(self.devices), set()
@@ -561,7 +561,7 @@ def main(argv=None):
         return
     logging.getLogger("AdaCache").setLevel(logging.WARNING)
     h = boot()
-    probe = StoreProbe(h.runtime)
+    probe = StoreProbe(h.cache_store)
     machine = machine_info(h)
     if report["machine"] and report["machine"].get("gpu") != machine.get("gpu"):
         print(f"warning: merging results from {report['machine'].get('gpu')} with "

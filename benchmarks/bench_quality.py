@@ -46,7 +46,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from benchkit import jsonable, load_module, psnr, ssim  # noqa: E402
+from benchkit import fixed_schedule, jsonable, load_module, psnr, ssim  # noqa: E402
 
 STEPS, CFG = 30, 3.0
 CAL_SEEDS = (0, 1, 2, 3)
@@ -102,7 +102,8 @@ class Bench:
         return rgb, (handle.last_summary if handle is not None else None), seconds
 
     def fixed(self, scene, seed, steps):
-        return self.sample(self.adacache(preset="fast", compute_steps=tuple(steps)), scene, seed)
+        return self.sample(self.adacache(preset="custom", codebook=fixed_schedule(steps)),
+                           scene, seed)
 
     def native(self, kind: str, threshold: float):
         """Native EasyCache / LazyCache, given a copy of its input; counts computed steps."""

@@ -1,11 +1,14 @@
-"""What the benchmarks and scripts share: quality metrics, timing, report formatting and
-module loading. Plain numpy/torch; boots no host (tests/comfy_host.py does that).
+"""What the benchmarks and scripts share: quality metrics, timing, report formatting, module
+loading and the fixed schedules baselines compare with. Plain numpy/torch; boots no host
+(tests/comfy_host.py does that).
 
 Import it from a benchmark or script with ``sys.path.insert(0, str(ROOT / "benchmarks"))``.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import importlib.util
 import math
 import os
@@ -14,6 +17,7 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,47 @@ def ssim(ref, out, channel_axis: int = -1) -> float:
         structural_similarity(a, b, channel_axis=axis, data_range=_data_range(ref), win_size=7)
         for a, b in zip(ref, out, strict=True)
     ]))
+
+
+class FixedPlanner:
+    """Places a run's compute steps where a benchmark fixes them, as a calibrated plan's
+    ``plan.Planner`` places them: from any compute step the next one is the next of ``steps``
+    (none after the last). The schedule computes step 0 and steps the run forces as always."""
+
+    def __init__(self, steps, n_steps: int):
+        self.steps, self.n_steps = sorted(set(steps)), n_steps
+
+    def reference(self, step: int, gap: int) -> float:
+        return 1.0  # the measured change does not move a fixed step
+
+    def gap(self, step: int, ratio: float) -> int:
+        i = bisect.bisect_right(self.steps, step)
+        return max(1, (self.steps[i] if i < len(self.steps) else self.n_steps) - step)
+
+
+def fixed_schedule(steps):
+    """A codebook (preset "custom") whose runs compute exactly ``steps`` (and step 0): the
+    uniform or searched baseline of a benchmark, run by the product's own schedule and reuse.
+    Needs the pack imported (``comfyui_adacache``)."""
+    return _fixed_schedule_class()((1.0,), (1,), steps=tuple(sorted(set(steps))))
+
+
+@functools.cache
+def _fixed_schedule_class():
+    from comfyui_adacache.adacache import Codebook
+
+    @dataclass(frozen=True)
+    class FixedSchedule(Codebook):
+        steps: tuple[int, ...] = ()
+
+        def planner(self, run_positions, forced=frozenset(), check_interrupt=None,
+                    weights=None):
+            return FixedPlanner(self.steps, len(run_positions) - 1)
+
+        def describe(self) -> str:
+            return f"fixed schedule {list(self.steps)} (a benchmark's baseline)"
+
+    return FixedSchedule
 
 
 def median(values):

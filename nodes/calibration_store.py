@@ -84,7 +84,6 @@ def attach_recorder(model) -> None:
             options = executor.class_obj.model_options.get("transformer_options", {})
             run = (options.get(RUNS) or {}).get(handle)
             if run is not None and run.calibrating:  # preset calibrate, or auto calibrating
-                run.schedule.close()  # the last step's change is final only now
                 noise = args[0] if args else None  # outer_sample(noise, latent_image, ...)
                 batch = int(noise.shape[0]) if hasattr(noise, "shape") else 1
                 run_id = getattr(run, "calibration_run_id", None) or uuid.uuid4().hex

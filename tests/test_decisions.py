@@ -207,3 +207,62 @@ def test_a_slice_reads_the_calibrated_motion_at_its_noise_position():
     record = schedule.trace[1]
     assert record.moreg_factor == pytest.approx(2.0)
     assert record.regularized_distance == pytest.approx(0.14) and record.rate == 2
+
+
+# -- when the rate is fixed ----------------------------------------------------------------------
+def test_the_rate_is_fixed_when_the_measurement_arrives():
+    """Catches a rate chosen lazily (when the next step arrives): right after step 1's measure
+    its record holds the rate (0.02 -> 3) and the schedule its next compute step (4)."""
+    schedule = CacheSchedule(even_sigmas(12), THREE_RATES)
+    schedule.enter(0)
+    schedule.enter(1)
+    record = schedule.measure(0.02, 1, None)
+    assert record is schedule.trace[1] and record.rate == 3 and schedule.next_compute == 4
+    assert record.distance == pytest.approx(0.02)
+
+
+def test_streams_measured_in_separate_calls_give_the_mean_once():
+    """Catches a step whose streams arrive in several calls (cond and uncond apart, context
+    windows) deciding on the first stream alone, or advancing MoReg's gradient once per stream.
+
+    Step 1: 0.02 alone is rate 3; with the second stream's 0.20 the mean 0.11 is rate 2. With
+    a gradient term (m' = 4 m, scale 10), every step's factor is that of its streams' mean
+    motion against the previous compute step's, as when the streams arrive in one call.
+    """
+    schedule = CacheSchedule(even_sigmas(12), THREE_RATES)
+    schedule.enter(0)
+    schedule.enter(1)
+    assert schedule.measure(0.02, 1, None).rate == 3
+    assert schedule.measure(0.20, 1, None).rate == 2 and schedule.next_compute == 3
+
+    def factors(split: bool) -> list:
+        moreg = MoRegSettings(norm_a=0.25, norm_p=1.0, window_start=0.0, window_end=1.0)
+        schedule = CacheSchedule(even_sigmas(20), THREE_RATES, moreg)
+        for step in range(8):
+            if schedule.enter(step).computed and step:
+                measures = [(0.01, 1, 0.25), (0.01, 1, 0.5 if step < 6 else 0.75)]
+                if split:
+                    for measure in measures:
+                        schedule.measure(*measure)
+                else:
+                    schedule.measure_all(measures)
+        return [r.moreg_factor for r in schedule.trace]
+
+    assert factors(split=True) == factors(split=False)
+    assert factors(split=False)[4] == pytest.approx(1.5)  # m' = 4 * 0.375, no gradient yet
+
+
+def test_a_calibration_run_is_complete_without_closing_its_schedule():
+    """Catches a last step whose change is known only once the schedule is closed (the
+    calibration recorder closed it itself): every step's change is in the sample as soon as
+    its step was measured."""
+    run = AdaCacheRun(AdaCacheConfig(preset="calibrate"), WAN, 1, even_sigmas(6))
+    residuals = Residuals(lambda s: 0.03)
+    for step in range(6):
+        run.begin_call(run.schedule.sigmas[step], [StreamKey(0)], LATENT)
+        out = run.block(0, {"img": torch.zeros(1, 8, 4)}, residuals.block(step))
+        run.stack_output(out["img"])
+        run.end_call()
+    distances = run.calibration_sample().distances
+    assert distances[0] is None and distances[1:] == pytest.approx([0.03] * 5, rel=1e-4)
+    assert [r.rate for r in run.schedule.trace][1:] == [1] * 5

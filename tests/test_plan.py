@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +26,9 @@ from comfyui_adacache.adacache import (
 from comfyui_adacache.adacache.calibration import MAX_GAP, GapRecorder
 from comfyui_adacache.adacache.families import FAMILIES
 from comfyui_adacache.adacache.plan import Planner, even_positions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from benchkit import fixed_schedule  # noqa: E402
 
 N = 30
 
@@ -232,14 +237,21 @@ def test_moreg_rejects_non_finite_constants(field, value):
         MoRegSettings(**{field: value})
 
 
-def test_a_fixed_schedule_computes_exactly_those_steps():
-    codebook = Codebook((1.0,), (3,))
-    schedule = CacheSchedule([float(N - i) for i in range(N + 1)], codebook,
-                             fixed_steps=(0, 1, 9, 20, 28, 29))
+def test_a_benchmarks_fixed_schedule_computes_exactly_those_steps():
+    """A benchmark's baseline (benchkit.fixed_schedule) goes through the ordinary rule: its
+    planner places the compute steps, and steps the run forces (outside the range) are
+    computed besides."""
+    fixed = fixed_schedule((0, 1, 9, 20, 28, 29))
+    sigmas = [float(N - i) for i in range(N + 1)]
+    schedule = CacheSchedule(sigmas, fixed)
     for step in range(N):
         schedule.enter(step)
     schedule.close()
     assert schedule.computed_steps == [0, 1, 9, 20, 28, 29]
+    schedule = CacheSchedule(sigmas, fixed, cache_sigma_range=(math.inf, sigmas[25]))
+    for step in range(N):
+        schedule.enter(step)
+    assert schedule.computed_steps == [0, 1, 9, 20, 26, 27, 28, 29]
 
 
 def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():

@@ -128,9 +128,8 @@ def test_each_copy_hooks_its_own_modules(head_calls):
 
 def test_calls_entering_a_step_together_reach_one_decision(monkeypatch):
     """Both threads' calls of every step enter the run at the same moment (a barrier outside
-    AdaCache's wrapper), and closing a step's decision is slowed down so the second call arrives
-    while the first is still closing it; the run still decides each step once, as on one device
-    (without the run's lock the second call closed the step again: 'CCCCCCCCCCCCCC')."""
+    AdaCache's wrapper), and deciding a step is slowed down so the second call arrives while the
+    first is still deciding it; the run still decides each step once, as on one device."""
     base = load_wan()
     single = patched(base)
     expected = sample(single, steps=14)
@@ -142,16 +141,16 @@ def test_calls_entering_a_step_together_reach_one_decision(monkeypatch):
         together.wait()
         return executor(*args, **kwargs)
 
-    finalize = CacheSchedule._finalize
+    decide = CacheSchedule._decide
 
-    def slow_finalize(self, step):
+    def slow_decide(self, step):
         time.sleep(0.05)
-        return finalize(self, step)
+        return decide(self, step)
 
     split_model = split(base)
     split_model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "together", enter_together)
     model = patched(split_model)  # AdaCache's wrapper runs inside the barrier's
-    monkeypatch.setattr(CacheSchedule, "_finalize", slow_finalize)
+    monkeypatch.setattr(CacheSchedule, "_decide", slow_decide)
     out = sample(model, steps=14)
     s = summary_of(model)
     assert s["pattern"] == reference["pattern"]
