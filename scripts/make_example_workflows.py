@@ -467,8 +467,8 @@ def note(g: Graph, pos, text: str, title="About the AdaCache preset", width=360)
 PRESETS_TEXT = (
     "Presets (scaled to your step count): fast = most reuse (the paper's AdaCache-fast at 30 "
     "steps), medium = in between, slow = closest to the uncached video. A connected codebook "
-    "(Codebook Editor or AdaCache Calibrate) is used whatever the preset, except 'calibrate'; "
-    "the log says it replaced the preset."
+    "(Codebook Editor) or calibrated plan (AdaCache Calibrate) is used whatever the preset, "
+    "except 'calibrate'; the log says it replaced the preset."
 )
 VERBOSE_TEXT = (
     "Turn on 'verbose' on AdaCache Apply to log, per step, whether the block stack was "

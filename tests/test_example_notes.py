@@ -135,8 +135,9 @@ def test_note_names_the_preset_the_workflow_uses(title):
 
 
 def test_a_connected_codebook_is_used_whatever_the_preset(pack, model):
-    """'A connected codebook (Codebook Editor or AdaCache Calibrate) is used whatever the
-    preset, except 'calibrate'; the log says it replaced the preset.'"""
+    """'A connected codebook (Codebook Editor) or calibrated plan (AdaCache Calibrate) is used
+    whatever the preset, except 'calibrate'; the log says it replaced the preset.' (the plan:
+    test_calibration's held-out runs)"""
     from comfyui_adacache.adacache import Codebook
 
     for title in EXAMPLES:

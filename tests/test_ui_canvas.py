@@ -253,6 +253,9 @@ def test_an_editor_names_a_saved_plan_a_plan(page, demo_run):  # noqa: F811
                            timeout=10_000)
     text = page.evaluate(check, editor)
     assert text.startswith(f"✓ uses the saved calibrated plan '{result['name']}' (3x)"), text
+    label = page.evaluate("""([id, name]) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'saved').options.getOptionLabel(name)""", [editor, result["name"]])
+    assert label == f"{result['name']} · plan 3x"  # the 'saved' list names it a plan too
     focus(page, editor)
     assert page.evaluate(SHOWN, [editor, "adacache_check"]), text
     shot(page, "editor_saved_plan.png")

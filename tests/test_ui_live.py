@@ -525,6 +525,9 @@ def test_picking_a_saved_codebook_shows_its_values(page, server):  # noqa: F811
         "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === "
         "'adacache_check').element.textContent === \"✓ uses the saved codebook 'ui_pick'\"",
         arg=editor, timeout=10_000)
+    assert page.evaluate(  # and so does the list: the value stays the file's name
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'saved')"
+        ".options.getOptionLabel('ui_pick')", editor) == "ui_pick · codebook"
 
 
 # --- the auto presets -------------------------------------------------------------------------

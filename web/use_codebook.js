@@ -72,9 +72,20 @@ export async function savedCodebooks() {
   }
 }
 
+// A saved file's name in the 'saved' list and widget, with what it is: "demo · plan 3x" or
+// "mine · codebook" (the value stays the file's name, which saved workflows hold).
+export function fileLabel(name) {
+  const file = name && name !== USE_ABOVE ? savedFiles.get(name) : null;
+  if (!file) return name ?? "";
+  return isPlan(file) ? `${name} · plan ${file.speed ?? "?"}x` : `${name} · codebook`;
+}
+
 export function setupEditor(node) {
   const saved = widget(node, "saved");
   if (!saved) return;
+  saved.options ??= {};
+  saved.options.getOptionLabel = fileLabel;
+  if (!savedFiles.size) savedCodebooks().then(() => node.setDirtyCanvas?.(true, true));
   const cb = saved.callback;
   saved.callback = function (value) {
     const out = cb?.apply(this, arguments);
