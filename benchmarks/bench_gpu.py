@@ -23,7 +23,7 @@ What it measures, per configuration, in ONE process:
   each round); medians reported. Wall time: ``torch.cuda.synchronize()`` before each clock read;
 * per model call: an APPLY_MODEL timer (outermost, so the caching bookkeeping is included,
   synchronised) classifies each call as computed or cached from the AdaCache run's trace;
-* computed steps from ``model_options["transformer_options"]["adacache_handle"].last_summary``;
+* computed steps from the run summary of the output (``adacache_handle.summary_for(out)``);
 * GPU memory: ``torch.cuda.max_memory_allocated`` (peak reset before each run) and that peak
   minus what was allocated at the start of the run (the resident weights): the working memory;
 * where the cached residuals actually live (the devices the pack stores them on, observed);
@@ -241,9 +241,10 @@ def run_config(h, name: str, args, probe: StoreProbe) -> dict:
         from comfyui_adacache.adacache import CalibrationSample, calibrate
 
         calibrating = h.apply_adacache(base, h.AdaCacheConfig(preset="calibrate"))
-        sample(h, calibrating, noise, latent, positive, negative, args.steps, args.cfg,
-               args.seed + 1)  # another seed than the measured runs
-        summary = calibrating.model_options["transformer_options"]["adacache_handle"].last_summary
+        out = sample(h, calibrating, noise, latent, positive, negative, args.steps, args.cfg,
+                     args.seed + 1)  # another seed than the measured runs
+        summary = calibrating.model_options["transformer_options"]["adacache_handle"].summary_for(
+            out)
         result = calibrate([CalibrationSample.from_dict(summary["calibration_sample"])],
                            args.plan_speed)
         plan = result.plan
@@ -268,7 +269,8 @@ def run_config(h, name: str, args, probe: StoreProbe) -> dict:
         wall = time.perf_counter() - t
         summary = None
         if variant_name != "uncached":
-            summary = model.model_options["transformer_options"]["adacache_handle"].last_summary
+            summary = model.model_options["transformer_options"]["adacache_handle"].summary_for(
+                out)
         flags = computed_flags(timer.calls, summary)
         rec = {
             "wall_s": wall,

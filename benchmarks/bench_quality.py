@@ -99,7 +99,7 @@ class Bench:
         seconds = time.perf_counter() - start
         rgb = (self.zoo.decode(out).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
         handle = model.model_options.get("transformer_options", {}).get("adacache_handle")
-        return rgb, (handle.last_summary if handle is not None else None), seconds
+        return rgb, (handle.summary_for(out) if handle is not None else None), seconds
 
     def fixed(self, scene, seed, steps):
         return self.sample(self.adacache(preset="custom", codebook=fixed_schedule(steps)),

@@ -366,7 +366,7 @@ def main(argv=None):
             summary = None
             if variant["kind"] == "adacache":
                 handle = variant["model"].model_options["transformer_options"]["adacache_handle"]
-                summary = handle.last_summary
+                summary = handle.summary_for(out)
                 res["summaries"].append(summary)
             flags = classify_calls(variant, recorder.calls, summary)
             pairs = zip(recorder.calls, flags, strict=True)

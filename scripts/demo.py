@@ -13,9 +13,9 @@ writes to ``demo_output/``:
   PSNR / SSIM against the uncached output of the same seed, motion of the decoded frames.
 
 How the trace comes back: the graph ends in the pack's output node "AdaCache Report", which
-returns the patched model's ``last_summary`` as UI data (and its plot as an IMAGE, saved), so
-it is in ``/history/<prompt_id>`` with the images - no websocket client needed, and it is tied
-to the prompt that produced it.
+returns the summary of the run that produced its latent as UI data (and its plot as an IMAGE,
+saved), so it is in ``/history/<prompt_id>`` with the images - no websocket client needed, and
+it is tied to the prompt that produced it.
 Wall time is the server's own ``execution_start`` -> ``execution_success`` timestamps of each
 prompt (model loading is done once by a warm-up prompt first and then cached by ComfyUI).
 

@@ -77,7 +77,7 @@ def main():
                                           pos, neg, lat, seed=seed)
                 rgb = dn.decode_latent(out)
                 handle = mdl.model_options.get("transformer_options", {}).get("adacache_handle")
-                summary = handle.last_summary if handle is not None else {}
+                summary = handle.summary_for(out) if handle is not None else {}
                 motions = [r["motion"] for r in summary.get("trace", [])
                            if r.get("motion") is not None]
                 rows.append({"scene": scene, "seed": seed, "mode": name,

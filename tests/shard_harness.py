@@ -154,7 +154,7 @@ def run_wan(model, lat: dict, steps: int = 8) -> dict:
 
     out = sample(model, lat=latent(**lat), steps=steps)
     handle = model.model_options["transformer_options"].get("adacache_handle")
-    return {"out": out, "summary": handle.last_summary if handle is not None else None}
+    return {"out": out, "summary": handle.summary_for(out) if handle is not None else None}
 
 
 def inject_xdit(model, ps):

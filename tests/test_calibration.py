@@ -22,6 +22,7 @@ from comfyui_adacache.adacache import (
     format_summary,
 )
 from test_plan import OLD_PLAN_FILE
+from wan_fixtures import handle_of, summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -87,7 +88,7 @@ def sample(pack, patched, scene: str, seed: int, steps: int = STEPS, callback=No
     noise = comfy.sample.prepare_noise(lat, seed)
     out = comfy.sample.sample(patched, noise, steps, 3.0, "euler", "simple", pos, neg, lat,
                               seed=seed, callback=callback)
-    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(patched)
     return {"samples": out}, handle.last_summary
 
 
@@ -351,7 +352,7 @@ def test_interrupt_keeps_its_own_exception_and_the_report(pack, model):
             sample(pack, patched, "static", 0, callback=interrupt_at_step_8)
     finally:
         comfy.model_management.interrupt_current_processing(False)
-    summary = patched.model_options["transformer_options"]["adacache_handle"].last_summary
+    summary = summary_of(patched)
     assert 8 <= summary["steps_reached"] < STEPS
 
 

@@ -43,7 +43,7 @@ def demo():
                                   latent, seed=seed, disable_pbar=True)
         handle = patched.model_options.get("transformer_options", {}).get("adacache_handle")
         rgb = demo_latent.to_uint8(demo_nodes.decode_latent(out)).numpy()
-        return rgb, (handle.last_summary if handle else None)
+        return rgb, (handle.summary_for(out) if handle else None)
 
     calibration = AdaCacheConfig(preset="calibrate")
     samples = [

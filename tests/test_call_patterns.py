@@ -34,6 +34,7 @@ from test_families_image import FLUX_CONFIG, QWEN_CONFIG, from_config
 from wan_fixtures import (
     NEVER_REUSE,
     BlockCounter,
+    handle_of,
     latent,
     load_wan,
     node_model,
@@ -174,7 +175,7 @@ def test_context_windows_each_window_reuses_its_own_residual(wan, windows):
 
     fast = patched(windowed)
     out, probe = probed_sample(fast, lat=lat)
-    s = summary_of(fast)
+    s = summary_of(fast, out)
     assert len({r["window"] for r in probe.records}) == 3  # the windows really ran
     assert s["reused_steps"] > 0 and torch.isfinite(out).all()
     assert probe.check_reuse(s["trace"]) >= 3 * 2 * s["reused_steps"]  # windows x streams
@@ -192,7 +193,7 @@ def test_context_windows_that_move_every_step_compute_where_a_window_is_new(wan)
         fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, dim=2)
     fast = patched(windowed)
     out, probe = probed_sample(fast, lat=lat)
-    s = summary_of(fast)
+    s = summary_of(fast, out)
     assert len({r["window"] for r in probe.records}) > 3  # the windows really moved
     # windows met at an older compute step are stale, never-seen ones have no cache
     window_reasons = {"compute: stale cache", "compute: context window without its own cache"}
@@ -223,7 +224,7 @@ def test_a_stream_missing_at_a_compute_step_is_computed_at_the_next_reused_step(
     # ALWAYS_REUSE at 12 steps computes 0, 1, 5, 9, 10, 11; the negative skips step 5
     fast = patched(_skip_uncond_at(wan, 5))
     out, probe = probed_sample(fast, steps=12)
-    trace = summary_of(fast)["trace"]
+    trace = summary_of(fast, out)["trace"]
     assert [r["step"] for r in trace if r["computed"]][:3] == [0, 1, 5]
     assert trace[6]["computed"] and trace[6]["reason"] == "stale cache"
     assert [p["reason"] for p in trace[6]["call_plans"]] == ["stale cache"]
@@ -251,7 +252,7 @@ def test_skip_layer_guidance_over_a_middle_range_never_reuses_a_stale_negative(w
     assert torch.equal(sample(patched(slg(wan), NEVER_REUSE), steps=steps), vanilla_slg)
     fast = patched(slg(wan))
     out, probe = probed_sample(fast, steps=steps)
-    s = summary_of(fast)
+    s = summary_of(fast, out)
     plans = [p for r in s["trace"] if r["computed"] is not None for p in r["call_plans"]]
     assert any(p["mode"] == "passthrough" for p in plans)  # the range really ran
     assert any(p["reason"] == "stale cache" for p in plans)
@@ -377,7 +378,7 @@ def test_offload_moves_only_the_stored_residual(wan, monkeypatch):
     meta = torch.device("meta")
     monkeypatch.setattr(comfy.model_management, "unet_offload_device", lambda: meta)
     model = patched(wan, NEVER_REUSE, offload_cache=True)
-    handle = model.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(model)
     residual_devices, metric_devices = set(), set()
 
     def record(executor, *args, **kwargs):

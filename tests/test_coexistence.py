@@ -65,7 +65,7 @@ def test_skip_layer_guidance_on_the_same_blocks(wan, order):
         never, fast = slg(patched(wan, NEVER_REUSE)), slg(patched(wan))
     assert torch.equal(sample(never), vanilla)
     out = sample(fast)
-    s = summary_of(fast)
+    s = summary_of(fast, out)
     # SLG's extra pass (blocks 1, 2 skipped) runs as asked on every step and is never cached
     assert s["passthrough_calls"] == s["steps_reached"]
     assert s["reused_steps"] > 0 and torch.isfinite(out).all()

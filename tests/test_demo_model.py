@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from make_example_workflows import DEMO_FILE  # scripts/ is on sys.path (comfy_host)
+from wan_fixtures import summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -87,7 +88,7 @@ def _sample(model, scene: str, seed: int, demo):
     noise = comfy.sample.prepare_noise(lat, seed)
     out = comfy.sample.sample(patched, noise, STEPS, 3.0, "euler", "simple", pos, neg, lat,
                               seed=seed)
-    summary = patched.model_options["transformer_options"]["adacache_handle"].last_summary
+    summary = summary_of(patched, out)
     return demo_nodes.decode_latent(out), summary["computed_steps"]
 
 

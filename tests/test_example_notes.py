@@ -20,6 +20,7 @@ import torch
 from make_demo_workflow import CALIBRATE_SPEED, PLAN_NAME  # scripts/ is on sys.path (comfy_host)
 from make_example_workflows import DEMO_FILE, MOREG_TEXT, PRESETS_TEXT, VERBOSE_TEXT, WORKFLOWS
 from test_calibration import node, user_dir  # noqa: F401  (user_dir: a fixture)
+from wan_fixtures import summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "diffusion_models" / "adacache_demo_wan.safetensors"
@@ -106,7 +107,7 @@ def run(pack, patched, steps=12, seed=0, scene="fast motion", start=None, last=N
         lat, noise = latent, torch.zeros_like(latent)
     out = comfy.sample.sample(patched, noise, steps, 3.0, "euler", "simple", pos, neg, lat,
                               start_step=start, last_step=last, seed=seed, disable_pbar=True)
-    return out, patched.model_options["transformer_options"]["adacache_handle"].last_summary
+    return out, summary_of(patched, out)
 
 
 def preset(name: str, steps: int):

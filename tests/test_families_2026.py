@@ -26,7 +26,7 @@ from comfyui_adacache.adacache import AdaCacheConfig, MoRegSettings
 from comfyui_adacache.adacache.families import Family, family_for
 from comfyui_adacache.nodes.patch import apply_adacache
 from test_families_video import ALWAYS_REUSE, NEVER_REUSE, STEPS, cond_pair, direct, g, run
-from wan_fixtures import BlockCounter, conds, load_wan, sample
+from wan_fixtures import BlockCounter, conds, load_wan, sample, summary_of
 
 SM = "comfy.supported_models"
 
@@ -214,7 +214,7 @@ def test_recent_family(name):
 
     never = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=NEVER_REUSE))
     assert equal(run(never, lat, positive, negative), vanilla)
-    s = never.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(never)
     assert s["reused_steps"] == 0 and s["computed_steps"] == STEPS
 
     moreg = MoRegSettings(window_start=0.0, window_end=1.0)
@@ -227,7 +227,7 @@ def test_recent_family(name):
         out = run(fast, lat, positive, negative)
     finally:
         counter.close()
-    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(fast)
     assert s["family"] == family_name and s["mode"] == family.support
     assert s["pattern"] == "CC...C..CC"
     if family.mode == "blocks":  # whole mode: the blocks run inside the skipped forward
@@ -286,6 +286,6 @@ def test_causal_wan_frame_by_frame_calls_run_unpatched():
     vanilla = ar_video(model)
     fast = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE))
     out = ar_video(fast)
-    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(fast, out)
     assert s["passthrough_calls"] > 0 and s["reused_calls"] == 0 and s["stack_runs"] == 0
     assert torch.equal(out, vanilla)

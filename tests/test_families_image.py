@@ -36,7 +36,7 @@ from comfyui_adacache.adacache import (
 )
 from comfyui_adacache.nodes.patch import apply_adacache
 from safetensors.torch import save_file
-from wan_fixtures import TMP, BlockCounter, random_state_dict, sample
+from wan_fixtures import TMP, BlockCounter, handle_of, random_state_dict, sample, summary_of
 
 NEVER_REUSE = Codebook((1.0,), (1,))
 ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps later
@@ -210,10 +210,6 @@ def patched(model, **kw):
     return apply_adacache(model, AdaCacheConfig(**kw))
 
 
-def summary_of(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
-
-
 @functools.cache
 def _vanilla(index: int) -> torch.Tensor:
     return run(CASES[index], _model(index))
@@ -240,7 +236,7 @@ def test_never_reusing_codebook_is_bit_identical_to_vanilla(case):
     out = run(c, cached)
     assert out.dtype == reference.dtype and out.shape == reference.shape
     assert torch.equal(out, reference)
-    s = summary_of(cached)
+    s = summary_of(cached, out)
     assert s["reused_steps"] == 0 and s["computed_steps"] == STEPS
     assert s["family"] == c.name and s["mode"] == c.mode
 
@@ -270,7 +266,7 @@ def test_moreg_on_an_image_model_says_it_has_no_motion_term(case, caplog):
     with caplog.at_level(logging.INFO, logger="AdaCache"):
         out = run(c, cached)
     assert torch.isfinite(out).all() and out.shape == c.latent
-    s = summary_of(cached)
+    s = summary_of(cached, out)
     assert s["moreg"] is True
     notes = [w for w in s["warnings"] if "no motion term" in w]
     assert len(notes) == 1 and notes[0].startswith("MoReg: no motion term for image models")
@@ -294,7 +290,7 @@ def _expected_residuals(c: Case, hidden: int) -> dict:
 def test_stored_residual_spans_the_stack_text_included_where_it_joins(case):
     c, model = case
     cached = patched(model, codebook=ALWAYS_REUSE)
-    handle = cached.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(cached)
     seen, zero_txt = [], {"on": False}
 
     def record(executor, *args, **kw):

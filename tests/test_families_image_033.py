@@ -20,7 +20,7 @@ from comfyui_adacache.adacache import AdaCacheConfig
 from comfyui_adacache.adacache.families import family_for
 from comfyui_adacache.nodes.patch import apply_adacache
 from test_families_video import ALWAYS_REUSE, NEVER_REUSE, cond_pair, direct, g
-from wan_fixtures import BlockCounter, sample
+from wan_fixtures import BlockCounter, sample, summary_of
 
 SM = "comfy.supported_models"
 STEPS = 10
@@ -189,10 +189,6 @@ def run(model, name, steps=STEPS):
     return sample(model, steps=steps, cfg=3.0, lat=lat, positive=positive, negative=negative)
 
 
-def summary(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
-
-
 def counter(diffusion_model, paths) -> BlockCounter:
     """Counts the block executions of the lists at ``paths`` (``language_model.layers``)."""
     holder = torch.nn.Module()
@@ -227,7 +223,7 @@ def test_never_reusing_codebook_is_bit_identical_to_vanilla(name):
     never = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=NEVER_REUSE))
     out = run(never, name)
     assert out.dtype == reference.dtype and torch.equal(out, reference)
-    s = summary(never)
+    s = summary_of(never, out)
     assert s["reused_steps"] == 0 and s["computed_steps"] == STEPS
     assert s["family"] == CASES[name][1]
 
@@ -241,7 +237,7 @@ def test_cached_steps_skip_the_stack(name):
         out = run(cached, name)
     finally:
         blocks.close()
-    s = summary(cached)
+    s = summary_of(cached)
     assert s["pattern"] == "CC...C..CC"
     # cond and uncond run batched (one call per step) unless their conds differ in length
     # (HiDream-O1's token ids): then two calls per step
@@ -264,7 +260,7 @@ def test_fast_preset_reuses_steps_and_stays_close(name):
     model = case(name)[0]
     fast = apply_adacache(model, AdaCacheConfig(preset="fast"))
     out = run(fast, name, FAST_STEPS)
-    s = summary(fast)
+    s = summary_of(fast, out)
     quality = psnr(out, vanilla(name, FAST_STEPS))
     print(f"{name}: {s['computed_steps']}/{FAST_STEPS} computed, {quality:.1f} dB")
     assert s["reused_steps"] > 0

@@ -13,7 +13,7 @@ from comfyui_adacache.adacache.families.recent import kandinsky5_block_replace_w
 from comfyui_adacache.adacache.families.wan import WAN
 from comfyui_adacache.nodes.patch import apply_adacache
 from test_families_video import ALWAYS_REUSE, NEVER_REUSE
-from wan_fixtures import conds, load_wan, sample
+from wan_fixtures import conds, load_wan, sample, summary_of
 
 OPS = comfy.ops.disable_weight_init
 
@@ -188,7 +188,7 @@ def test_calls_carrying_per_block_patches_are_computed():
     assert torch.equal(sample(never, steps=10, positive=positive, negative=negative), vanilla)
     fast = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=ALWAYS_REUSE))
     out = sample(fast, steps=10, positive=positive, negative=negative)
-    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(fast, out)
     assert s["reused_steps"] == 0 and s["computed_steps"] == 10
     assert any("model patches between blocks" in w for w in s["warnings"])
     assert torch.equal(out, vanilla)

@@ -33,7 +33,7 @@ from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 from comfyui_adacache.adacache.families import family_for
 from comfyui_adacache.nodes.patch import apply_adacache
 from safetensors.torch import save_file
-from wan_fixtures import TMP, BlockCounter, random_state_dict, sample
+from wan_fixtures import TMP, BlockCounter, random_state_dict, sample, summary_of
 
 NEVER_REUSE = Codebook((1.0,), (1,))
 ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps later
@@ -252,7 +252,7 @@ def test_video_family(name):
 
     never = apply_adacache(model, AdaCacheConfig(preset="custom", codebook=NEVER_REUSE))
     assert torch.equal(run(never, lat, positive, negative), vanilla)
-    s = never.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(never)
     assert s["reused_steps"] == 0 and s["computed_steps"] == STEPS
 
     moreg = MoRegSettings(window_start=0.0, window_end=1.0)
@@ -264,7 +264,7 @@ def test_video_family(name):
         out = run(fast, lat, positive, negative)
     finally:
         counter.close()
-    s = fast.model_options["transformer_options"]["adacache_handle"].last_summary
+    s = summary_of(fast)
     assert s["family"] == family_name
     assert s["pattern"] == "CC...C..CC"
     assert counter.calls == counter.n_blocks * s["computed_steps"]  # one CFG-batched call/step

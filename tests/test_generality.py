@@ -23,6 +23,7 @@ from comfyui_adacache.adacache.plan import RATIO_RANGE, Planner, default_max_gap
 from comfyui_adacache.adacache.summary import plan_mismatch
 from test_calibration import node
 from test_plan import rising_profile
+from wan_fixtures import handle_of, summary_of
 
 N = 30
 
@@ -301,7 +302,7 @@ def test_auto_calibrates_across_ksampler_advanced_slices_then_plans(demo):
     patched = calibrating(demo, "auto balanced (3x)")
     key = calibration.store_key(patched)
     calibration.STORE.clear(key)
-    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(patched)
     first = advanced(patched, pos, neg, 0, 8)
     assert handle.last_summary["computed_steps"] == 8
     comfy_nodes.KSamplerAdvanced().sample(
@@ -330,7 +331,7 @@ def test_the_what_if_on_a_calibration_trace_is_the_schedule_that_runs(demo, kind
     patched = calibrating(demo)
     key = calibration.store_key(patched)
     calibration.STORE.clear(key)
-    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(patched)
     advanced(patched, pos, neg, 0, 16)
     recorded = handle.last_summary
     sample = calibration.STORE.runs(key)[0].sample
@@ -341,7 +342,7 @@ def test_the_what_if_on_a_calibration_trace_is_the_schedule_that_runs(demo, kind
     cached = node(nodes.AdaCacheApply).execute(
         model, "custom", "l1", "middle", 0.0, 1.0, False, codebook=codebook).args[0]
     advanced(cached, pos, neg, 0, 16)
-    ran = cached.model_options["transformer_options"]["adacache_handle"].last_summary
+    ran = summary_of(cached)
     assert not prediction.approximate
     assert prediction.computed == [r["step"] for r in ran["trace"] if r["computed"]]
     assert 3 < len(prediction.computed) < 16
@@ -374,7 +375,7 @@ def test_auto_calibrates_on_the_first_run_and_runs_the_plan_on_the_next(demo):
     model, pos, neg, _, calibration = demo
     patched = calibrating(demo, "auto balanced (3x)")
     calibration.STORE.clear(calibration.store_key(patched))
-    handle = patched.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(patched)
     latent = torch.zeros(1, 16, demo_latent.FRAMES, demo_latent.LATENT_HW, demo_latent.LATENT_HW)
 
     def run(m, seed):

@@ -288,12 +288,58 @@ def test_an_interrupted_run_is_marked_and_gives_no_advice(page):  # noqa: F811
     assert [w.split(":")[0] for w in summary["warnings"]] == [
         f"interrupted at step {summary['steps_reached']} of 30"]
     assert data["predicted"] == ""  # no what-if from a partial run
+    # said once on the node: in the header, not again as a warning line below it
+    shown = data["header"] + "\n" + "\n".join(json.loads(data["warningLines"]))
+    assert shown.count("interrupted") == 1, shown
     assert page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
         .find(w => w.name === 'adacache_schedule').element
         .querySelector('.adacache-use').disabled""", ids["cal"])
     log = format_summary(summary)  # the lines the server logged for this run
     assert "calibrated to this run" not in log and "interrupted" in log
     shot(page, "canvas_interrupted.png")
+
+
+SMALL = ["AdaCacheApply", "AdaCacheCodebookEditor", "AdaCacheMoRegSettings", "KSampler"]
+
+
+def saved_too_small(types) -> dict:
+    """A workflow of ``types`` in a row, each saved 40 px tall (less than its widgets need) with
+    a Note saved right below it."""
+    import make_example_workflows as ex
+
+    widgets = {"AdaCacheApply": ex.apply_widgets("fast"), "KSampler": [1, "fixed", 4, 3.0,
+               "euler", "simple", 1.0], "AdaCacheCodebookEditor": ["0.1, 1", "2, 1",
+               "(use the values above)"], "AdaCacheMoRegSettings": list(ex.MOREG_DEFAULTS)}
+    g = ex.Graph()
+    for i, type_ in enumerate(types):
+        g.add(type_, (40 + 520 * i, 60), widgets[type_], size=(460, 40))
+        g.add("Note", (40 + 520 * i, 160), [f"below {type_}"], size=(300, 80))
+    workflow = g.to_json("saved too small")
+    for node in workflow["nodes"]:  # to_json spaces nodes out: put the notes back
+        if node["type"] == "Note":
+            node["pos"][1] = 160
+    return workflow
+
+
+def test_a_node_saved_smaller_than_its_widgets_makes_room_on_load(page):  # noqa: F811
+    """The frontend grows a node saved smaller than its widgets as the workflow loads; the nodes
+    it would cover move down (web/layout.js roomAfterLoad), in a workflow with this pack's
+    nodes. A workflow without them is left as saved."""
+    load(page, saved_too_small(SMALL))
+    nodes, pairs = node_overlaps(page)
+    page.evaluate("() => { const c = window.app.canvas; c.ds.scale = 0.6; c.ds.offset = [110, 140];"
+                  " c.setDirty(true, true); }")
+    frames(page)
+    shot(page, "canvas_saved_too_small.png")
+    assert pairs == [], pairs
+    heights = {n["type"]: n["rect"][3] for n in nodes if n["type"] != "Note"}
+    assert all(h > 40 + 30 for h in heights.values()), heights  # each grew to its widgets
+    notes = [n["rect"][1] for n in nodes if n["type"] == "Note"]
+    assert len(notes) == len(SMALL)
+
+    load(page, saved_too_small(["KSampler"]))
+    core = page.evaluate("() => window.app.graph._nodes.map(n => [n.type, n.pos[1]])")
+    assert ["Note", 160] in core, core  # not moved: no AdaCache node in this workflow
 
 
 EDITOR_CASES = [

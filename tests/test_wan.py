@@ -9,7 +9,7 @@ import torch
 from comfy.ldm.wan.model import sinusoidal_embedding_1d
 from comfyui_adacache.adacache import AdaCacheConfig, Codebook, MoRegSettings
 from comfyui_adacache.nodes.patch import apply_adacache
-from wan_fixtures import BlockCounter, conds, latent, load_wan, sample
+from wan_fixtures import BlockCounter, conds, handle_of, latent, load_wan, sample, summary_of
 
 NEVER_REUSE = Codebook((1.0,), (1,))
 ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps later
@@ -18,10 +18,6 @@ ALWAYS_REUSE = Codebook((1.0,), (4,))  # every distance -> next compute 4 steps 
 def patched(model, **kw):
     kw.setdefault("preset", "fast")
     return apply_adacache(model, AdaCacheConfig(**kw))
-
-
-def summary_of(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +62,7 @@ def test_block_stack_runs_equal_computed_steps(wan, preset):
 
 def test_cached_step_is_embeddings_plus_stored_residual_then_head(wan):
     model = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
-    handle = model.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(model)
     seen = []
 
     def record(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kw):
@@ -101,7 +97,7 @@ def test_cached_step_is_embeddings_plus_stored_residual_then_head(wan):
 def test_cfg_batched_and_split_share_one_residual_per_stream(wan, monkeypatch):
     batched = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
     out_batched = sample(batched)
-    s_batched = summary_of(batched)
+    s_batched = summary_of(batched, out_batched)
     split = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
     monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda *a, **k: 0)
     counter = BlockCounter(wan.model.diffusion_model)
@@ -109,7 +105,7 @@ def test_cfg_batched_and_split_share_one_residual_per_stream(wan, monkeypatch):
         out_split = sample(split)  # memory "short": ComfyUI calls cond and uncond separately
     finally:
         counter.close()
-    s_split = summary_of(split)
+    s_split = summary_of(split, out_split)
     assert s_split["pattern"] == s_batched["pattern"]
     assert s_split["streams"] == s_batched["streams"] == 2
     assert s_split["stack_runs"] == 2 * s_split["computed_steps"] == counter.stack_runs
@@ -123,7 +119,7 @@ def test_cfg_split_by_different_context_lengths(wan):
     assert torch.equal(sample(never, positive=positive, negative=negative), vanilla)
     fast = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
     out = sample(fast, positive=positive, negative=negative)
-    s = summary_of(fast)
+    s = summary_of(fast, out)
     assert s["streams"] == 2 and s["stack_runs"] == 2 * s["computed_steps"]
     assert s["reused_calls"] == 2 * s["reused_steps"] > 0
     assert torch.isfinite(out).all()
@@ -132,12 +128,12 @@ def test_cfg_split_by_different_context_lengths(wan):
 def test_cfg_one_and_batch_two(wan):
     fast = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
     out = sample(fast, cfg=1.0)
-    assert summary_of(fast)["streams"] == 1 and torch.isfinite(out).all()
+    assert summary_of(fast, out)["streams"] == 1 and torch.isfinite(out).all()
     lat = latent(batch=2)
     never = patched(wan, preset="custom", codebook=NEVER_REUSE)
     assert torch.equal(sample(never, lat=lat), sample(wan, lat=lat))
     out2 = sample(fast, lat=lat)
-    assert out2.shape == lat.shape and summary_of(fast)["reused_steps"] > 0
+    assert out2.shape == lat.shape and summary_of(fast, out2)["reused_steps"] > 0
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "dpmpp_2s_ancestral", "uni_pc"])
@@ -192,7 +188,7 @@ def test_resolution_change_between_runs_never_reuses_a_stale_cache(wan):
 
 def test_interrupt_on_a_cached_step_then_clean_rerun(wan):
     model = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
-    handle = model.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(model)
     clean = sample(patched(wan, preset="custom", codebook=ALWAYS_REUSE))
     calls = []
 
@@ -238,7 +234,7 @@ def test_i2v_with_clip_vision_tokens():
     assert torch.equal(sample(never, lat=lat, positive=positive, negative=negative), vanilla)
     fast = patched(model, preset="custom", codebook=ALWAYS_REUSE)
     out = sample(fast, lat=lat, positive=positive, negative=negative)
-    assert summary_of(fast)["reused_steps"] > 0 and torch.isfinite(out).all()
+    assert summary_of(fast, out)["reused_steps"] > 0 and torch.isfinite(out).all()
 
 
 def test_vace_hints_are_not_added_twice():
@@ -300,7 +296,7 @@ def test_offloaded_cache_gives_the_same_output(wan):
     host both devices are the CPU, so this checks the path and the placement, not a transfer."""
     plain = patched(wan, preset="custom", codebook=ALWAYS_REUSE)
     offloaded = patched(wan, preset="custom", codebook=ALWAYS_REUSE, offload_cache=True)
-    handle = offloaded.model_options["transformer_options"]["adacache_handle"]
+    handle = handle_of(offloaded)
     devices = []
 
     def record(executor, *args, **kwargs):

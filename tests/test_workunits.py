@@ -91,7 +91,7 @@ def test_work_units_run_the_single_device_schedule(order, head_calls):
 
     model = split(patched(base)) if order == "apply then split" else patched(split(base))
     out = sample(model)
-    s = summary_of(model)
+    s = summary_of(model, out)
     # cond and uncond really ran on two devices, in two threads, one call each per step
     assert [c.load_device for c in copies(model)] == [TWO_CPUS[1]]
     assert len({thread for _, thread in head_calls}) == 2
@@ -152,7 +152,7 @@ def test_calls_entering_a_step_together_reach_one_decision(monkeypatch):
     model = patched(split_model)  # AdaCache's wrapper runs inside the barrier's
     monkeypatch.setattr(CacheSchedule, "_decide", slow_decide)
     out = sample(model, steps=14)
-    s = summary_of(model)
+    s = summary_of(model, out)
     assert s["pattern"] == reference["pattern"]
     assert [r["rate"] for r in s["trace"]] == [r["rate"] for r in reference["trace"]]
     assert [r["calls"] for r in s["trace"]] == [2] * len(s["trace"])

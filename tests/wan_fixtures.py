@@ -90,8 +90,20 @@ def patched(model, codebook=ALWAYS_REUSE, **kw):
     return apply_adacache(model, AdaCacheConfig(preset="custom", codebook=codebook, **kw))
 
 
-def summary_of(model) -> dict:
-    return model.model_options["transformer_options"]["adacache_handle"].last_summary
+def handle_of(model):
+    """The AdaCache handle a patched model (and every clone of it) carries."""
+    return model.model_options["transformer_options"]["adacache_handle"]
+
+
+def summary_of(model, latent=None) -> dict:
+    """The summary of the run of ``model`` that produced ``latent`` (samples or a LATENT
+    dict), found as AdaCache Report finds it; without ``latent``, the model's last run."""
+    handle = handle_of(model)
+    if latent is None:
+        return handle.last_summary
+    summary = handle.summary_for(latent["samples"] if isinstance(latent, dict) else latent)
+    assert summary is not None, "no recent run of this model produced this latent"
+    return summary
 
 
 def node_model(output):

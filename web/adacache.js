@@ -9,12 +9,14 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { APPLY, COLORS, EDITOR, allNodes, nodeForId, redrawApply } from "./common.js";
+import { roomAfterLoad } from "./layout.js";
 import { addPlotWidget } from "./plot_widget.js";
 import { editorCodebook, startRun, stateOf } from "./state.js";
 import { refreshSavedOptions, setupEditor, useCodebook } from "./use_codebook.js";
 
 // --- events ------------------------------------------------------------------------------------
 const ourPrompts = new Set(); // prompts this client queued (the server sends their events here)
+let loading = []; // the nodes of the workflow being loaded, as saved
 
 function applyNodeFor(detail) {
   if (detail?.prompt_id && ourPrompts.size && !ourPrompts.has(detail.prompt_id)) return null;
@@ -102,6 +104,13 @@ app.registerExtension({
     for (const ev of ["execution_error", "execution_interrupted"]) {
       api.addEventListener(ev, ({ detail }) => onPromptEnd(detail?.prompt_id));
     }
+  },
+  beforeConfigureGraph(graphData) {
+    loading = graphData?.nodes ?? [];
+  },
+  afterConfigureGraph() { // nodes saved smaller than their widgets grew: make room below them
+    roomAfterLoad(app.graph, loading);
+    loading = [];
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === APPLY) {

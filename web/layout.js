@@ -73,6 +73,26 @@ function makeRoom(graph, grown, before) {
   }
 }
 
+// A node saved smaller than its widgets need is grown by the frontend while the workflow loads,
+// over the nodes below it. After the load (`saved`: the workflow's nodes as saved), the nodes
+// that grew make room below them, top to bottom, as a node growing later does. Only in a
+// workflow with this pack's nodes: other workflows are left as their authors laid them out.
+export function roomAfterLoad(graph, saved) {
+  const nodes = nodesOf(graph);
+  if (!nodes.some((n) => String(n.type ?? "").startsWith("AdaCache"))) return;
+  const savedSize = new Map((saved ?? []).map((n) => [String(n.id), n.size]));
+  const grown = nodes.filter((n) => {
+    const size = savedSize.get(String(n.id));
+    return Array.isArray(size) && n.size[1] > size[1] + 0.5;
+  }).sort((a, b) => a.pos[1] - b.pos[1]);
+  for (const node of grown) {
+    const [x, y, , h] = nodeRect(node);
+    const [savedW, savedH] = savedSize.get(String(node.id));
+    makeRoom(graph, node, [x, y, savedW, h - node.size[1] + savedH]); // as saved, where it is
+  }
+  if (grown.length) graph?.setDirtyCanvas?.(true, true);
+}
+
 // After a node's DOM widget is added (or a saved node loaded): as tall as its widgets need.
 export function fitToWidgets(node) {
   requestAnimationFrame(() => {

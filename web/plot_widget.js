@@ -114,7 +114,8 @@ export function addPlotWidget(node) {
     const st = stateOf(node);
     const ctx = canvas.getContext("2d");
     ctx.font = "11px sans-serif";
-    const warnings = st.summary && !st.stale && !st.notRerun
+    // an interrupted run's one warning is what its header says: shown once, in the header
+    const warnings = st.summary && !st.stale && !st.notRerun && !st.summary.interrupted
       ? wrapWarnings(ctx, st.summary.warnings ?? [], cssW - 16) : [];
     const folded = !!node.properties?.adacache_folded;
     const short = folded || !st.nSteps;
