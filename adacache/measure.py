@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 
+from .cache_store import chunks
 from .families import WHOLE, Family
 from .metrics import metric_sample, motion_score, relative_distance
 from .moreg import MoRegSettings
@@ -39,44 +40,53 @@ class Measurer:
         self.moreg = moreg is not None and moreg.enabled
         self.strides = tuple(moreg.strides) if moreg is not None else (1,)
 
-    def measure_call(self, streams: list, metrics: dict, step: int, latent_shape, img_tokens,
-                     tail_tokens: int, recording=None) -> list[tuple[float, int, float | None]]:
-        """One compute call's streams (``(StreamKey, StreamCache)``, in batch order) with
-        their metric residuals (block -> one part per stream): each stream's samples are
-        kept for its next compute step (and recorded when calibrating); returns the measures
-        of the streams that have earlier samples to compare with."""
+    def measure_call(self, streams: list, residuals: dict, step: int, latent_shape,
+                     img_tokens, tail_tokens: int, recording=None
+                     ) -> list[tuple[float, int, float | None]]:
+        """One compute call's streams (``(StreamKey, StreamCache)``, in batch order) and its
+        metric residuals (block -> the call's batch): each stream's samples are kept for its
+        next compute step (and recorded when calibrating); returns the measures of the streams
+        that have earlier samples to compare with."""
+        due = [(i, key, stream) for i, (key, stream) in enumerate(streams)
+               if stream.metric_step != step]  # later evaluations refresh only the residual
+        if not residuals or not due:
+            return []
+        keys = [key for key, _ in streams]
+        # metric samples stay on the compute device: distances and motion run there
+        local = {p: chunks(r.detach(), keys) for p, r in residuals.items()}
+        first = self.positions[0]
+        if self.shard.splits_sequence:  # this shard's part of the whole sequence's samples
+            length, whole = self.shard.whole_sequence(
+                residuals, first, self.family, latent_shape, tail_tokens, self.calibrating,
+                self.moreg)
+            whole = {p: chunks(r, keys) for p, r in whole.items()}
         pending = []
-        for i, (stream_key, stream) in enumerate(streams):
-            # metric samples stay on the compute device: distances and motion run there
-            full = {p: m[i].detach() for p, m in metrics.items()}
-            if not full or stream.metric_step == step:
-                continue  # later evaluations of a step refresh only the residual
-            full, current = self.samples(full, latent_shape, tail_tokens)
+        for i, stream_key, stream in due:
+            if not self.shard.splits_sequence:
+                channels_last = self.family.mode != WHOLE
+                current = {p: metric_sample(m[i], channels_last) for p, m in local.items()}
+                residual = local[first][i]
+            else:
+                current = ({p: metric_sample(m[i]) for p, m in whole.items()}
+                           if self.calibrating else
+                           {p: self.shard.metric_sample(m[i], length) for p, m in local.items()})
+                residual = (whole if first in whole else local)[first][i]
             if stream.metric_step is not None and set(stream.metric) == set(current) and all(
                 stream.metric[p].shape == current[p].shape for p in current
             ):
                 pending.append(Pending(stream.metric, current, step - stream.metric_step,
-                                       full[self.positions[0]]))
+                                       residual))
             stream.metric, stream.metric_step = current, step
             if recording is not None:
                 recording.add(stream_key, step, current)
         return self.measure(pending, latent_shape, img_tokens, tail_tokens)
 
-    def samples(self, full: dict, latent_shape, tail_tokens: int) -> tuple[dict, dict]:
-        """A stream's metric residuals (block -> tensor) and their samples; a split sequence
-        (shard.py) gives this shard's part of the whole sequence's samples."""
-        if self.shard.splits_sequence:
-            return self.shard.metrics(full, self.positions[0], self.family, latent_shape,
-                                      tail_tokens, self.calibrating, self.moreg)
-        channels_last = self.family.mode != WHOLE
-        return full, {p: metric_sample(m, channels_last) for p, m in full.items()}
-
     def measure(self, pending: list[Pending], latent_shape, img_tokens=None, tail_tokens=0
                 ) -> list[tuple[float, int, float | None]]:
         """Per pending stream: its change per step, its gap and its motion (or None)."""
-        if self.shard.splits_sequence and not self.calibrating:  # sums added over the shards
-            changes = [list(self.shard.distances(p.current, p.previous, self.metric).values())
-                       for p in pending]
+        if self.shard.splits_sequence and not self.calibrating:  # one all-reduce (shard.py)
+            changes = [list(d.values()) for d in self.shard.distances(
+                [(p.current, p.previous) for p in pending], self.metric)]
         else:
             changes = [[relative_distance(p.current[b], p.previous[b], self.metric)
                         for b in p.current] for p in pending]

@@ -3,9 +3,10 @@
 An engine (xDiT / xfuser, as Raylight runs it) gives every rank a shard of the token sequence
 and/or one of the conds. AdaCache then decides once for the whole run, never per rank:
 
-- the distance of a compute step: each rank sums over its shard, one all-reduce adds the sums;
+- the distance of a compute step: each rank sums over its shard, one all-reduce adds the sums
+  of every stream of the call;
 - MoReg's motion (and a calibration's samples): the metric residual gathered over the
-  sequence, padding excluded, trimmed to the true length;
+  sequence, padding excluded, trimmed to the true length (one gather for all streams);
 - the step's distances over the conds: gathered over the CFG ranks, averaged as one process
   averages its streams;
 - "this call must compute" (stale stream, missing cache, model patches, a rank's own
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import _EPS, METRICS, metric_sample, sample_rows
+from .metrics import _EPS, METRICS, sample_rows
 
 SHARD_OPTION = "adacache_shard"  # transformer_options key an engine adapter sets
 ENGINES = ("xdit",)  # xDiT / xfuser: Ulysses and ring sequence parallel, CFG parallel
@@ -170,30 +171,35 @@ class ShardContext:
         local = (index // length) * real + token - start
         return x[:, :real].reshape(batch * real, -1).index_select(0, local[keep]).contiguous()
 
-    def metrics(self, full: dict, first: int, family, latent_shape, tail_tokens: int,
-                calibrating: bool, moreg: bool) -> tuple[dict, dict]:
-        """A stream's metric residuals (block -> [B, S, D] on this shard) and samples for the
-        schedule: this shard's rows of the whole sequence's sample, whose distance
-        ``distances`` sums over the ranks. A calibration gathers every residual and samples
-        the whole sequence (it records samples); MoReg gathers the first one (frames)."""
-        length = self.sequence_length(family, latent_shape, tail_tokens, full[first].shape[-2])
-        if calibrating:
-            full = {p: self.gather_sequence(m, length) for p, m in full.items()}
-            return full, {p: metric_sample(m) for p, m in full.items()}
-        current = {p: self.metric_sample(m, length) for p, m in full.items()}
-        if moreg and family.is_video:
-            full = {**full, first: self.gather_sequence(full[first], length)}
-        return full, current
+    def whole_sequence(self, residuals: dict, first: int, family, latent_shape,
+                       tail_tokens: int, calibrating: bool, moreg: bool) -> tuple[int, dict]:
+        """The true sequence length and the metric residuals of a call (block -> [B, S, D]
+        on this shard, every stream of the call) that must be seen whole, gathered over the
+        sequence ranks, one all_gather per block for all streams: every block for a
+        calibration (it records whole samples), the first for MoReg (frames), else none."""
+        length = self.sequence_length(family, latent_shape, tail_tokens,
+                                      residuals[first].shape[-2])
+        wanted = list(residuals) if calibrating else [first] if moreg and family.is_video else []
+        return length, {p: self.gather_sequence(residuals[p], length) for p in wanted}
 
-    def distances(self, current: dict, previous: dict, metric: str) -> dict:
-        """Per metric block, the change of the whole sequence's sample from the shards'
-        samples: the sums each rank holds, added by one all-reduce."""
+    def distances(self, pairs: list[tuple[dict, dict]], metric: str) -> list[dict]:
+        """Per stream ``(current, previous)`` samples (this shard's rows), per metric block,
+        the change of the whole sequence's sample: the sums each rank holds for every stream
+        of a call, added by one all-reduce."""
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-        keys = sorted(current)
-        sums = torch.stack([_sums(current[p], previous[p]) for p in keys]).cpu()
+        if not pairs:
+            return []
+        keys = [sorted(current) for current, _ in pairs]
+        sums = torch.stack([_sums(current[p], previous[p])
+                            for (current, previous), blocks in zip(pairs, keys, strict=True)
+                            for p in blocks]).cpu()
         torch.distributed.all_reduce(sums, group=self.seq_group)
-        return {p: _ratio(s, metric) for p, s in zip(keys, sums, strict=True)}
+        out, row = [], 0
+        for blocks in keys:
+            out.append({p: _ratio(sums[row + i], metric) for i, p in enumerate(blocks)})
+            row += len(blocks)
+        return out
 
 
 SINGLE = ShardContext()

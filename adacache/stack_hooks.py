@@ -135,10 +135,9 @@ class StackHooks:
         step = call.record.step
         self.store.keep(step, keys, {k: chunks(outputs[k] - stack_input[k], keys)
                                      for k in stack_input})
-        metrics = {p: chunks(r, keys) for p, r in call.metric_residuals.items()}
-        call.metric_residuals = {}
+        residuals, call.metric_residuals = call.metric_residuals, {}
         streams = [(key, self.streams[key]) for key in keys]
-        measures = self.measurer.measure_call(streams, metrics, step, call.latent_shape,
+        measures = self.measurer.measure_call(streams, residuals, step, call.latent_shape,
                                               img_tokens, call.tail_tokens, self.recording)
         self.schedule.measure_all(measures, step)  # the step's rate, fixed now
 

@@ -174,3 +174,27 @@ def test_outside_a_split_run_the_worker_apply_is_the_ordinary_apply():
     model = shard_harness.patched_wan(config, apply=apply_in_worker)
     options = model.model_options["transformer_options"]
     assert SHARD_OPTION not in options and "adacache_handle" in options
+
+
+def test_one_all_reduce_adds_the_sums_of_every_stream_of_a_call(monkeypatch):
+    """Catches one all-reduce per stream (the issue asks one per compute step): the changes
+    of all of a call's streams and metric blocks come from a single all-reduce, each equal to
+    that stream's own (a process group of one: the sums are this rank's)."""
+    import torch.distributed as dist
+
+    g = torch.Generator().manual_seed(2)
+    pairs = [({p: torch.randn(40, 8, generator=g) for p in (3, 7)},
+              {p: torch.randn(40, 8, generator=g) for p in (3, 7)}) for _ in range(3)]
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        reduced = []
+        real = dist.all_reduce
+        monkeypatch.setattr(dist, "all_reduce",
+                            lambda t, *a, **k: reduced.append(tuple(t.shape)) or real(t, *a, **k))
+        out = ShardContext(seq_size=2).distances(pairs, "l1")
+    finally:
+        dist.destroy_process_group()
+    assert reduced == [(6, 6)]  # 3 streams x 2 blocks, 6 sums each, in one all-reduce
+    for (current, previous), changes in zip(pairs, out, strict=True):
+        assert changes == pytest.approx(
+            {p: relative_distance(current[p], previous[p], "l1") for p in (3, 7)}, rel=1e-5)
