@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 
 BLOCKS, WHOLE = "blocks", "whole"
 
@@ -154,7 +155,7 @@ class Family:
             hidden = hidden[:, :, self.lead_frames:]
             if hidden.shape[2] < 2:
                 return None
-            return hidden.flatten(3).permute(0, 2, 3, 1)
+            return rearrange(hidden, "b c t h w -> b t (h w) c")
         if hidden.ndim == 2:  # one stream's packed sequence: its first sample's tokens lead
             hidden = hidden.unsqueeze(0)
         if hidden.ndim != 3:
@@ -173,7 +174,7 @@ class Family:
         t -= self.lead_frames
         if t < 2:
             return None
-        return tokens.reshape(hidden.shape[0], t, hw, hidden.shape[-1])
+        return rearrange(tokens, "b (t hw) d -> b t hw d", t=t)
 
     def split_output(self, hidden, stack_input: dict) -> dict:
         """The stack output per carried key, from the last block's hidden state."""
