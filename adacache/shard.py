@@ -119,6 +119,13 @@ class ShardContext:
         dims = latent_shape[-3:]
         length = math.prod(-(-d // p) for d, p in zip(dims, (pt, ph, pw), strict=True))
         length += tail_tokens
+        if -(-length // self.seq_size) < shard_tokens:
+            raise ShardError(
+                f"the sequence split over {self.seq_size} ranks holds more tokens than the "
+                f"video's {length} ({shard_tokens} a rank): tokens besides the video in the "
+                f"hidden state (such as {family.name}'s reference-image tokens) are not "
+                "supported split over GPUs; run this input on one GPU, or without them"
+            )
         if -(-length // self.seq_size) != shard_tokens:
             raise ShardError(
                 f"a shard of {shard_tokens} tokens does not fit {length} tokens split over "

@@ -142,6 +142,18 @@ def test_unsupported_splits_are_refused_with_a_clear_error(kwargs, words):
         ShardContext(**kwargs)
 
 
+def test_tokens_besides_the_video_are_refused_naming_them():
+    from comfyui_adacache.adacache.families.wan import WAN
+
+    shard = ShardContext(seq_rank=0, seq_size=2)
+    video = (1, 16, 4, 8, 8)  # 4 x 4 x 4 = 64 tokens: 32 a rank
+    assert shard.sequence_length(WAN, video, 0, 32) == 64
+    with pytest.raises(ShardError, match="Wan's reference-image tokens"):
+        shard.sequence_length(WAN, video, 0, 36)  # 8 reference tokens prepended
+    with pytest.raises(ShardError, match="in a way AdaCache does not know"):
+        shard.sequence_length(WAN, video, 0, 30)
+
+
 # -- the core's shard arithmetic, without processes ------------------------------------------
 def shards(x: torch.Tensor, ranks: int) -> list[torch.Tensor]:
     """``x`` [B, L, D] padded at its end and split as xDiT splits it."""
