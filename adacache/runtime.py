@@ -90,18 +90,18 @@ class AdaCacheRun(StackHooks):
         self.metric_positions = parse_metric_blocks(spec, self.n_blocks)
         n_steps = max(len(sigmas) - 1, 1)
         self.schedule_steps = schedule_steps or n_steps
-        self.codebook = config.rule_for(self.schedule_steps)  # a codebook or a calibrated plan
+        self.rule = config.rule_for(self.schedule_steps)  # a codebook or a calibrated plan
         self.warnings: list[str] = list(config.notes)
         self.setup = dict(setup or {})
-        self.moreg_settings, note = moreg_for_plan(config.moreg, self.codebook)
+        self.moreg_settings, note = moreg_for_plan(config.moreg, self.rule)
         self.warnings += [note] if note else []
         self.schedule = CacheSchedule(
-            sigmas, self.codebook, self.moreg_settings, cache_sigma_range,
+            sigmas, self.rule, self.moreg_settings, cache_sigma_range,
             schedule_steps=self.schedule_steps, first_step=first_step, positions=positions,
             check_interrupt=check_interrupt, combine=self.shard.combine,
         )
-        if isinstance(self.codebook, CalibratedPlan):
-            self.warnings += plan_mismatch(self.codebook.setup, self.setup)
+        if isinstance(self.rule, CalibratedPlan):
+            self.warnings += plan_mismatch(self.rule.setup, self.setup)
         self.check_interrupt = check_interrupt
         self.store = CacheStore(cache_device)
         self.streams = self.store.streams  # StreamKey -> StreamCache
@@ -122,7 +122,7 @@ class AdaCacheRun(StackHooks):
                 "computed, so AdaCache can skip at most "
                 f"{max(self.schedule.n_steps - 4, 0)} step(s) here (few-step / distilled setup)"
             )
-        if self.schedule.moreg is not None and not family.is_video:
+        if self.schedule.regularizer is not None and not family.is_video:
             self.warnings.append(
                 "MoReg: no motion term for image models (one frame); its factor stays 1"
             )

@@ -103,10 +103,10 @@ class CacheSchedule:
         self.sigmas = [float(s) for s in sigmas]
         self.n_steps = max(len(self.sigmas) - 1, 0)
         self.positions = tuple(positions) if positions else _linear_positions(self.sigmas)
-        self.codebook = codebook
+        self.rule = codebook  # a codebook, or a calibrated plan (its planner places the steps)
         self.first_step = first_step
         whole = round(schedule_steps) if schedule_steps else self.n_steps
-        self.moreg = MotionRegularizer(moreg, whole) if moreg and moreg.enabled else None
+        self.regularizer = MotionRegularizer(moreg, whole) if moreg and moreg.enabled else None
         self.cache_sigma_high, self.cache_sigma_low = cache_sigma_range
         outside = {i for i in range(self.n_steps) if not self._in_range(i)}
         # a calibrated plan places every compute after step 0 (steps outside the range forced)
@@ -119,7 +119,7 @@ class CacheSchedule:
         self.combine = combine
         # the current compute step's measures so far, and MoReg's state before them
         self._measures: list[tuple[float, int, float | None]] = []
-        self._moreg_before = self.moreg
+        self._regularizer_before = self.regularizer
 
     def _in_range(self, step: int) -> bool:
         return self.cache_sigma_low <= self.sigmas[step] <= self.cache_sigma_high
@@ -131,7 +131,7 @@ class CacheSchedule:
         if step != self.current:
             self._settle()
             self.current = step
-            self._measures, self._moreg_before = [], self.moreg
+            self._measures, self._regularizer_before = [], self.regularizer
             record = self.trace[step]
             record.computed, record.reason = self._decide(step)
         record = self.trace[step]
@@ -202,20 +202,20 @@ class CacheSchedule:
         motions = [m[2] for m in measures if m[2] is not None]
         motion = sum(motions) / len(motions) if motions else None
         factor = 1.0
-        if self._moreg_before is not None:  # MoReg as the step found it: one factor a step
-            self.moreg = replace(self._moreg_before)
-            factor, _ = self.moreg.factor(
+        if self._regularizer_before is not None:  # MoReg as the step found it: one factor a step
+            self.regularizer = replace(self._regularizer_before)
+            factor, _ = self.regularizer.factor(
                 self.first_step + record.step, motion, gap, self.positions[record.step]
             )
         record.distance, record.motion = distance, motion
-        record.moreg_factor = factor if self.moreg is not None else None
+        record.moreg_factor = factor if self.regularizer is not None else None
         record.regularized_distance = distance * factor
         record.rate = self._rate(record, gap)
         self.next_compute = record.step + record.rate
 
     def _rate(self, record: StepRecord, gap: int) -> int:
         if self.planner is None:
-            return self.codebook.rate_for(record.regularized_distance)
+            return self.rule.rate_for(record.regularized_distance)
         reference = self.planner.reference(record.step, gap)
         record.reference_distance = reference
         ratio = record.regularized_distance / reference if reference > 0 else 1.0

@@ -43,7 +43,7 @@ def run_summary(run, interrupted: bool = False) -> dict:
     reached = [r for r in s.trace if r.computed is not None]
     computed = len(s.computed_steps)
     distances = [r.distance for r in s.trace if r.distance is not None]
-    plain = plain_codebook(run.codebook)
+    plain = plain_codebook(run.rule)
     rates = plain.rates
     if max(rates) <= 1:  # suggest a codebook that can reuse steps
         rates = preset_codebook("fast", run.schedule_steps).rates
@@ -72,13 +72,13 @@ def run_summary(run, interrupted: bool = False) -> dict:
         "call_reasons": dict(Counter(
             f"{p['mode']}: {p['reason']}" for r in s.trace for p in r.call_plans
         )),
-        "codebook": run.codebook.describe(),
+        "codebook": run.rule.describe(),
         "codebook_text": plain.editor_text(),  # as the Codebook Editor takes it
-        "codebook_values": run.codebook.summary_values(),
+        "codebook_values": run.rule.summary_values(),
         "codebook_steps": round(run.schedule_steps, 2),
         "metric": run.config.metric,
         "metric_blocks": list(run.metric_positions),
-        "moreg": run.schedule.moreg is not None,
+        "moreg": run.schedule.regularizer is not None,
         "setup": run.setup or None,
         "peak_cache_bytes": run.peak_cache_bytes,
         "streams": len(run.streams),

@@ -193,8 +193,8 @@ class LiveTrace:
         }
         if not self.sent_setup:
             self.sent_setup = True
-            message.update(codebook=self.run.codebook.summary_values(),
-                           moreg=schedule.moreg is not None, calibration=self.calibration)
+            message.update(codebook=self.run.rule.summary_values(),
+                           moreg=schedule.regularizer is not None, calibration=self.calibration)
         self.server.send_sync("adacache.progress", message, self.client_id)
 
     def _send(self, event: str, data: dict) -> None:

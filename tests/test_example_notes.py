@@ -329,7 +329,7 @@ def test_flux_note_on_moreg_for_images():
     flux = next(f for f in FAMILIES if f.name == "Flux")
     sigmas = [1.0 - i / 20 for i in range(21)]
     with_moreg = AdaCacheRun(AdaCacheConfig("slow", moreg=MoRegSettings()), flux, 19, sigmas)
-    assert with_moreg.schedule.moreg is not None  # connected, it would run ...
+    assert with_moreg.schedule.regularizer is not None  # connected, it would run ...
     assert any("factor stays 1" in w for w in with_moreg.warnings)  # ... and says it does nothing
     assert not AdaCacheRun(AdaCacheConfig("slow"), flux, 19, sigmas).warnings
 

@@ -132,7 +132,7 @@ def test_a_plan_with_uncalibrated_moreg_is_never_a_skip_everything_schedule():
     a calibrated plan they used to compute step 9 and jump to 28."""
     config = AdaCacheConfig(preset="custom", plan=plan(3.0), moreg=MoRegSettings())
     run = AdaCacheRun(config, WAN, 1, [1.0 - i / N for i in range(N + 1)])
-    assert run.schedule.moreg is None
+    assert run.schedule.regularizer is None
     assert any("MoReg is off for this run" in w for w in run.warnings)
     profile = rising_profile()
     last = None
@@ -154,7 +154,7 @@ def test_a_plan_brings_back_its_calibrated_moreg():
     assert restored.moreg == result.moreg and restored.moreg.reference
     run = AdaCacheRun(AdaCacheConfig(preset="custom", plan=restored), WAN, 1,
                       [1.0 - i / N for i in range(N + 1)])
-    assert run.moreg_settings == result.moreg and run.schedule.moreg is not None
+    assert run.moreg_settings == result.moreg and run.schedule.regularizer is not None
     assert any("brings back the MoReg calibrated with it" in w for w in run.warnings)
 
 

@@ -258,7 +258,7 @@ def test_the_calibrate_preset_computes_every_step_and_records_gap_changes():
     family = next(f for f in FAMILIES if f.is_video)
     run = AdaCacheRun(AdaCacheConfig(preset="calibrate"), family, 4,
                       [float(10 - i) / 10 for i in range(11)])
-    assert run.codebook.rates == (1,)
+    assert run.rule.rates == (1,)
     for step in range(10):
         run.schedule.enter(step)
         run.gap_rows.setdefault(step, []).append(tuple(0.1 / k for k in range(1, step + 1)))
