@@ -14,11 +14,19 @@ from .schedule import NO_CACHE, STALE_CACHE, WINDOW_NO_CACHE
 class StreamKey(NamedTuple):
     """What one stored residual was computed for: a cond entry (its uuid), the context window
     the host sliced the latent to (None: the whole latent) and the per-stream latent shape (any
-    other slicing shows there). Equal keys, and only those, share a residual."""
+    other slicing shows there). Equal keys, and only those, share a residual. ``role``: cond
+    or uncond (the host's ``cond_or_uncond``), which stays the same in the next slice of a
+    schedule, where the uuids are new."""
 
     cond: object
     window: object = None
     latent: tuple = ()
+    role: object = None
+
+    def across_slices(self) -> tuple | None:
+        """What finds this stream again in the next slice of its schedule (None: only its
+        order of appearance does)."""
+        return None if self.role is None else (self.role, self.window, self.latent)
 
 
 @dataclass

@@ -15,12 +15,13 @@ from .plan import CalibratedPlan
 @dataclass
 class CalibrationCarry:
     """A calibration run that ended at a slice boundary (KSamplerAdvanced, one model's part):
-    its sample so far, its length and its per-stream recorders (in the order the streams
-    appeared), so the next slice of the same schedule records gaps across the cut."""
+    its sample so far, its length and its per-stream recorders (``(identity across slices,
+    recorder)`` in the order the streams appeared), so the next slice of the same schedule
+    records gaps across the cut."""
 
     sample: CalibrationSample
     steps: int
-    recorders: list
+    recorders: list[tuple]
 
 
 class CalibrationRecording:
@@ -36,11 +37,21 @@ class CalibrationRecording:
     def add(self, stream_key, step: int, samples: dict) -> None:
         """A stream's metric samples at ``step`` (every step computes when calibrating)."""
         recorder = self.recorders.get(stream_key)
-        if recorder is None:  # a continued calibration: the streams in their order
-            recorder = self._carried.pop(0) if self._carried else GapRecorder(self.metric)
+        if recorder is None:
+            recorder = self._carried_for(stream_key) or GapRecorder(self.metric)
             self.recorders[stream_key] = recorder
         offset = self.carry.steps if self.carry else 0
         self.gap_rows.setdefault(step, []).append(recorder.add(offset + step, samples))
+
+    def _carried_for(self, stream_key) -> GapRecorder | None:
+        """A continued calibration: the previous slice's recorder of the same stream (cond or
+        uncond, window and shape: work units may bring the streams in another order), else the
+        next one in the order the streams appeared."""
+        identity = getattr(stream_key, "across_slices", lambda: None)()
+        for i, (carried, _) in enumerate(self._carried):
+            if identity is not None and carried == identity:
+                return self._carried.pop(i)[1]
+        return self._carried.pop(0)[1] if self._carried else None
 
     def sample(self, trace, positions, setup: dict | None) -> CalibrationSample:
         """The run (its ``trace`` of step records) as a calibration sample: per step, the
@@ -63,7 +74,8 @@ class CalibrationRecording:
 
     def carry_on(self, sample: CalibrationSample) -> CalibrationCarry:
         """What the next slice of the same schedule needs to continue, after ``sample``."""
-        recorders = list(self.recorders.values())  # in the order the streams appeared
+        recorders = [(getattr(key, "across_slices", lambda: None)(), recorder)
+                     for key, recorder in self.recorders.items()]  # in order of appearance
         return CalibrationCarry(sample, sample.n_steps, recorders)
 
 

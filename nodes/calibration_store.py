@@ -90,7 +90,7 @@ def attach_recorder(model) -> None:
                 carry = run.calibration_carry()  # holds this run's sample
                 key = store_key(run.setup) or store_key(executor.class_obj.model_patcher)
                 STORE.add(key, RecordedRun(carry.sample, prompt, time.time(), run_id, batch))
-                carry.recorders = [r.offloaded() for r in carry.recorders]
+                carry.recorders = [(same, r.offloaded()) for same, r in carry.recorders]
                 sigmas = args[3] if len(args) > 3 else kwargs.get("sigmas")
                 handle.calibration_carry = (
                     prompt, float(sigmas[-1]), tuple(noise.shape[1:]), carry, run_id

@@ -134,7 +134,8 @@ def _stream_keys(transformer_options: dict, x: torch.Tensor) -> list[StreamKey]:
     """One key per batch entry: its cond uuid, the context window the host sliced the latent
     to (comfy/context_windows.py calls the model once per window with the same uuids) and the
     per-entry latent shape."""
-    conds = transformer_options.get("uuids") or transformer_options.get("cond_or_uncond") or [0]
+    roles = transformer_options.get("cond_or_uncond") or []
+    conds = transformer_options.get("uuids") or roles or [0]
     window = transformer_options.get("context_window")
     if window is not None:
         index_list = getattr(window, "index_list", None)
@@ -142,7 +143,9 @@ def _stream_keys(transformer_options: dict, x: torch.Tensor) -> list[StreamKey]:
             (getattr(window, "dim", None), tuple(int(i) for i in index_list))
             if index_list is not None else ("window", id(window))  # unknown kind: never shared
         )
-    return [StreamKey(c, window, tuple(x.shape[1:])) for c in conds]
+    roles = roles if len(roles) == len(conds) else [None] * len(conds)
+    return [StreamKey(c, window, tuple(x.shape[1:]), role)
+            for c, role in zip(conds, roles, strict=True)]
 
 
 def _between_block_patches(transformer_options: dict) -> list[str]:

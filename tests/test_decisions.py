@@ -266,3 +266,26 @@ def test_a_calibration_run_is_complete_without_closing_its_schedule():
     distances = run.calibration_sample().distances
     assert distances[0] is None and distances[1:] == pytest.approx([0.03] * 5, rel=1e-4)
     assert [r.rate for r in run.schedule.trace][1:] == [1] * 5
+
+
+def test_a_continued_calibration_finds_each_stream_again_by_cond_or_uncond():
+    """Work units run cond and uncond on their own threads, so the next slice of a schedule
+    may bring them in the other order (with new uuids): each continues its own recorder."""
+    from comfyui_adacache.adacache.calibration import CalibrationSample
+    from comfyui_adacache.adacache.recording import CalibrationRecording
+
+    cond, uncond = torch.ones(4, 2), torch.full((4, 2), 10.0)
+    sample = CalibrationSample((None,), (None,), ((),))
+
+    def next_slice(roles: bool) -> CalibrationRecording:
+        first = CalibrationRecording("l1")
+        first.add(StreamKey("uuid-a", role=0 if roles else None), 0, {1: cond})
+        first.add(StreamKey("uuid-b", role=1 if roles else None), 0, {1: uncond})
+        second = CalibrationRecording("l1", first.carry_on(sample))
+        second.add(StreamKey("uuid-c", role=1 if roles else None), 0, {1: uncond * 1.1})
+        second.add(StreamKey("uuid-d", role=0 if roles else None), 0, {1: cond * 1.1})
+        return second
+
+    assert next_slice(roles=True).gap_rows[0] == [pytest.approx((0.1,)), pytest.approx((0.1,))]
+    blind = next_slice(roles=False).gap_rows[0]  # the order of appearance alone mixes them up
+    assert blind[0][0] > 1 and blind[1][0] < 0.95

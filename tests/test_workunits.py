@@ -58,7 +58,14 @@ def head_calls(monkeypatch):
 
 
 def split(model):
-    """The MultiGPU CFG Split node on ``model``, at most two devices."""
+    """The MultiGPU CFG Split node on ``model``, at most two devices. Models of earlier tests
+    that were freed are dropped from the loaded list first, as ComfyUI's executor does between
+    prompts (``cleanup_models_gc``, ``cleanup_models``): the node's device reuse reads that
+    list and fails on them."""
+    import comfy.model_management
+
+    comfy.model_management.cleanup_models_gc()
+    comfy.model_management.cleanup_models()
     return node_model(MultiGPUCFGSplitNode.execute(model, 2))
 
 
