@@ -391,3 +391,36 @@ def test_the_codebook_editor_validates_as_you_type(page):  # noqa: F811
     saved = page.evaluate("() => window.app.graph.serialize()")
     (node,) = saved["nodes"]
     assert len(node["widgets_values"]) == 3, node["widgets_values"]
+
+
+# Whether a node's plot canvas is drawn inside the node (screen pixels).
+PLOT_INSIDE = """(id) => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+    const cr = c.canvas.getBoundingClientRect(), s = c.ds.scale, o = c.ds.offset;
+    const r = n.widgets.find(w => w.name === 'adacache_schedule').element
+        .querySelector('canvas').getBoundingClientRect();
+    return r.height > 0 && r.top >= cr.top + (n.pos[1] + o[1]) * s
+        && r.bottom <= cr.top + (n.pos[1] + n.size[1] + o[1]) * s + 1; }"""
+RAYLIGHT_GRAPH = """() => { const g = window.app.graph, L = window.LiteGraph; g.clear();
+    const add = (type, pos) => { const n = L.createNode(type); n.pos = pos; g.add(n); return n; };
+    const apply = add('AdaCacheApplyRaylight', [60, 60]);
+    const editor = add('AdaCacheCodebookEditor', [60, 60 + apply.size[1] + 60]);
+    editor.connect(0, apply, apply.inputs.findIndex(i => i.name === 'codebook'));
+    const report = add('AdaCacheReportRaylight', [apply.size[0] + 120, 60]);
+    g.setDirtyCanvas(true, true);
+    return {apply: apply.id, width: apply.size[0],
+            widgets: apply.widgets.map(w => w.name)}; }"""
+
+
+def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page):  # noqa: F811
+    """AdaCache Apply (Raylight) shows rank 0's run live (relayed by nodes/raylight.py): it
+    gets the same plot widget as AdaCache Apply, and room for it."""
+    close_dialogs(page)
+    made = page.evaluate(RAYLIGHT_GRAPH)
+    assert "adacache_schedule" in made["widgets"], made
+    assert made["width"] >= 440, made  # the plot's axes and labels
+    assert overlaps(page) == []  # the node grew to its plot, the Editor below made room
+    page.evaluate("() => { const c = window.app.canvas; c.ds.offset = [100, 120];"
+                  " c.setDirty(true, true); }")
+    frames(page)
+    shot(page, "canvas_raylight_apply.png")
+    assert page.evaluate(PLOT_INSIDE, made["apply"])
