@@ -411,14 +411,26 @@ RAYLIGHT_GRAPH = """() => { const g = window.app.graph, L = window.LiteGraph; g.
             widgets: apply.widgets.map(w => w.name)}; }"""
 
 
-def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page):  # noqa: F811
-    """AdaCache Apply (Raylight) shows rank 0's run live (relayed by nodes/raylight.py): it
-    gets the same plot widget as AdaCache Apply, and room for it."""
+def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page, demo_run):  # noqa: F811
+    """AdaCache Apply (Raylight) shows rank 0's run (relayed to the browser by nodes/raylight.py
+    as an ordinary adacache.trace event of the node): it gets the same plot widget as AdaCache
+    Apply, room for it, and draws a trace sent for it (the demo run's, as this page got it)."""
+    trace = page.evaluate(STATE, demo_run["ids"]["run"])
     close_dialogs(page)
     made = page.evaluate(RAYLIGHT_GRAPH)
     assert "adacache_schedule" in made["widgets"], made
     assert made["width"] >= 440, made  # the plot's axes and labels
-    assert overlaps(page) == []  # the node grew to its plot, the Editor below made room
+    assert overlaps(page) == []  # the node grew to its plot's header, the Editor made room
+    compact = node_height(page, made["apply"])
+    page.evaluate("""([detail, id]) => (window.app.api ?? window.comfyAPI.api.api).dispatchEvent(
+        new CustomEvent('adacache.trace', {detail: {...detail, node: String(id), prompt_id: null,
+                                                    run: 'raylight'}}))""",
+                  [trace, made["apply"]])
+    frames(page)
+    shown = page.evaluate(STATE, made["apply"])
+    assert shown["pattern"] == trace["pattern"]
+    assert node_height(page, made["apply"]) > compact + 200  # the plot unfolded
+    assert overlaps(page) == []  # and the Editor below moved down
     page.evaluate("() => { const c = window.app.canvas; c.ds.offset = [100, 120];"
                   " c.setDirty(true, true); }")
     frames(page)
