@@ -47,6 +47,7 @@ class AdaCacheHandle:
         self.family = family
         self.keys = keys
         self.node_id = node_id
+        self.live_sender = None  # where the live trace goes; None: this process's PromptServer
         self.last_summary: dict | None = None
         self.recent: list[tuple[tuple, dict]] = []  # (latent fingerprint, summary), newest last
 

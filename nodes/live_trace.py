@@ -78,13 +78,16 @@ def shown_speedup(speedup, computed_call_s: list[float], reused: int, step_ratio
 class LiveTrace:
     """One sampling run's events, for the AdaCache Apply node ``node_id``."""
 
-    def __init__(self, node_id, run, *, calibration: bool = False, enabled: bool = True):
+    def __init__(self, node_id, run, *, calibration: bool = False, enabled: bool = True,
+                 sender=None):
         self.node_id = None if node_id is None else str(node_id)
         self.run = run  # an adacache.AdaCacheRun
         self.run_id = uuid.uuid4().hex
         self.calibration = calibration
         enabled = enabled and os.environ.get("ADACACHE_LIVE_TRACE", "1") != "0"
-        self.server = _server() if enabled and node_id is not None else None
+        # ``sender``: a stand-in for this process's PromptServer (``send_sync``, ``client_id``,
+        # ``last_prompt_id``), e.g. a Raylight worker's relay to the main process
+        self.server = (sender or _server()) if enabled and node_id is not None else None
         # Read now: ComfyUI may reuse the Apply node's cached output across prompts.
         self.prompt_id = getattr(self.server, "last_prompt_id", None)
         self.client_id = getattr(self.server, "client_id", None)

@@ -210,7 +210,8 @@ def _outer_sample_wrapper(handle: AdaCacheHandle):
         )
         run.calibration_run_id = continued[1] if continued else None
         live = LIVE[run] = LiveTrace(
-            handle.node_id, run, calibration=config.preset == "calibrate"
+            handle.node_id, run, calibration=config.preset == "calibrate",
+            sender=handle.live_sender,
         )
         # the guider's per-sample copy of the model options: this sampling call's own
         options = guider.model_options.setdefault("transformer_options", {})

@@ -6,7 +6,9 @@ function to every actor (``RayWorker.model_function_runner``). This node sends o
 ``xdit.apply_in_worker`` (the ordinary Apply, plus the worker's place in xfuser's split run, so
 every decision is taken once for the whole run) through the same settings as AdaCache Apply.
 Rank 0's run summary comes back through Raylight's ``model_function_runner_get_values``
-(``worker_summary``), for AdaCache Report (Raylight).
+(``worker_summary``), for AdaCache Report (Raylight). The live plot: rank 0's LiveTrace puts its
+events into a Ray queue (``QueueSender``) that a thread of this process forwards to the browser
+(``LiveRelay``); the other ranks run the same schedule and send nothing.
 
 A worker cannot import a ComfyUI custom node by name (ComfyUI loads it from its folder), so the
 function sent travels by value and first makes the pack importable in the worker, under the
@@ -15,8 +17,12 @@ name it has here, from the same folder (a local Ray cluster: one machine).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
 import sys
+import threading
+import time
 from pathlib import Path
 
 from comfy_api.latest import io
@@ -29,6 +35,9 @@ NODE = "AdaCache Apply (Raylight)"
 RayActors_IO = io.Custom("RAY_ACTORS")  # Raylight's socket: {"workers": [Ray actor handles]}
 PACK = __name__.rsplit(".nodes.", 1)[0]  # the pack's module name in this process
 ROOT = str(Path(__file__).resolve().parents[1])
+RELAY_IDLE_S = 1800.0  # a relay with no event for this long stops (its run is long over)
+RELAY_POLL_S = 1.0
+log = logging.getLogger("AdaCache")
 
 
 def check_actors(ray_actors, node: str = NODE) -> list:
@@ -81,13 +90,16 @@ def _import_pack(pack: str, root: str, module: str):
     return importlib.import_module(f"{pack}.{module}")
 
 
-def _apply_in_worker(model, pack: str, root: str, config: bytes, node_id):
-    """Runs in a worker (``model_function_runner``): its model with AdaCache applied."""
+def _apply_in_worker(model, pack: str, root: str, config: bytes, node_id, sender=None):
+    """Runs in a worker (``model_function_runner``): its model with AdaCache applied, its live
+    trace sent through ``sender`` (rank 0) or nowhere."""
     import pickle
 
     nodes = _import_pack(pack, root, "nodes.adacache_nodes")
     xdit = _import_pack(pack, root, "nodes.xdit")
-    return nodes.patch_model(model, pickle.loads(config), node_id, apply=xdit.apply_in_worker)
+    patched = nodes.patch_model(model, pickle.loads(config), node_id, apply=xdit.apply_in_worker)
+    patched.model_options["transformer_options"]["adacache_handle"].live_sender = sender
+    return patched
 
 
 def _summary_in_worker(model, pack: str, root: str, latent):
@@ -116,11 +128,111 @@ def _by_value():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def send_config(worker, config, node_id=None):
-    """Applies ``config`` in one worker; returns the Ray future."""
+def send_config(worker, config, node_id=None, sender=None):
+    """Applies ``config`` in one worker, its live trace sent through ``sender`` (a QueueSender;
+    None: nowhere, a worker has no browser); returns the Ray future."""
     _by_value()
     return worker.model_function_runner.remote(
-        _apply_in_worker, PACK, ROOT, pickle.dumps(config), node_id)
+        _apply_in_worker, PACK, ROOT, pickle.dumps(config), node_id, sender)
+
+
+class QueueSender:
+    """In rank 0's worker, LiveTrace's PromptServer: each event goes into the relay's queue
+    (one short call to a local actor per sent step). The first failure (the relay gone) turns
+    it off; LiveTrace never lets a send fail a run."""
+
+    def __init__(self, queue, prompt_id, client_id):
+        self.queue = queue
+        self.last_prompt_id, self.client_id = prompt_id, client_id
+
+    def send_sync(self, event, data, client_id=None):
+        if self.queue is None:
+            return
+        try:
+            self.queue.put_nowait((event, data))
+        except Exception:
+            self.queue = None
+            raise
+
+
+def send_all(workers, config, node_id=None, relay=None) -> None:
+    """Applies ``config`` in every worker; rank 0's live trace goes through ``relay`` (a
+    LiveRelay; None: nowhere), the other ranks send nothing (the same schedule)."""
+    import ray
+
+    sender = relay.sender if relay is not None else None
+    ray.get([send_config(w, config, node_id, sender if rank == 0 else None)
+             for rank, w in enumerate(workers)])
+
+
+def forward_to_browser(event: str, data: dict, client_id) -> None:
+    """One relayed event to this process's PromptServer; nothing without one (never raises)."""
+    try:
+        from server import PromptServer
+
+        PromptServer.instance.send_sync(event, data, client_id)
+    except Exception as e:
+        log.debug("AdaCache: could not forward a Raylight live event: %s", e)
+
+
+class LiveRelay:
+    """In the main process: a Ray queue for rank 0's live events and a daemon thread that
+    forwards them (``forward(event, data, client_id)``) until ``stop``, RELAY_IDLE_S without an
+    event, or the queue or Ray gone. A newer relay of the same node stops the older one."""
+
+    ACTIVE: dict = {}  # node id -> its running relay
+
+    def __init__(self, node_id, prompt_id, client_id, forward=forward_to_browser):
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})  # no worker's CPU slot
+        self.sender = QueueSender(self.queue, prompt_id, client_id)
+        self.client_id, self.forward = client_id, forward
+        self.stopped = threading.Event()
+        previous = LiveRelay.ACTIVE.pop(node_id, None)
+        if previous is not None:
+            previous.stop()
+        LiveRelay.ACTIVE[node_id] = self
+        self.thread = threading.Thread(target=self._loop, name="adacache-relay", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def for_browser(cls, node_id):
+        """A relay to the browser that queued the running prompt; None without one."""
+        try:
+            from server import PromptServer
+
+            server = PromptServer.instance
+        except (ImportError, AttributeError):
+            return None
+        if node_id is None or getattr(server, "client_id", None) is None:
+            return None  # LiveTrace would not send either (no client to send to)
+        return cls(node_id, getattr(server, "last_prompt_id", None), server.client_id)
+
+    def _loop(self) -> None:
+        from ray.util.queue import Empty
+
+        last = time.monotonic()
+        while not self.stopped.is_set() and time.monotonic() - last < RELAY_IDLE_S:
+            try:
+                event, data = self.queue.get(timeout=RELAY_POLL_S)
+            except Empty:
+                continue
+            except Exception as e:  # the queue's actor or Ray gone
+                log.debug("AdaCache: Raylight live relay ended: %s", e)
+                break
+            last = time.monotonic()
+            try:
+                self.forward(event, data, self.client_id)
+            except Exception as e:
+                log.debug("AdaCache: could not forward a Raylight live event: %s", e)
+        with contextlib.suppress(Exception):  # already gone with Ray
+            self.queue.shutdown()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ends the thread (within RELAY_POLL_S) and the queue; waits ``timeout`` for it."""
+        self.stopped.set()
+        self.thread.join(timeout)
 
 
 def worker_summary(worker, latent) -> tuple[dict | None, str | None]:
@@ -164,7 +276,7 @@ class AdaCacheApplyRaylight(io.ComfyNode):
 
         check_parallel(ray.get(workers[0].get_parallel_dict.remote()))
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        ray.get([send_config(w, config, node_id) for w in workers])
+        send_all(workers, config, node_id, LiveRelay.for_browser(node_id))
         return io.NodeOutput(ray_actors)
 
 

@@ -10,6 +10,8 @@ The end-to-end tests need a Raylight checkout named by ADACACHE_RAYLIGHT, ray, a
 
 from __future__ import annotations
 
+import time
+
 import comfy_host
 import pytest
 import raylight_harness
@@ -124,6 +126,22 @@ def disagree(actors) -> dict:
     return run(actors, EVEN)
 
 
+def live(actors) -> dict:
+    """The Apply's settings sent with a live relay: a run, and what the relay forwarded."""
+    events = []
+    relay = node.LiveRelay("41", "live prompt", "live client",
+                           forward=lambda *event: events.append(event))
+    try:
+        node.send_all(actors["workers"], apply_config(CODEBOOK), "41", relay)
+        result = run(actors, EVEN)
+        deadline = time.monotonic() + 30
+        while not any(e[0] == "adacache.trace" for e in events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        relay.stop(timeout=10)
+    return {**result, "events": events, "relay running": relay.thread.is_alive()}
+
+
 def apply_config(codebook):
     from comfyui_adacache.adacache import AdaCacheConfig
 
@@ -177,6 +195,7 @@ def ulysses(ray_cluster):
         ("auto first", lambda a: run(a, EVEN)),
         ("auto second", lambda a: run(a, EVEN)),
         ("disagree", disagree),
+        ("live", live),
     ])
 
 
@@ -278,6 +297,23 @@ def test_the_report_reads_rank_0s_run_in_the_main_process(ulysses, single):
     assert image.shape[-1] == 3 and single[("adacache", "even")]["summary"]["pattern"] in text
 
 
+@needs_raylight
+def test_the_live_relay_forwards_rank_0s_progress_and_trace(ulysses):
+    result = ulysses["live"]
+    events, summary = result["events"], result["summaries"][0]
+    assert not result["relay running"]
+    assert {client for *_, client in events} == {"live client"}
+    progress = [data for event, data, _ in events if event == "adacache.progress"]
+    traces = [data for event, data, _ in events if event == "adacache.trace"]
+    assert len(traces) == 1  # rank 0's alone
+    assert traces[0]["pattern"] == summary["pattern"] and "." in summary["pattern"]
+    assert all(d["node"] == "41" and d["prompt_id"] == "live prompt" for d in progress + traces)
+    assert progress and all(d["run"] == traces[0]["run"] for d in progress)
+    sent = sorted({r["step"] for d in progress for r in [d["record"], *d["earlier"]]})
+    assert sent == list(range(len(summary["pattern"])))  # every step, as it finished
+    print(f"live relay: {len(progress)} progress events, trace {traces[0]['pattern']}")
+
+
 # -- bad input (no Raylight needed) ------------------------------------------------------------
 @pytest.mark.parametrize("value", ["ray_actors", None, {"workers": []}, {"workers": [1, 2]}])
 def test_anything_but_raylight_actors_is_refused_naming_the_input(value):
@@ -303,3 +339,8 @@ def test_pipefusion_and_data_parallel_are_refused(parallel, words):
 def test_a_worker_without_the_pack_on_its_machine_says_so(tmp_path):
     with pytest.raises(RuntimeError, match="AdaCache is not at .* on this Ray worker's machine"):
         node._import_pack("adacache_elsewhere", str(tmp_path), "nodes.xdit")
+
+
+def test_forwarding_without_a_prompt_server_never_raises():
+    node.forward_to_browser("adacache.trace", {"node": "1"}, "client")
+    assert node.LiveRelay.for_browser("1") is None  # no browser: no relay, no queue actor

@@ -391,3 +391,48 @@ def test_the_codebook_editor_validates_as_you_type(page):  # noqa: F811
     saved = page.evaluate("() => window.app.graph.serialize()")
     (node,) = saved["nodes"]
     assert len(node["widgets_values"]) == 3, node["widgets_values"]
+
+
+# Whether a node's plot canvas is drawn inside the node (screen pixels).
+PLOT_INSIDE = """(id) => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+    const cr = c.canvas.getBoundingClientRect(), s = c.ds.scale, o = c.ds.offset;
+    const r = n.widgets.find(w => w.name === 'adacache_schedule').element
+        .querySelector('canvas').getBoundingClientRect();
+    return r.height > 0 && r.top >= cr.top + (n.pos[1] + o[1]) * s
+        && r.bottom <= cr.top + (n.pos[1] + n.size[1] + o[1]) * s + 1; }"""
+RAYLIGHT_GRAPH = """() => { const g = window.app.graph, L = window.LiteGraph; g.clear();
+    const add = (type, pos) => { const n = L.createNode(type); n.pos = pos; g.add(n); return n; };
+    const apply = add('AdaCacheApplyRaylight', [60, 60]);
+    const editor = add('AdaCacheCodebookEditor', [60, 60 + apply.size[1] + 60]);
+    editor.connect(0, apply, apply.inputs.findIndex(i => i.name === 'codebook'));
+    const report = add('AdaCacheReportRaylight', [apply.size[0] + 120, 60]);
+    g.setDirtyCanvas(true, true);
+    return {apply: apply.id, width: apply.size[0],
+            widgets: apply.widgets.map(w => w.name)}; }"""
+
+
+def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page, demo_run):  # noqa: F811
+    """AdaCache Apply (Raylight) shows rank 0's run (relayed to the browser by nodes/raylight.py
+    as an ordinary adacache.trace event of the node): it gets the same plot widget as AdaCache
+    Apply, room for it, and draws a trace sent for it (the demo run's, as this page got it)."""
+    trace = page.evaluate(STATE, demo_run["ids"]["run"])
+    close_dialogs(page)
+    made = page.evaluate(RAYLIGHT_GRAPH)
+    assert "adacache_schedule" in made["widgets"], made
+    assert made["width"] >= 440, made  # the plot's axes and labels
+    assert overlaps(page) == []  # the node grew to its plot's header, the Editor made room
+    compact = node_height(page, made["apply"])
+    page.evaluate("""([detail, id]) => (window.app.api ?? window.comfyAPI.api.api).dispatchEvent(
+        new CustomEvent('adacache.trace', {detail: {...detail, node: String(id), prompt_id: null,
+                                                    run: 'raylight'}}))""",
+                  [trace, made["apply"]])
+    frames(page)
+    shown = page.evaluate(STATE, made["apply"])
+    assert shown["pattern"] == trace["pattern"]
+    assert node_height(page, made["apply"]) > compact + 200  # the plot unfolded
+    assert overlaps(page) == []  # and the Editor below moved down
+    page.evaluate("() => { const c = window.app.canvas; c.ds.offset = [100, 120];"
+                  " c.setDirty(true, true); }")
+    frames(page)
+    shot(page, "canvas_raylight_apply.png")
+    assert page.evaluate(PLOT_INSIDE, made["apply"])

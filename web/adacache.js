@@ -1,6 +1,7 @@
-// AdaCache frontend. "AdaCache Apply" shows its sampling run live (adacache.progress, then
-// adacache.trace): raw distance per compute step against the codebook's thresholds, the MoReg
-// factor, which steps ran the block stack, and a what-if: drag a threshold or click a band's
+// AdaCache frontend. "AdaCache Apply" (and "AdaCache Apply (Raylight)", rank 0's run) shows its
+// sampling run live (adacache.progress, then adacache.trace): raw distance per compute step
+// against the codebook's thresholds, the MoReg factor, which steps ran the block stack, and a
+// what-if: drag a threshold or click a band's
 // rate and see the schedule that codebook would give. "Use this codebook" writes it into the
 // Codebook Editor's widgets (saved with the workflow). Plain ES module; DOM widgets with
 // serialize: false, so nothing visual lands in the prompt.
@@ -8,8 +9,8 @@
 // common, state, plot, plot_widget, use_codebook, whatif, layout, calibrate and codebook_checks.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { APPLY, COLORS, EDITOR, allNodes, nodeForId, redrawApply } from "./common.js";
-import { roomAfterLoad } from "./layout.js";
+import { COLORS, EDITOR, PLOT_NODES, allNodes, hasPlot, nodeForId, redrawApply } from "./common.js";
+import { fitToWidgets, roomAfterLoad } from "./layout.js";
 import { addPlotWidget } from "./plot_widget.js";
 import { editorCodebook, startRun, stateOf } from "./state.js";
 import { refreshSavedOptions, setupEditor, useCodebook } from "./use_codebook.js";
@@ -21,7 +22,7 @@ let loading = []; // the nodes of the workflow being loaded, as saved
 function applyNodeFor(detail) {
   if (detail?.prompt_id && ourPrompts.size && !ourPrompts.has(detail.prompt_id)) return null;
   const node = nodeForId(detail?.node);
-  return node?.type === APPLY || node?.comfyClass === APPLY ? node : null;
+  return hasPlot(node) ? node : null;
 }
 
 function onProgress(detail) {
@@ -66,7 +67,7 @@ function onTrace(detail) {
 function onPromptEnd(promptId) {
   // Plots greyed for a prompt that never sampled them: say so instead of waiting forever.
   for (const n of allNodes()) {
-    const st = n.type === APPLY ? stateOf(n) : null;
+    const st = hasPlot(n) ? stateOf(n) : null;
     if (st?.stale && st.staleFor === promptId) {
       Object.assign(st, { stale: false, notRerun: true });
       redrawApply(n);
@@ -78,7 +79,7 @@ function onPromptStart(promptId) {
   if (!promptId || ourPrompts.has(promptId)) return;
   ourPrompts.add(promptId);
   for (const n of allNodes()) {
-    if (n.type !== APPLY) continue;
+    if (!hasPlot(n)) continue;
     const st = stateOf(n);
     if (st.nSteps) {
       st.stale = true; // until this prompt's first point for the node arrives
@@ -113,12 +114,13 @@ app.registerExtension({
     loading = [];
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name === APPLY) {
+    if (PLOT_NODES.has(nodeData.name)) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function () {
         const r = onNodeCreated?.apply(this, arguments);
         addPlotWidget(this);
         this.size[0] = Math.max(this.size[0], 440); // room for the plot's axes and labels
+        fitToWidgets(this); // a new node is made as tall as its widgets (the plot's header)
         return r;
       };
     }

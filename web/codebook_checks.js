@@ -9,6 +9,7 @@ import { fitToWidgets } from "./layout.js";
 import { savedCodebooks, savedFiles } from "./use_codebook.js";
 
 const APPLY = "AdaCacheApply";
+const RAYLIGHT = "AdaCacheApplyRaylight"; // the same settings inputs
 const EDITOR = "AdaCacheCodebookEditor";
 const USE_ABOVE = "(use the values above)";
 const NUMBER = /^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf(inity)?|nan)$/i; // Python's float()
@@ -197,7 +198,8 @@ function watchPreset(node) {
 app.registerExtension({
   name: "adacache.codebook_checks",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    const add = { [EDITOR]: addEditorCheck, [APPLY]: watchPreset }[nodeData.name];
+    const add = { [EDITOR]: addEditorCheck, [APPLY]: watchPreset, [RAYLIGHT]: watchPreset }[
+      nodeData.name];
     if (!add) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {

@@ -6,6 +6,12 @@ const SHARED = await fetch(new URL("./colors.json", import.meta.url))
   .then((r) => r.json()).catch(() => ({}));
 
 export const APPLY = "AdaCacheApply";
+// The nodes that show a run's plot: AdaCache Apply, and its Raylight twin (rank 0's run,
+// relayed from the Ray workers by nodes/raylight.py).
+export const PLOT_NODES = new Set([APPLY, "AdaCacheApplyRaylight"]);
+export function hasPlot(node) {
+  return PLOT_NODES.has(node?.type) || PLOT_NODES.has(node?.comfyClass);
+}
 export const EDITOR = "AdaCacheCodebookEditor";
 export const USE_ABOVE = "(use the values above)";
 export const PLOT_H = 280; // canvas height in CSS pixels, with a run shown

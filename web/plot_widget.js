@@ -62,7 +62,7 @@ export function addPlotWidget(node) {
   canvas.className = "adacache-adacache_schedule";
   Object.assign(canvas.style, { width: "100%", height: `${SHORT_H}px`, touchAction: "none" });
   const bar = document.createElement("div");
-  Object.assign(bar.style, { display: "flex", gap: "6px", height: `${BAR_H - 4}px`,
+  Object.assign(bar.style, { display: "none", gap: "6px", height: `${BAR_H - 4}px`,
     alignItems: "center", font: "11px sans-serif", color: COLORS.dim, marginTop: "2px" });
   const button = (label, title) => {
     const b = document.createElement("button");
