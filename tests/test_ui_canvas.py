@@ -400,6 +400,12 @@ PLOT_INSIDE = """(id) => { const c = window.app.canvas, n = window.app.graph.get
         .querySelector('canvas').getBoundingClientRect();
     return r.height > 0 && r.top >= cr.top + (n.pos[1] + o[1]) * s
         && r.bottom <= cr.top + (n.pos[1] + n.size[1] + o[1]) * s + 1; }"""
+TOOLBAR_CLIPPED = """(id) => { const n = window.app.graph.getNodeById(id);
+    const bar = n.widgets.find(w => w.name === 'adacache_schedule').element
+        .querySelector('canvas').nextElementSibling;
+    const one = bar.querySelector('button').getBoundingClientRect().height;
+    return [...bar.children].filter(e => e.scrollWidth > e.clientWidth + 1
+        || e.getBoundingClientRect().height > one + 1).map(e => e.textContent); }"""
 RAYLIGHT_GRAPH = """() => { const g = window.app.graph, L = window.LiteGraph; g.clear();
     const add = (type, pos) => { const n = L.createNode(type); n.pos = pos; g.add(n); return n; };
     const apply = add('AdaCacheApplyRaylight', [60, 60]);
@@ -436,3 +442,4 @@ def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page, demo_run): 
     frames(page)
     shot(page, "canvas_raylight_apply.png")
     assert page.evaluate(PLOT_INSIDE, made["apply"])
+    assert page.evaluate(TOOLBAR_CLIPPED, made["apply"]) == []  # no label cut or wrapped

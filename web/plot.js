@@ -305,7 +305,7 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
     ctx.fillText("next", nx, L.top - 2);
     ctx.textAlign = "left";
   }
-  drawLegend(ctx, 8, h - 5, st.moreg, planned);
+  drawLegend(ctx, 8, h - 5, st.moreg, planned, w - 8);
   if (st.hover?.step != null) {
     ctx.strokeStyle = "rgba(255,255,255,0.35)";
     ctx.strokeRect(L.left + st.hover.step * L.colW, L.top, L.colW, L.whatifStrip + 9 - L.top);
@@ -323,7 +323,8 @@ export function drawPlot(ctx, w, h, node, warnings = [], short = false) {
 
 // After a calibrated plan's run c_t is compared with the plan's expected change, not with
 // thresholds (those drawn faintly are its plain codebook's, which the plan does not use).
-function drawLegend(ctx, x, y, moreg, plan = false) {
+// It fits ``right``: a narrow node draws it in a smaller font (8 px at least), never clipped.
+function drawLegend(ctx, x, y, moreg, plan = false, right = Infinity) {
   const items = [
     [COLORS.distance, "●", "c_t (raw)"],
     ...(moreg ? [[COLORS.regularized, "□", "c_t × MoReg (compared)"]] : []),
@@ -332,6 +333,14 @@ function drawLegend(ctx, x, y, moreg, plan = false) {
     [COLORS.computed, "■", "computed"],
     [COLORS.reused, "■", "reused"],
   ];
+  const font = ctx.font;
+  const gaps = 13 * items.length - 10; // the fixed space after each mark and label
+  const text = items.reduce((sum, [, mark, label]) =>
+    sum + ctx.measureText(mark).width + ctx.measureText(label).width, 0);
+  if (x + text + gaps > right) {
+    const size = (parseFloat(font) || 11) * (right - x - gaps) / text;
+    ctx.font = `${Math.max(8, Math.floor(size * 10) / 10)}px sans-serif`;
+  }
   for (const [color, mark, label] of items) {
     ctx.fillStyle = color;
     ctx.fillText(mark, x, y);
@@ -340,6 +349,7 @@ function drawLegend(ctx, x, y, moreg, plan = false) {
     ctx.fillText(label, x, y);
     x += ctx.measureText(label).width + 10;
   }
+  ctx.font = font;
 }
 
 export function headerText(st) {

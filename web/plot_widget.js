@@ -69,6 +69,7 @@ export function addPlotWidget(node) {
     b.textContent = label;
     b.title = title;
     Object.assign(b.style, { font: "11px sans-serif", padding: "1px 8px", cursor: "pointer",
+      whiteSpace: "nowrap", flex: "0 0 auto",
       background: "#333", color: "#ddd", border: "1px solid #555", borderRadius: "3px" });
     bar.appendChild(b);
     return b;
@@ -82,9 +83,11 @@ export function addPlotWidget(node) {
   const reset = button("Reset", "Back to the codebook the run used");
   reset.className = "adacache-reset";
   const hint = document.createElement("span");
-  hint.textContent = "drag a threshold · click τ: +1, shift-click: −1";
-  hint.style.whiteSpace = "nowrap";
-  hint.style.overflow = "hidden";
+  hint.textContent = "drag a threshold · click τ ±1";
+  hint.title = "Drag a threshold line to move it; click a band's τ to add 1, shift-click to " +
+    "take 1 away. The run strip below shows the schedule that codebook would give.";
+  Object.assign(hint.style, { whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis",
+    minWidth: "0" });
   bar.appendChild(hint);
   box.append(canvas, bar);
 
