@@ -83,7 +83,9 @@ def demo_run(page):  # noqa: F811
     page.wait_for_function("(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name"
                            " === 'adacache_result').element.dataset.result", arg=ids["calibrate"],
                            timeout=60_000)
-    return {"ids": ids, "before": before, "data": data}
+    # the run's trace as the page got it (later tests may replace the graph)
+    return {"ids": ids, "before": before, "data": data,
+            "trace": page.evaluate(STATE, ids["run"])}
 
 
 def test_a_node_with_no_run_is_compact_and_the_plot_unfolds_after_a_run(page, demo_run):  # noqa: F811
@@ -421,7 +423,7 @@ def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page, demo_run): 
     """AdaCache Apply (Raylight) shows rank 0's run (relayed to the browser by nodes/raylight.py
     as an ordinary adacache.trace event of the node): it gets the same plot widget as AdaCache
     Apply, room for it, and draws a trace sent for it (the demo run's, as this page got it)."""
-    trace = page.evaluate(STATE, demo_run["ids"]["run"])
+    trace = demo_run["trace"]
     close_dialogs(page)
     made = page.evaluate(RAYLIGHT_GRAPH)
     assert "adacache_schedule" in made["widgets"], made
