@@ -414,6 +414,8 @@ RAYLIGHT_GRAPH = """() => { const g = window.app.graph, L = window.LiteGraph; g.
     const editor = add('AdaCacheCodebookEditor', [60, 60 + apply.size[1] + 60]);
     editor.connect(0, apply, apply.inputs.findIndex(i => i.name === 'codebook'));
     const report = add('AdaCacheReportRaylight', [apply.size[0] + 120, 60]);
+    const calibrate = add('AdaCacheCalibrateRaylight', [apply.size[0] + 120, 200]);
+    apply.connect(0, calibrate, 0);  // the actors go on to Calibrate (Raylight)
     g.setDirtyCanvas(true, true);
     return {apply: apply.id, width: apply.size[0],
             widgets: apply.widgets.map(w => w.name)}; }"""
@@ -445,3 +447,11 @@ def test_the_raylight_apply_gets_the_plot_and_overlaps_nothing(page, demo_run): 
     shot(page, "canvas_raylight_apply.png")
     assert page.evaluate(PLOT_INSIDE, made["apply"])
     assert page.evaluate(TOOLBAR_CLIPPED, made["apply"]) == []  # no label cut or wrapped
+    # "Use this codebook" keeps a calibrating Apply (Raylight) calibrating: its actors go on to
+    # Calibrate (Raylight), which needs the calibrate preset
+    page.evaluate("""(id) => { const w = window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'preset'); w.value = 'calibrate'; w.callback?.('calibrate'); }""",
+                  made["apply"])
+    press(page, made["apply"], "adacache-use")
+    assert page.evaluate("""(id) => window.app.graph.getNodeById(id).widgets
+        .find(w => w.name === 'preset').value""", made["apply"]) == "calibrate"

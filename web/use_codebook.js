@@ -44,14 +44,34 @@ export function useCodebook(apply, cb, confirmReplace = (text) => window.confirm
   setWidget(editor, "saved", USE_ABOVE);
   // a calibrating Apply that feeds AdaCache Calibrate stays calibrating (custom would make the
   // next queue fail there); anywhere else the written codebook takes effect on the next run
-  const feedsCalibrate = (apply.outputs ?? []).some((o) => (o.links ?? []).some((id) =>
-    graph.getNodeById(linkById(graph, id)?.target_id)?.type === "AdaCacheCalibrate"));
-  if (!(widget(apply, "preset")?.value === "calibrate" && feedsCalibrate)) {
+  if (!(widget(apply, "preset")?.value === "calibrate" && feedsCalibrate(graph, apply))) {
     setWidget(apply, "preset", "custom");
   }
   graph.setDirtyCanvas?.(true, true);
   app.graph.setDirtyCanvas?.(true, true);
   return editor;
+}
+
+// Whether AdaCache Calibrate (or its Raylight node) is downstream of ``apply`` along links of
+// the Apply's own output type: MODEL (through other model patches), or Raylight's RAY_ACTORS
+// (through Raylight's sampler, which passes the actors on).
+function feedsCalibrate(graph, apply) {
+  const type = apply.outputs?.[0]?.type;
+  const seen = new Set([apply.id]);
+  const todo = [apply];
+  while (todo.length) {
+    for (const output of todo.pop().outputs ?? []) {
+      if (output.type !== type) continue;
+      for (const id of output.links ?? []) {
+        const target = graph.getNodeById(linkById(graph, id)?.target_id);
+        if (!target || seen.has(target.id)) continue;
+        if (target.type?.startsWith("AdaCacheCalibrate")) return true;
+        seen.add(target.id);
+        todo.push(target);
+      }
+    }
+  }
+  return false;
 }
 
 // --- Codebook Editor: picking a saved codebook or plan shows its values -------------------------
