@@ -47,7 +47,7 @@ class CalibrationRecording:
         """A continued calibration: the previous slice's recorder of the same stream (cond or
         uncond, window and shape: work units may bring the streams in another order), else the
         next one in the order the streams appeared."""
-        identity = getattr(stream_key, "across_slices", lambda: None)()
+        identity = stream_key.across_slices()
         for i, (carried, _) in enumerate(self._carried):
             if identity is not None and carried == identity:
                 return self._carried.pop(i)[1]
@@ -74,7 +74,7 @@ class CalibrationRecording:
 
     def carry_on(self, sample: CalibrationSample) -> CalibrationCarry:
         """What the next slice of the same schedule needs to continue, after ``sample``."""
-        recorders = [(getattr(key, "across_slices", lambda: None)(), recorder)
+        recorders = [(key.across_slices(), recorder)
                      for key, recorder in self.recorders.items()]  # in order of appearance
         return CalibrationCarry(sample, sample.n_steps, recorders)
 

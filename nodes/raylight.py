@@ -29,7 +29,7 @@ from comfy_api.latest import io
 
 from .adacache_nodes import CATEGORY, build_config, settings_inputs
 from .calibration_nodes import AdaCacheCalibrate, check_runs, fit_runs
-from .report import check_latent, report_output
+from .report import AdaCacheReport, check_latent, report_output
 
 NODE = "AdaCache Apply (Raylight)"
 RayActors_IO = io.Custom("RAY_ACTORS")  # Raylight's socket: {"workers": [Ray actor handles]}
@@ -235,13 +235,18 @@ class LiveRelay:
         self.thread.join(timeout)
 
 
+def _ask(worker, function, *args):
+    """The Ray future of ``function(model, PACK, ROOT, *args)`` run in ``worker`` on its model
+    (``model_function_runner_get_values``: its return value comes back)."""
+    _by_value()
+    return worker.model_function_runner_get_values.remote(function, PACK, ROOT, *args)
+
+
 def worker_summary(worker, latent) -> tuple[dict | None, str | None]:
     """The summary of the worker's run that produced ``latent`` (or None and why)."""
     import ray
 
-    _by_value()
-    return ray.get(worker.model_function_runner_get_values.remote(
-        _summary_in_worker, PACK, ROOT, latent))
+    return ray.get(_ask(worker, _summary_in_worker, latent))
 
 
 class AdaCacheApplyRaylight(io.ComfyNode):
@@ -284,9 +289,7 @@ def worker_recorded(worker, forget: bool = False) -> tuple[list, str | None]:
     """The calibration runs the worker recorded on its model, and the model's store key."""
     import ray
 
-    _by_value()
-    return ray.get(worker.model_function_runner_get_values.remote(
-        _recorded_in_worker, PACK, ROOT, forget))
+    return ray.get(_ask(worker, _recorded_in_worker, forget))
 
 
 class AdaCacheCalibrateRaylight(io.ComfyNode):
@@ -316,8 +319,7 @@ class AdaCacheCalibrateRaylight(io.ComfyNode):
         def forget():
             import ray
 
-            ray.get([w.model_function_runner_get_values.remote(
-                _recorded_in_worker, PACK, ROOT, True) for w in workers])
+            ray.get([_ask(w, _recorded_in_worker, True) for w in workers])
 
         return fit_runs(recorded, speed, moreg, name, runs, None,
                         f"the Raylight workers' model ({key})", forget, node)
@@ -326,24 +328,15 @@ class AdaCacheCalibrateRaylight(io.ComfyNode):
 class AdaCacheReportRaylight(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="AdaCacheReportRaylight",
-            display_name="AdaCache Report (Raylight)",
-            category=CATEGORY,
-            description="AdaCache Report for Raylight graphs: rank 0's run (every rank runs "
-            "the same schedule) as an image and a text summary.",
-            inputs=[
-                RayActors_IO.Input("ray_actors", tooltip="The RAY_ACTORS output of Raylight's "
-                                   "sampler (after AdaCache Apply (Raylight))."),
-                io.Latent.Input("latent", tooltip="The sampler's LATENT output."),
-            ],
-            outputs=[
-                io.Image.Output(display_name="report", tooltip="The trace plot, 1024x640."),
-                io.String.Output(display_name="summary", tooltip="The run summary as in the "
-                                 "log."),
-            ],
-            is_output_node=True,
-        )
+        schema = AdaCacheReport.define_schema()
+        schema.node_id = "AdaCacheReportRaylight"
+        schema.display_name = "AdaCache Report (Raylight)"
+        schema.description = ("AdaCache Report for Raylight graphs: rank 0's run (every rank "
+                              "runs the same schedule) as an image and a text summary.")
+        schema.inputs[0] = RayActors_IO.Input(
+            "ray_actors", tooltip="The RAY_ACTORS output of Raylight's sampler (after AdaCache "
+            "Apply (Raylight)).")
+        return schema
 
     @classmethod
     def execute(cls, ray_actors, latent) -> io.NodeOutput:
