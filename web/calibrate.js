@@ -2,9 +2,9 @@
 // saved, and the steps the fitted plan computes on those runs (the node's UI output
 // "adacache_calibration", nodes/calibration_nodes.py).
 import { app } from "../../scripts/app.js";
+import { CALIBRATE_NODES } from "./common.js";
 import { fitToWidgets } from "./layout.js";
 
-const CALIBRATE = new Set(["AdaCacheCalibrate", "AdaCacheCalibrateRaylight"]);
 const LINES = 3;
 const LINE_H = 15;
 
@@ -62,7 +62,7 @@ function addResultWidget(node) {
 app.registerExtension({
   name: "adacache.calibrate",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!CALIBRATE.has(nodeData.name)) return;
+    if (!CALIBRATE_NODES.has(nodeData.name)) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);

@@ -4,14 +4,10 @@
 // - AdaCache Apply's preset says when a connected codebook overrides it (nodes/adacache_nodes.py:
 //   a connected codebook replaces every preset but custom and calibrate).
 import { app } from "../../scripts/app.js";
-import { isPlan, linkById } from "./common.js";
+import { CALIBRATE_NODES, EDITOR, PLOT_NODES, USE_ABOVE, isPlan, linkById } from "./common.js";
 import { fitToWidgets } from "./layout.js";
 import { savedCodebooks, savedFiles } from "./use_codebook.js";
 
-const APPLY = "AdaCacheApply";
-const RAYLIGHT = "AdaCacheApplyRaylight"; // the same settings inputs
-const EDITOR = "AdaCacheCodebookEditor";
-const USE_ABOVE = "(use the values above)";
 const NUMBER = /^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf(inity)?|nan)$/i; // Python's float()
 
 // The labelled form the log prints ("thresholds: 0.03, 1 | rates: 6, 1") in either field.
@@ -158,7 +154,7 @@ export function presetLabel(node) {
 function connectedKind(node, linkId) {
   const graph = node.graph ?? app.graph;
   const source = graph?.getNodeById?.(linkById(graph, linkId)?.origin_id);
-  if (source?.type?.startsWith("AdaCacheCalibrate")) return "plan";
+  if (CALIBRATE_NODES.has(source?.type)) return "plan";
   const saved = source?.type === EDITOR ? widget(source, "saved")?.value : null;
   return saved && saved !== USE_ABOVE && isPlan(savedFiles.get(saved)) ? "plan" : "codebook";
 }
@@ -198,8 +194,9 @@ function watchPreset(node) {
 app.registerExtension({
   name: "adacache.codebook_checks",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    const add = { [EDITOR]: addEditorCheck, [APPLY]: watchPreset, [RAYLIGHT]: watchPreset }[
-      nodeData.name];
+    // every Apply (AdaCache Apply, Apply (Raylight)) has the same settings inputs
+    const add = nodeData.name === EDITOR ? addEditorCheck
+      : PLOT_NODES.has(nodeData.name) ? watchPreset : null;
     if (!add) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {

@@ -12,6 +12,8 @@ export const PLOT_NODES = new Set([APPLY, "AdaCacheApplyRaylight"]);
 export function hasPlot(node) {
   return PLOT_NODES.has(node?.type) || PLOT_NODES.has(node?.comfyClass);
 }
+// AdaCache Calibrate and its Raylight node: the nodes a calibrating Apply feeds.
+export const CALIBRATE_NODES = new Set(["AdaCacheCalibrate", "AdaCacheCalibrateRaylight"]);
 export const EDITOR = "AdaCacheCodebookEditor";
 export const USE_ABOVE = "(use the values above)";
 export const PLOT_H = 280; // canvas height in CSS pixels, with a run shown

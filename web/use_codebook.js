@@ -1,7 +1,9 @@
 // AdaCache frontend: "Use this codebook" and the Codebook Editor's saved codebooks.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { EDITOR, USE_ABOVE, allNodes, isPlan, linkById, setWidget, widget } from "./common.js";
+import {
+  CALIBRATE_NODES, EDITOR, USE_ABOVE, allNodes, isPlan, linkById, setWidget, widget,
+} from "./common.js";
 import { freeSpot } from "./layout.js";
 import { stateOf } from "./state.js";
 
@@ -65,7 +67,7 @@ function feedsCalibrate(graph, apply) {
       for (const id of output.links ?? []) {
         const target = graph.getNodeById(linkById(graph, id)?.target_id);
         if (!target || seen.has(target.id)) continue;
-        if (target.type?.startsWith("AdaCacheCalibrate")) return true;
+        if (CALIBRATE_NODES.has(target.type)) return true;
         seen.add(target.id);
         todo.push(target);
       }
